@@ -1,0 +1,5 @@
+//! Barge: a Kubernetes promotion controller whose every wait is driven by
+//! watch events.
+
+pub mod api;
+pub mod cli;
