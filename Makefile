@@ -22,3 +22,9 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+.PHONY: sandbox
+## sandbox: a local control plane with Barge's CRDs, kept up until Ctrl-C (SANDBOX_EXIT=1 to stop at once)
+sandbox:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin $(CARGO) run -q -p barge-testenv --bin barge-sandbox -- crds

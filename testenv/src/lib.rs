@@ -403,6 +403,12 @@ pub struct TestEnv {
     control_plane: ControlPlane,
 }
 
+impl From<ControlPlane> for TestEnv {
+    fn from(control_plane: ControlPlane) -> Self {
+        TestEnv { control_plane }
+    }
+}
+
 static SHARED: tokio::sync::OnceCell<TestEnv> = tokio::sync::OnceCell::const_new();
 static NAMESPACES: AtomicU64 = AtomicU64::new(0);
 
