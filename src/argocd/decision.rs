@@ -1,0 +1,332 @@
+//! What to do about an Application, decided from its cached state alone.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+use super::{AUTHORIZED_STAGE_ANNOTATION, Application, Info, PROMOTION_INFO, REFRESH_ANNOTATION};
+
+/// The info entry naming the Promotion's namespace: Promotion names are only
+/// unique per namespace, and one Application may serve several.
+pub const PROMOTION_NAMESPACE_INFO: &str = "barge.dev/promotion-namespace";
+
+/// Argo CD's `operationState.phase`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperationPhase {
+    Running,
+    Terminating,
+    Failed,
+    Error,
+    Succeeded,
+    Other(String),
+}
+
+impl OperationPhase {
+    pub fn parse(phase: &str) -> Self {
+        match phase {
+            "Running" => Self::Running,
+            "Terminating" => Self::Terminating,
+            "Failed" => Self::Failed,
+            "Error" => Self::Error,
+            "Succeeded" => Self::Succeeded,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// Argo CD's "completed": Failed, Error or Succeeded.
+    pub fn completed(&self) -> bool {
+        matches!(self, Self::Failed | Self::Error | Self::Succeeded)
+    }
+}
+
+impl std::fmt::Display for OperationPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Running => f.write_str("Running"),
+            Self::Terminating => f.write_str("Terminating"),
+            Self::Failed => f.write_str("Failed"),
+            Self::Error => f.write_str("Error"),
+            Self::Succeeded => f.write_str("Succeeded"),
+            Self::Other(p) if p.is_empty() => f.write_str("(none)"),
+            Self::Other(p) => f.write_str(p),
+        }
+    }
+}
+
+/// What argocd-update should do next for one Application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncDecision {
+    /// Write a sync operation: none of ours exists, or the last one is stale.
+    Sync,
+    /// An operation someone else started is still running; ours must wait.
+    WaitForeign { phase: String },
+    /// Our operation is requested or running.
+    Running { phase: String },
+    /// Our operation succeeded at the desired revisions.
+    Succeeded,
+    /// Our operation ended Failed or Error, or synced something else.
+    Failed { message: String },
+}
+
+fn names_promotion(info: &[Info], namespace: &str, promotion: &str) -> bool {
+    let named = info
+        .iter()
+        .any(|i| i.name == PROMOTION_INFO && i.value == promotion);
+    // Operations written without the namespace entry still count as ours by name.
+    let same_namespace = info
+        .iter()
+        .find(|i| i.name == PROMOTION_NAMESPACE_INFO)
+        .is_none_or(|i| i.value == namespace);
+    named && same_namespace
+}
+
+fn requested_info(operation: &Value) -> Vec<Info> {
+    operation
+        .get("info")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Decides from the Application alone whether the Promotion's sync must be
+/// written, is under way, or has ended (Kargo's `mustPerformUpdate`, except
+/// that a completed failure of our own ends the step instead of re-syncing).
+pub fn decide_sync(
+    app: &Application,
+    namespace: &str,
+    promotion: &str,
+    desired: &[String],
+) -> SyncDecision {
+    if let Some(operation) = &app.operation {
+        return if names_promotion(&requested_info(operation), namespace, promotion) {
+            SyncDecision::Running {
+                phase: "Requested".into(),
+            }
+        } else {
+            SyncDecision::WaitForeign {
+                phase: "Requested".into(),
+            }
+        };
+    }
+    let Some(state) = app.status.as_ref().and_then(|s| s.operation_state.as_ref()) else {
+        return SyncDecision::Sync;
+    };
+    let phase = OperationPhase::parse(&state.phase);
+    let info = state
+        .operation
+        .as_ref()
+        .map(|o| o.info.as_slice())
+        .unwrap_or_default();
+    if !names_promotion(info, namespace, promotion) {
+        return if phase.completed() {
+            SyncDecision::Sync
+        } else {
+            SyncDecision::WaitForeign {
+                phase: phase.to_string(),
+            }
+        };
+    }
+    match phase {
+        OperationPhase::Failed | OperationPhase::Error => SyncDecision::Failed {
+            message: state
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("sync ended {phase}")),
+        },
+        OperationPhase::Succeeded => {
+            let Some(result) = &state.sync_result else {
+                return SyncDecision::Sync;
+            };
+            let synced: Vec<&str> = if result.revisions.is_empty() {
+                vec![result.revision.as_str()]
+            } else {
+                result.revisions.iter().map(String::as_str).collect()
+            };
+            for (i, want) in desired.iter().enumerate() {
+                let got = synced.get(i).copied().unwrap_or_default();
+                if !want.is_empty() && got != want {
+                    return SyncDecision::Failed {
+                        message: format!(
+                            "Argo CD synced revision \"{got}\" but the step wants \"{want}\""
+                        ),
+                    };
+                }
+            }
+            SyncDecision::Succeeded
+        }
+        other => SyncDecision::Running {
+            phase: other.to_string(),
+        },
+    }
+}
+
+/// The Stages (`"<namespace>:<stage>"`) the Application authorizes.
+pub fn authorized_stages(app: &Application) -> Vec<String> {
+    app.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(AUTHORIZED_STAGE_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// True when the Application lets Stage `namespace/stage` change it.
+pub fn is_authorized(app: &Application, namespace: &str, stage: &str) -> bool {
+    let wanted = format!("{namespace}:{stage}");
+    authorized_stages(app).iter().any(|s| *s == wanted)
+}
+
+/// The merge patch that asks Argo CD to sync on the Promotion's behalf: new
+/// sources (if any), a hard refresh, the operation naming the Promotion, and
+/// `status.operationState` cleared so a stale result can't be mistaken for
+/// the new one. The resourceVersion makes the write fail rather than race.
+pub fn sync_patch(
+    app: &Application,
+    namespace: &str,
+    promotion: &str,
+    actor: Option<&str>,
+    sources: Option<Value>,
+) -> Value {
+    let sync_policy = app.spec.get("syncPolicy");
+    let mut sync = json!({});
+    if let Some(options) = sync_policy.and_then(|p| p.get("syncOptions")) {
+        sync["syncOptions"] = options.clone();
+    }
+    let mut operation = json!({
+        "initiatedBy": match actor {
+            Some(user) => json!({"username": user, "automated": false}),
+            None => json!({"username": "barge-controller", "automated": true}),
+        },
+        "info": [
+            {"name": "Reason", "value": "Promotion triggered a sync of this Application resource."},
+            {"name": PROMOTION_INFO, "value": promotion},
+            {"name": PROMOTION_NAMESPACE_INFO, "value": namespace},
+        ],
+        "sync": sync,
+    });
+    if let Some(retry) = sync_policy.and_then(|p| p.get("retry")) {
+        operation["retry"] = retry.clone();
+    }
+    let mut patch = json!({
+        "metadata": {
+            "annotations": {REFRESH_ANNOTATION: "hard"},
+            "resourceVersion": app.metadata.resource_version,
+        },
+        "operation": operation,
+    });
+    if let Some(sources) = sources {
+        let key = if app.has_multiple_sources() {
+            "sources"
+        } else {
+            "source"
+        };
+        patch["spec"] = json!({ key: sources });
+    }
+    if app.status.is_some() {
+        patch["status"] = json!({"operationState": null});
+    }
+    patch
+}
+
+/// Health of one Application as a Stage or argocd-wait sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppHealth {
+    Healthy,
+    Progressing(String),
+    /// Not known yet; `refresh` asks for Argo CD to compare again first.
+    Unknown {
+        reason: String,
+        refresh: bool,
+    },
+    Unhealthy(String),
+}
+
+fn seconds(t: &Time) -> i64 {
+    t.0.as_second()
+}
+
+/// Kargo's Application health check, made strict about staleness: health is
+/// only believed once Argo CD compared after the last operation finished.
+pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth {
+    let Some(app) = app else {
+        return AppHealth::Unknown {
+            reason: "Application not found".into(),
+            refresh: false,
+        };
+    };
+    let status = app.status.clone().unwrap_or_default();
+    if let Some(finished) = status
+        .operation_state
+        .as_ref()
+        .and_then(|o| o.finished_at.as_ref())
+    {
+        let stale = status
+            .reconciled_at
+            .as_ref()
+            .is_none_or(|r| seconds(r) < seconds(finished));
+        if stale {
+            return AppHealth::Unknown {
+                reason: "Argo CD has not compared the Application since its last sync finished"
+                    .into(),
+                refresh: true,
+            };
+        }
+    }
+    let errors = app.comparison_errors();
+    if !errors.is_empty() {
+        return AppHealth::Unhealthy(errors.join("; "));
+    }
+    if desired.iter().any(|d| !d.is_empty()) {
+        if app.operation_in_progress() {
+            return AppHealth::Unknown {
+                reason: "a sync is in progress".into(),
+                refresh: false,
+            };
+        }
+        let sync = status.sync.clone().unwrap_or_default();
+        let live: Vec<String> = if app.has_multiple_sources() {
+            sync.revisions.clone()
+        } else {
+            sync.revision.clone().into_iter().collect()
+        };
+        if live.len() != desired.len() {
+            return AppHealth::Unknown {
+                reason: format!(
+                    "Application reports {} revisions, {} desired",
+                    live.len(),
+                    desired.len()
+                ),
+                refresh: false,
+            };
+        }
+        for (want, got) in desired.iter().zip(&live) {
+            if !want.is_empty() && want != got {
+                return AppHealth::Unhealthy(format!(
+                    "Application is at revision \"{got}\", desired \"{want}\""
+                ));
+            }
+        }
+    }
+    match status
+        .health
+        .as_ref()
+        .map(|h| h.status.as_str())
+        .unwrap_or_default()
+    {
+        "Healthy" => AppHealth::Healthy,
+        "" | "Progressing" | "Suspended" => AppHealth::Progressing(format!(
+            "Application health is {}",
+            status
+                .health
+                .map(|h| h.status)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "not reported".into())
+        )),
+        other => AppHealth::Unhealthy(format!("Application health is {other}")),
+    }
+}

@@ -1,0 +1,33 @@
+//! Argo CD as Barge sees it: a partial, read-mostly view of `Application`
+//! and the pure decisions the `argocd-update` and `argocd-wait` steps and
+//! Stage health make from it.
+
+mod application;
+mod decision;
+mod sources;
+
+pub use application::{
+    Application, ApplicationStatus, Condition, HealthStatus, Info, OperationRef, OperationState,
+    SyncResult, SyncStatus,
+};
+pub use decision::{
+    AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, SyncDecision, assess_health,
+    authorized_stages, decide_sync, is_authorized, sync_patch,
+};
+pub use sources::{
+    HelmImageUpdate, HelmUpdate, KustomizeImageUpdate, KustomizeUpdate, SourceError, SourceUpdate,
+    desired_revisions, updated_sources,
+};
+
+/// The annotation through which an Application authorizes Stages to change it:
+/// `"<namespace>:<stage>"`, or a comma-separated list of them.
+pub const AUTHORIZED_STAGE_ANNOTATION: &str = "barge.dev/authorized-stage";
+
+/// The `operation.info` entry that marks a sync as started by a Promotion.
+pub const PROMOTION_INFO: &str = "barge.dev/promotion";
+
+/// Argo CD's refresh request annotation.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! Specifications of the Argo CD decisions, over hand-built Applications.
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn app(value: Value) -> Application {
+    match serde_json::from_value(value) {
+        Ok(app) => app,
+        Err(e) => panic!("bad fixture: {e}"),
+    }
+}
+
+fn state(phase: &str, promotion: Option<&str>, revision: &str, finished: bool) -> Value {
+    let mut info = vec![json!({"name": "Reason", "value": "x"})];
+    if let Some(p) = promotion {
+        info.push(json!({"name": PROMOTION_INFO, "value": p}));
+        info.push(json!({"name": "barge.dev/promotion-namespace", "value": "demo"}));
+    }
+    let mut s = json!({
+        "operation": {"info": info, "sync": {}},
+        "phase": phase,
+        "message": format!("{phase} message"),
+        "startedAt": "2026-11-25T10:00:00Z",
+        "syncResult": {"revision": revision},
+    });
+    if finished {
+        s["finishedAt"] = json!("2026-11-25T10:00:05Z");
+    }
+    s
+}
+
+fn with_state(op_state: Value) -> Application {
+    app(json!({
+        "metadata": {"name": "demo-dev", "namespace": "argocd", "resourceVersion": "7"},
+        "spec": {"source": {"repoURL": "https://git.example/app.git", "targetRevision": "main"}},
+        "status": {"operationState": op_state},
+    }))
+}
+
+#[test]
+fn an_application_never_synced_needs_a_sync() {
+    let a = app(json!({"metadata": {"name": "a"}, "spec": {}}));
+    assert_eq!(decide_sync(&a, "demo", "p1", &[]), SyncDecision::Sync);
+}
+
+#[test]
+fn our_requested_operation_is_running_until_argo_cd_reports() {
+    let mut a = with_state(Value::Null);
+    a.status = None;
+    a.operation = Some(json!({"info": [{"name": PROMOTION_INFO, "value": "p1"}], "sync": {}}));
+    assert!(matches!(
+        decide_sync(&a, "demo", "p1", &[]),
+        SyncDecision::Running { .. }
+    ));
+}
+
+#[test]
+fn a_foreign_requested_operation_is_waited_for() {
+    let mut a = with_state(Value::Null);
+    a.operation = Some(json!({"info": [{"name": "Reason", "value": "manual"}], "sync": {}}));
+    assert!(matches!(
+        decide_sync(&a, "demo", "p1", &[]),
+        SyncDecision::WaitForeign { .. }
+    ));
+}
+
+#[test]
+fn a_foreign_running_operation_is_waited_for() {
+    let a = with_state(state("Running", None, "abc", false));
+    assert!(matches!(
+        decide_sync(&a, "demo", "p1", &[]),
+        SyncDecision::WaitForeign { .. }
+    ));
+}
+
+#[test]
+fn another_promotions_finished_operation_means_we_sync() {
+    let a = with_state(state("Succeeded", Some("p0"), "abc", true));
+    assert_eq!(decide_sync(&a, "demo", "p1", &[]), SyncDecision::Sync);
+}
+
+#[test]
+fn a_same_named_promotion_in_another_namespace_is_not_us() {
+    let a = with_state(state("Succeeded", Some("p1"), "abc", true));
+    assert_eq!(decide_sync(&a, "other", "p1", &[]), SyncDecision::Sync);
+}
+
+#[test]
+fn our_running_operation_keeps_the_step_running() {
+    let a = with_state(state("Running", Some("p1"), "abc", false));
+    assert_eq!(
+        decide_sync(&a, "demo", "p1", &[]),
+        SyncDecision::Running {
+            phase: "Running".into()
+        }
+    );
+}
+
+#[test]
+fn our_operation_retrying_with_finished_at_set_is_still_running() {
+    let a = with_state(state("Running", Some("p1"), "abc", true));
+    assert!(matches!(
+        decide_sync(&a, "demo", "p1", &[]),
+        SyncDecision::Running { .. }
+    ));
+}
+
+#[test]
+fn our_succeeded_operation_at_the_desired_revision_succeeds() {
+    let a = with_state(state("Succeeded", Some("p1"), "abc", true));
+    assert_eq!(
+        decide_sync(&a, "demo", "p1", &["abc".into()]),
+        SyncDecision::Succeeded
+    );
+}
+
+#[test]
+fn our_succeeded_operation_at_another_revision_fails_instead_of_syncing_again() {
+    let a = with_state(state("Succeeded", Some("p1"), "zzz", true));
+    let SyncDecision::Failed { message } = decide_sync(&a, "demo", "p1", &["abc".into()]) else {
+        panic!("expected Failed");
+    };
+    assert!(
+        message.contains("zzz") && message.contains("abc"),
+        "{message}"
+    );
+}
+
+#[test]
+fn our_failed_operation_fails_with_argo_cds_message() {
+    for phase in ["Failed", "Error"] {
+        let a = with_state(state(phase, Some("p1"), "abc", true));
+        assert_eq!(
+            decide_sync(&a, "demo", "p1", &[]),
+            SyncDecision::Failed {
+                message: format!("{phase} message")
+            }
+        );
+    }
+}
+
+#[test]
+fn authorization_accepts_a_comma_separated_list_only_exactly() {
+    let a = app(
+        json!({"metadata": {"name": "a", "annotations": {AUTHORIZED_STAGE_ANNOTATION: "demo:dev, demo:staging"}}}),
+    );
+    assert!(is_authorized(&a, "demo", "dev"));
+    assert!(is_authorized(&a, "demo", "staging"));
+    assert!(!is_authorized(&a, "demo", "prod"));
+    assert!(!is_authorized(&a, "other", "dev"));
+    let none = app(json!({"metadata": {"name": "a"}}));
+    assert!(!is_authorized(&none, "demo", "dev"));
+}
+
+#[test]
+fn the_sync_patch_names_the_promotion_clears_the_old_state_and_asks_for_a_hard_refresh() {
+    let mut a = with_state(state("Succeeded", Some("p0"), "abc", true));
+    a.spec["syncPolicy"] = json!({"syncOptions": ["CreateNamespace=true"], "retry": {"limit": 2}});
+    let patch = sync_patch(&a, "demo", "p1", None, None);
+    assert_eq!(patch["metadata"]["annotations"][REFRESH_ANNOTATION], "hard");
+    assert_eq!(patch["metadata"]["resourceVersion"], "7");
+    assert_eq!(patch["status"]["operationState"], Value::Null);
+    assert!(
+        patch["status"]
+            .as_object()
+            .is_some_and(|s| s.contains_key("operationState"))
+    );
+    assert_eq!(
+        patch["operation"]["sync"]["syncOptions"],
+        json!(["CreateNamespace=true"])
+    );
+    assert_eq!(patch["operation"]["retry"], json!({"limit": 2}));
+    assert_eq!(patch["operation"]["initiatedBy"]["automated"], true);
+    let info: Vec<Info> =
+        serde_json::from_value(patch["operation"]["info"].clone()).unwrap_or_default();
+    assert!(
+        info.iter()
+            .any(|i| i.name == PROMOTION_INFO && i.value == "p1")
+    );
+    assert!(patch.get("spec").is_none());
+}
+
+#[test]
+fn the_sync_patch_leaves_status_alone_when_the_application_has_none() {
+    let a = app(json!({"metadata": {"name": "a"}, "spec": {}}));
+    assert!(
+        sync_patch(&a, "demo", "p1", None, None)
+            .get("status")
+            .is_none()
+    );
+}
+
+#[test]
+fn update_target_revision_sets_the_matching_source_ignoring_dot_git() {
+    let a = with_state(Value::Null);
+    let update = SourceUpdate {
+        repo_url: "https://GIT.example/app".into(),
+        desired_revision: Some("abc".into()),
+        update_target_revision: true,
+        ..SourceUpdate::default()
+    };
+    let new = updated_sources(&a, &[update.clone()]);
+    assert_eq!(
+        new,
+        Ok(Some(
+            json!({"repoURL": "https://git.example/app.git", "targetRevision": "abc"})
+        ))
+    );
+    assert_eq!(desired_revisions(&a, &[update]), vec!["abc".to_string()]);
+}
+
+#[test]
+fn a_source_update_for_an_unknown_repository_is_an_error() {
+    let a = with_state(Value::Null);
+    let update = SourceUpdate {
+        repo_url: "https://elsewhere/x".into(),
+        ..SourceUpdate::default()
+    };
+    assert!(matches!(
+        updated_sources(&a, &[update]),
+        Err(SourceError::NoMatchingSource { .. })
+    ));
+}
+
+#[test]
+fn helm_images_are_upserted_and_kustomize_images_replaced() {
+    let a = app(json!({"metadata": {"name": "a"}, "spec": {"sources": [
+        {"repoURL": "https://charts.example", "chart": "web", "helm": {"parameters": [{"name": "image.tag", "value": "1"}, {"name": "keep", "value": "k"}]}},
+        {"repoURL": "https://git.example/cfg", "kustomize": {"images": ["old:1"]}}
+    ]}}));
+    let updates = vec![
+        SourceUpdate {
+            repo_url: "https://charts.example".into(),
+            chart: Some("web".into()),
+            helm: Some(HelmUpdate {
+                images: vec![
+                    HelmImageUpdate {
+                        key: "image.tag".into(),
+                        value: "2".into(),
+                    },
+                    HelmImageUpdate {
+                        key: "image.repo".into(),
+                        value: "r".into(),
+                    },
+                ],
+            }),
+            ..SourceUpdate::default()
+        },
+        SourceUpdate {
+            repo_url: "https://git.example/cfg".into(),
+            kustomize: Some(KustomizeUpdate {
+                images: vec![KustomizeImageUpdate {
+                    repo_url: "img".into(),
+                    tag: Some("2".into()),
+                    new_name: Some("mirror/img".into()),
+                    ..KustomizeImageUpdate::default()
+                }],
+            }),
+            ..SourceUpdate::default()
+        },
+    ];
+    let Ok(Some(new)) = updated_sources(&a, &updates) else {
+        panic!("expected new sources")
+    };
+    assert_eq!(
+        new[0]["helm"]["parameters"],
+        json!([{"name": "image.tag", "value": "2"}, {"name": "keep", "value": "k"}, {"name": "image.repo", "value": "r"}])
+    );
+    assert_eq!(new[1]["kustomize"]["images"], json!(["img=mirror/img:2"]));
+}
+
+fn healthy_app(reconciled: &str, revision: &str, health: &str) -> Application {
+    let mut a = with_state(state("Succeeded", Some("p1"), revision, true));
+    let status = a.status.get_or_insert_with(Default::default);
+    status.reconciled_at = serde_json::from_value(json!(reconciled)).ok();
+    status.sync = Some(SyncStatus {
+        status: "Synced".into(),
+        revision: Some(revision.into()),
+        revisions: vec![],
+    });
+    status.health = Some(HealthStatus {
+        status: health.into(),
+        message: None,
+    });
+    a
+}
+
+#[test]
+fn health_is_unknown_and_asks_for_refresh_while_argo_cd_status_is_stale() {
+    let a = healthy_app("2026-11-25T10:00:04Z", "abc", "Healthy");
+    assert!(matches!(
+        assess_health(Some(&a), &["abc".into()]),
+        AppHealth::Unknown { refresh: true, .. }
+    ));
+}
+
+#[test]
+fn health_is_healthy_when_reconciled_at_the_second_the_sync_finished() {
+    let a = healthy_app("2026-11-25T10:00:05Z", "abc", "Healthy");
+    assert_eq!(assess_health(Some(&a), &["abc".into()]), AppHealth::Healthy);
+}
+
+#[test]
+fn health_at_another_revision_is_unhealthy() {
+    let a = healthy_app("2026-11-25T10:00:09Z", "old", "Healthy");
+    assert!(matches!(
+        assess_health(Some(&a), &["abc".into()]),
+        AppHealth::Unhealthy(_)
+    ));
+}
+
+#[test]
+fn degraded_is_unhealthy_and_progressing_is_progressing() {
+    let a = healthy_app("2026-11-25T10:00:09Z", "abc", "Degraded");
+    assert!(matches!(
+        assess_health(Some(&a), &[]),
+        AppHealth::Unhealthy(_)
+    ));
+    let a = healthy_app("2026-11-25T10:00:09Z", "abc", "Progressing");
+    assert!(matches!(
+        assess_health(Some(&a), &[]),
+        AppHealth::Progressing(_)
+    ));
+}
+
+#[test]
+fn heavy_status_fields_are_dropped_when_parsed() {
+    let a = app(json!({"metadata": {"name": "a"}, "spec": {}, "status": {
+        "resources": [{"kind": "Deployment"}], "history": [{"id": 1}], "summary": {"images": ["x"]},
+        "sync": {"status": "Synced"}
+    }}));
+    let back = serde_json::to_value(&a).unwrap_or_default();
+    assert_eq!(back["status"], json!({"sync": {"status": "Synced"}}));
+}
