@@ -3,7 +3,9 @@
 pub mod schema;
 pub mod step;
 
-pub use step::{ExpressionVariable, PromotionStep, PromotionStepRetry, PromotionTaskReference, TaskKind};
+pub use step::{
+    ExpressionVariable, PromotionStep, PromotionStepRetry, PromotionTaskReference, TaskKind,
+};
 
 /// The API group of every Barge kind.
 pub const GROUP: &str = "barge.dev";

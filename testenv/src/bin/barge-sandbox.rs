@@ -18,10 +18,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let crd_dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("crds"));
+    let crd_dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("crds"));
     eprintln!("sandbox: starting etcd and kube-apiserver");
     let cp = ControlPlane::start().await?;
-    eprintln!("sandbox: control plane ready in {:?} at {}", cp.startup_time(), cp.server());
+    eprintln!(
+        "sandbox: control plane ready in {:?} at {}",
+        cp.startup_time(),
+        cp.server()
+    );
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(&crd_dir)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
