@@ -2,5 +2,7 @@
 //! watch events.
 
 pub mod api;
+pub mod argocd;
+pub mod promotion;
 pub mod cli;
 pub mod inflate;

@@ -1,0 +1,6 @@
+//! Running a Promotion: the pure step engine and the executor around it.
+
+pub mod engine;
+
+#[cfg(test)]
+mod engine_tests;
