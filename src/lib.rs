@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod argocd;
+pub mod controller;
 pub mod promotion;
+pub mod steps;
 pub mod cli;
 pub mod inflate;

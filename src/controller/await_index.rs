@@ -1,0 +1,250 @@
+//! Which Promotions wait on which objects, derived from what each waiting
+//! step recorded in `status.awaiting`. Watch events of Applications and
+//! Promotions are mapped through it to the exact Promotions to reconcile.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Selector, SelectorExt};
+
+/// A Promotion, by namespace and name.
+pub type PromotionKey = (String, String);
+
+/// One thing a Promotion waits on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AwaitTarget {
+    /// A named object of `kind` (e.g. `Application`, `Promotion`).
+    Named {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    /// Any object of `kind` in `namespace` whose labels match.
+    Selected {
+        kind: String,
+        namespace: String,
+        selector: LabelSelector,
+    },
+}
+
+#[derive(Default, Debug)]
+pub struct AwaitIndex {
+    named: HashMap<(String, String, String), HashSet<PromotionKey>>,
+    selected: HashMap<(String, String), HashMap<PromotionKey, Vec<Selector>>>,
+    by_promotion: HashMap<PromotionKey, Vec<AwaitTarget>>,
+}
+
+impl AwaitIndex {
+    /// Replaces what `promotion` waits on; an empty list removes it.
+    pub fn set(&mut self, promotion: PromotionKey, targets: Vec<AwaitTarget>) {
+        if self.by_promotion.get(&promotion) == Some(&targets) {
+            return;
+        }
+        self.remove(&promotion);
+        for target in &targets {
+            match target {
+                AwaitTarget::Named {
+                    kind,
+                    namespace,
+                    name,
+                } => {
+                    self.named
+                        .entry((kind.clone(), namespace.clone(), name.clone()))
+                        .or_default()
+                        .insert(promotion.clone());
+                }
+                AwaitTarget::Selected {
+                    kind,
+                    namespace,
+                    selector,
+                } => {
+                    // A selector the apiserver would reject can match nothing.
+                    let Ok(selector) = Selector::try_from(selector.clone()) else {
+                        continue;
+                    };
+                    self.selected
+                        .entry((kind.clone(), namespace.clone()))
+                        .or_default()
+                        .entry(promotion.clone())
+                        .or_default()
+                        .push(selector);
+                }
+            }
+        }
+        if !targets.is_empty() {
+            self.by_promotion.insert(promotion, targets);
+        }
+    }
+
+    /// Forgets a Promotion (it ended or was deleted).
+    pub fn remove(&mut self, promotion: &PromotionKey) {
+        for target in self.by_promotion.remove(promotion).into_iter().flatten() {
+            match target {
+                AwaitTarget::Named {
+                    kind,
+                    namespace,
+                    name,
+                } => {
+                    let key = (kind, namespace, name);
+                    if let Some(set) = self.named.get_mut(&key) {
+                        set.remove(promotion);
+                        if set.is_empty() {
+                            self.named.remove(&key);
+                        }
+                    }
+                }
+                AwaitTarget::Selected {
+                    kind, namespace, ..
+                } => {
+                    let key = (kind, namespace);
+                    if let Some(map) = self.selected.get_mut(&key) {
+                        map.remove(promotion);
+                        if map.is_empty() {
+                            self.selected.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Promotions waiting on this object: by name, or by a selector that
+    /// matches its labels.
+    pub fn waiters(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<PromotionKey> {
+        let mut hits: Vec<PromotionKey> = self
+            .named
+            .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        if let Some(map) = self
+            .selected
+            .get(&(kind.to_string(), namespace.to_string()))
+        {
+            for (promotion, selectors) in map {
+                if selectors.iter().any(|s| s.matches(labels)) && !hits.contains(promotion) {
+                    hits.push(promotion.clone());
+                }
+            }
+        }
+        hits
+    }
+
+    /// Number of Promotions with at least one recorded wait.
+    pub fn len(&self) -> usize {
+        self.by_promotion.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_promotion.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> PromotionKey {
+        ("demo".into(), name.into())
+    }
+
+    fn app(name: &str) -> AwaitTarget {
+        AwaitTarget::Named {
+            kind: "Application".into(),
+            namespace: "argocd".into(),
+            name: name.into(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn selector(pairs: &[(&str, &str)]) -> AwaitTarget {
+        AwaitTarget::Selected {
+            kind: "Application".into(),
+            namespace: "argocd".into(),
+            selector: LabelSelector {
+                match_labels: Some(labels(pairs)),
+                match_expressions: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_named_wait_maps_the_application_to_its_promotion() {
+        let mut index = AwaitIndex::default();
+        index.set(key("p1"), vec![app("demo-dev")]);
+        assert_eq!(
+            index.waiters("Application", "argocd", "demo-dev", &labels(&[])),
+            vec![key("p1")]
+        );
+        assert!(
+            index
+                .waiters("Application", "argocd", "demo-prod", &labels(&[]))
+                .is_empty()
+        );
+        assert!(
+            index
+                .waiters("Promotion", "argocd", "demo-dev", &labels(&[]))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_selector_wait_matches_on_current_labels() {
+        let mut index = AwaitIndex::default();
+        index.set(key("p1"), vec![selector(&[("team", "web")])]);
+        assert_eq!(
+            index.waiters("Application", "argocd", "any", &labels(&[("team", "web")])),
+            vec![key("p1")]
+        );
+        assert!(
+            index
+                .waiters("Application", "argocd", "any", &labels(&[("team", "db")]))
+                .is_empty()
+        );
+        assert!(
+            index
+                .waiters("Application", "other", "any", &labels(&[("team", "web")]))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn setting_again_replaces_the_old_waits() {
+        let mut index = AwaitIndex::default();
+        index.set(key("p1"), vec![app("a"), app("b")]);
+        index.set(key("p1"), vec![app("c")]);
+        assert!(
+            index
+                .waiters("Application", "argocd", "a", &labels(&[]))
+                .is_empty()
+        );
+        assert_eq!(
+            index.waiters("Application", "argocd", "c", &labels(&[])),
+            vec![key("p1")]
+        );
+        index.set(key("p1"), vec![]);
+        assert!(index.is_empty());
+        assert!(index.named.is_empty() && index.selected.is_empty());
+    }
+
+    #[test]
+    fn two_promotions_on_one_application_are_both_woken_once() {
+        let mut index = AwaitIndex::default();
+        index.set(key("p1"), vec![app("a")]);
+        index.set(key("p2"), vec![app("a"), selector(&[("x", "y")])]);
+        let mut hits = index.waiters("Application", "argocd", "a", &labels(&[("x", "y")]));
+        hits.sort();
+        assert_eq!(hits, vec![key("p1"), key("p2")]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Step runners: one file per step kind, behind one trait, found by kind in
+//! a registry. A runner gets its config already evaluated and reports a
+//! result plus, while it waits, exactly what it waits on.
+
+pub mod argocd_update;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kube::Client;
+use kube::runtime::reflector::Store;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::argocd::Application;
+use crate::controller::await_index::AwaitTarget;
+use crate::promotion::engine::{StepDefaults, StepError, StepResult};
+
+/// What the controller shares with every step run.
+#[derive(Clone)]
+pub struct Services {
+    pub client: Client,
+    /// The Application cache; steps read it instead of the API server.
+    pub applications: Store<Application>,
+    /// Where Applications are looked up when a step names none.
+    pub argocd_namespace: String,
+}
+
+/// Everything one run of one step may look at.
+pub struct StepContext<'a> {
+    /// The Promotion's namespace (Kargo's project).
+    pub namespace: &'a str,
+    pub promotion: &'a str,
+    pub stage: &'a str,
+    /// Who asked for the Promotion, if a person did.
+    pub actor: Option<&'a str>,
+    pub alias: &'a str,
+    /// The step's config with every expression evaluated.
+    pub config: &'a Value,
+    /// What this step wrote on its previous run, if it ran before.
+    pub previous_output: Option<&'a Value>,
+    pub services: &'a Services,
+}
+
+/// The outcome of one run: the engine's result plus what the step now waits
+/// on (empty unless it is Running).
+pub struct StepRun {
+    pub result: Result<StepResult, StepError>,
+    pub awaiting: Vec<AwaitTarget>,
+}
+
+impl StepRun {
+    pub fn done(result: Result<StepResult, StepError>) -> Self {
+        Self {
+            result,
+            awaiting: Vec::new(),
+        }
+    }
+}
+
+/// A kind of step.
+pub trait StepRunner: Send + Sync {
+    /// The name steps use in `uses`.
+    fn kind(&self) -> &'static str;
+
+    /// Timeout and error threshold when the step's `retry` leaves them unset.
+    fn defaults(&self) -> StepDefaults {
+        StepDefaults::default()
+    }
+
+    /// Steps whose output a task's later steps and the template see as the
+    /// task's output (`compose-output`).
+    fn propagates_task_output(&self) -> bool {
+        false
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun>;
+}
+
+/// The step kinds this controller can run.
+#[derive(Clone, Default)]
+pub struct Registry {
+    runners: HashMap<&'static str, Arc<dyn StepRunner>>,
+}
+
+impl Registry {
+    /// Every built-in step kind.
+    pub fn builtin() -> Self {
+        let mut registry = Self::default();
+        registry.register(Arc::new(argocd_update::ArgoCdUpdate));
+        registry
+    }
+
+    pub fn register(&mut self, runner: Arc<dyn StepRunner>) {
+        self.runners.insert(runner.kind(), runner);
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn StepRunner>> {
+        self.runners.get(kind)
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.runners.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+}
+
+/// Parses a step's evaluated config, naming the offending field on error
+/// (e.g. `config.apps[0].sources[1].repoURL: missing field`). Bad config
+/// can't get better by retrying, so the error is terminal.
+pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, StepError> {
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            "config".to_string()
+        } else {
+            format!("config.{path}")
+        };
+        StepError {
+            message: format!("{at}: {}", e.inner()),
+            terminal: true,
+        }
+    })
+}
+
+/// A terminal error with a message.
+pub fn terminal(message: impl Into<String>) -> StepError {
+    StepError {
+        message: message.into(),
+        terminal: true,
+    }
+}
+
+/// A retryable error with a message.
+pub fn retryable(message: impl Into<String>) -> StepError {
+    StepError {
+        message: message.into(),
+        terminal: false,
+    }
+}
