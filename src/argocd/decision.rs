@@ -178,7 +178,7 @@ pub fn authorized_stages(app: &Application) -> Vec<String> {
 /// True when the Application lets Stage `namespace/stage` change it.
 pub fn is_authorized(app: &Application, namespace: &str, stage: &str) -> bool {
     let wanted = format!("{namespace}:{stage}");
-    authorized_stages(app).iter().any(|s| *s == wanted)
+    authorized_stages(app).contains(&wanted)
 }
 
 /// The merge patch that asks Argo CD to sync on the Promotion's behalf: new

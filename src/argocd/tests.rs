@@ -200,7 +200,7 @@ fn update_target_revision_sets_the_matching_source_ignoring_dot_git() {
         update_target_revision: true,
         ..SourceUpdate::default()
     };
-    let new = updated_sources(&a, &[update.clone()]);
+    let new = updated_sources(&a, std::slice::from_ref(&update));
     assert_eq!(
         new,
         Ok(Some(

@@ -235,7 +235,7 @@ pub fn start(progress: &mut Progress, plan: &[PromotionStep], index: usize, now:
 fn timeout_of(step: &PromotionStep, defaults: StepDefaults) -> Option<Duration> {
     match step.retry.as_ref().and_then(|r| r.timeout) {
         Some(t) => {
-            let t: Duration = t.try_into().unwrap_or(Duration::ZERO);
+            let t = Duration::from(t);
             (!t.is_zero()).then_some(t)
         }
         None => defaults.timeout,
