@@ -7,4 +7,5 @@ pub mod controller;
 pub mod promotion;
 pub mod steps;
 pub mod cli;
+pub mod crdgen;
 pub mod inflate;

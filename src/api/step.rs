@@ -14,6 +14,7 @@ pub struct PromotionStep {
     /// The kind of step to run, for example `argocd-update`. Exactly one of
     /// `uses` and `task` must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub uses: Option<String>,
 
     /// A PromotionTask or ClusterPromotionTask whose steps are expanded in place
@@ -62,6 +63,10 @@ pub struct PromotionStep {
 pub struct PromotionTaskReference {
     /// The name of the PromotionTask (in the Stage's namespace) or of the
     /// ClusterPromotionTask.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(crate::api::validation::DNS_SUBDOMAIN_PATTERN)
+    )]
     pub name: String,
 
     /// The kind of the referenced task.
@@ -96,11 +101,16 @@ pub struct PromotionStepRetry {
     /// `5m` or `90s`. `0` means no timeout. When unset, the step kind's
     /// default applies (5m for argocd-update).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = crate::api::validation::DURATION_MAX_LENGTH),
+        pattern(crate::api::validation::DURATION_PATTERN)
+    )]
     pub timeout: Option<kube::core::Duration>,
 
     /// How many consecutive errors the step tolerates before the Promotion
     /// ends Errored. `0` means the step kind's default (at least 1).
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(schema_with = "crate::api::schema::uint32")]
     pub error_threshold: u32,
 }
 
@@ -116,6 +126,7 @@ fn is_zero(n: &u32) -> bool {
 pub struct ExpressionVariable {
     /// The variable's name: letters, digits and underscores, not starting
     /// with a digit.
+    #[schemars(length(min = 1), pattern(crate::api::validation::VAR_NAME_PATTERN))]
     pub name: String,
 
     /// The variable's value; expressions such as `${{ ctx.stage }}` are
