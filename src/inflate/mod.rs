@@ -37,8 +37,6 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
-
 use crate::api::{ExpressionVariable, PromotionStep, TaskKind};
 
 pub use error::{InflateError, Location, Reason};
@@ -48,29 +46,14 @@ pub use error::{InflateError, Location, Reason};
 pub const ALIAS_SEPARATOR: &str = "::";
 
 /// What inflation needs from a PromotionTask or ClusterPromotionTask: its
-/// `spec`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TaskSpec {
-    /// The task's variables. One with an empty value is required.
-    #[serde(default)]
-    pub vars: Vec<ExpressionVariable>,
-    /// The task's steps; each must set `uses` and must not set `task`.
-    #[serde(default)]
-    pub steps: Vec<PromotionStep>,
-}
+/// `spec` (`vars` and `steps`). A `ClusterPromotionTaskSpec` converts with
+/// `into()`.
+pub use crate::api::PromotionTaskSpec as TaskSpec;
 
-/// The frozen plan of a Promotion: promotion-level vars and concrete steps,
-/// each with `uses` and `as` set and no `task`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PromotionPlan {
-    /// Stage `spec.vars` ++ template `spec.vars` ++ Promotion `spec.vars`, in
-    /// that order (later entries win when evaluated in order).
-    #[serde(default)]
-    pub vars: Vec<ExpressionVariable>,
-    /// The concrete steps, in execution order.
-    #[serde(default)]
-    pub steps: Vec<PromotionStep>,
-}
+/// The frozen plan of a Promotion (`status.plan`): the promotion-level vars
+/// (Stage ++ template ++ Promotion) and the concrete steps, each with `uses`
+/// and `as` set and no `task`.
+pub use crate::api::PromotionPlan;
 
 /// Looks up tasks by kind and name. A PromotionTask is looked up in the
 /// namespace of the Promotion being inflated; the resolver is expected to be
@@ -103,14 +86,15 @@ impl TaskMap {
         Self::default()
     }
 
-    /// Adds (or replaces, returning the old one) a task.
+    /// Adds (or replaces, returning the old one) a task. Takes a
+    /// `PromotionTaskSpec` or a `ClusterPromotionTaskSpec`.
     pub fn insert(
         &mut self,
         kind: TaskKind,
         name: impl Into<String>,
-        spec: TaskSpec,
+        spec: impl Into<TaskSpec>,
     ) -> Option<TaskSpec> {
-        self.by_kind_mut(kind).insert(name.into(), spec)
+        self.by_kind_mut(kind).insert(name.into(), spec.into())
     }
 
     fn by_kind_mut(&mut self, kind: TaskKind) -> &mut BTreeMap<String, TaskSpec> {
