@@ -11,33 +11,7 @@ use serde_json::{Map, Value};
 use crate::api::PromotionStep;
 
 /// The status of one step, ordered by Kargo's severity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepStatus {
-    Succeeded,
-    Skipped,
-    Running,
-    Aborted,
-    Failed,
-    Errored,
-}
-
-impl StepStatus {
-    /// Kargo's `severityByStatus`: the worst status decides the phase.
-    pub fn severity(self) -> u8 {
-        match self {
-            StepStatus::Succeeded => 0,
-            StepStatus::Skipped => 1,
-            StepStatus::Running => 2,
-            StepStatus::Aborted => 3,
-            StepStatus::Failed => 4,
-            StepStatus::Errored => 5,
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, StepStatus::Running)
-    }
-}
+pub use crate::api::PromotionStepStatus as StepStatus;
 
 /// The phase a Promotion ends in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

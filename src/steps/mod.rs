@@ -3,6 +3,7 @@
 //! result plus, while it waits, exactly what it waits on.
 
 pub mod argocd_update;
+pub mod compose_output;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,6 +90,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut registry = Self::default();
         registry.register(Arc::new(argocd_update::ArgoCdUpdate));
+        registry.register(Arc::new(compose_output::ComposeOutput));
         registry
     }
 
