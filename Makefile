@@ -28,3 +28,8 @@ fmt:
 sandbox:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	BARGE_K8S_BIN=$$bin $(CARGO) run -q -p barge-testenv --bin barge-sandbox -- crds
+
+.PHONY: crds
+## crds: regenerate crds/<plural>.barge.dev.yaml from the types in src/api (tests/crds.rs checks they are current)
+crds:
+	$(CARGO) run -q --bin barge -- crds --out-dir crds

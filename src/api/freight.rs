@@ -131,6 +131,11 @@ impl FreightOrigin {
         }
     }
 
+    /// Whether this is the empty origin (no name).
+    pub fn is_unset(&self) -> bool {
+        self.name.is_empty()
+    }
+
     /// The key of this origin in a [`FreightCollection`]'s `items`:
     /// `<Kind>/<name>`, as Kargo writes it.
     pub fn key(&self) -> String {
@@ -320,7 +325,7 @@ pub struct FreightReference {
     pub name: String,
 
     /// The Freight's origin.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "FreightOrigin::is_unset")]
     pub origin: FreightOrigin,
 
     /// The Freight's commits.
@@ -347,7 +352,7 @@ pub struct FreightReference {
 pub struct FreightCollection {
     /// Identifies this combination of Freight: the SHA-1 of the sorted Freight
     /// names joined by `,`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
 
     /// The Freight by origin key (`Warehouse/<name>`).

@@ -478,7 +478,7 @@ pub struct AnalysisRunReference {
     pub name: String,
 
     /// Its phase.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phase: String,
 }
 

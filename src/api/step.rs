@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One step of a promotion: either a step runner (`uses`) or a reference to a
-/// PromotionTask / ClusterPromotionTask (`task`) that is expanded when a
-/// Promotion is created.
+/// PromotionTask / ClusterPromotionTask (`task`) whose steps replace it when a
+/// Promotion first runs (the plan is then frozen in the Promotion's status).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionStep {

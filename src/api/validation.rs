@@ -102,9 +102,9 @@ pub const MSG_MATCH_UPSTREAM_STAGES: &str =
     "selection policy 'MatchUpstream' requires exactly one upstream Stage in sources.stages";
 /// A Freight with no artifact (Kargo's message).
 pub const MSG_FREIGHT_EMPTY: &str = "freight must contain at least one commit, image, or chart";
-/// A Freight's origin or artifacts changed.
-pub const MSG_FREIGHT_IMMUTABLE: &str =
-    "Freight is immutable: origin, commits, images, charts and artifacts cannot be changed";
+/// A Freight's origin or artifacts changed (followed by `: <field> cannot
+/// be changed`).
+pub const MSG_FREIGHT_IMMUTABLE: &str = "Freight is immutable";
 
 /// One `x-kubernetes-validations` entry.
 fn rule(rule: &str, message: &str) -> Value {
@@ -283,26 +283,30 @@ pub fn freight_sources(schema: &mut Schema) {
 const FREIGHT_ARTIFACT_FIELDS: [&str; 4] = ["commits", "images", "charts", "artifacts"];
 
 /// Schema transform for the top level of a Freight: at least one artifact,
-/// and origin and artifacts never change.
+/// and origin and artifacts never change (one rule per field, so the error
+/// names it).
 pub fn freight(schema: &mut Schema) {
     let non_empty = FREIGHT_ARTIFACT_FIELDS
         .iter()
         .map(|f| format!("(has(self.{f}) && size(self.{f}) > 0)"))
         .collect::<Vec<_>>()
         .join(" || ");
-    let unchanged = std::iter::once("self.origin == oldSelf.origin".to_string())
-        .chain(FREIGHT_ARTIFACT_FIELDS.iter().map(|f| {
-            format!("(has(self.{f}) ? self.{f} : []) == (has(oldSelf.{f}) ? oldSelf.{f} : [])")
-        }))
-        .collect::<Vec<_>>()
-        .join(" && ");
-    add_rules(
-        schema,
-        [
-            rule(&non_empty, MSG_FREIGHT_EMPTY),
-            rule(&unchanged, MSG_FREIGHT_IMMUTABLE),
-        ],
-    );
+    let mut rules = vec![
+        rule(&non_empty, MSG_FREIGHT_EMPTY),
+        rule_at(
+            "self.origin == oldSelf.origin",
+            &format!("{MSG_FREIGHT_IMMUTABLE}: origin cannot be changed"),
+            ".origin",
+        ),
+    ];
+    rules.extend(FREIGHT_ARTIFACT_FIELDS.iter().map(|f| {
+        rule_at(
+            &format!("(has(self.{f}) ? self.{f} : []) == (has(oldSelf.{f}) ? oldSelf.{f} : [])"),
+            &format!("{MSG_FREIGHT_IMMUTABLE}: {f} cannot be changed"),
+            &format!(".{f}"),
+        )
+    }));
+    add_rules(schema, rules);
 }
 
 /// Schema transform for a `conditions` list: a map keyed by `type`, as
@@ -318,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_duration_pattern_matches_what_kube_parses() {
-        let re = regex_lite(DURATION_PATTERN);
+        let re = matcher(DURATION_PATTERN);
         for ok in [
             "0", "5m", "90s", "1h30m", "1.5h", "100ms", "10us", "10µs", "2h0m0s",
         ] {
@@ -345,8 +349,8 @@ mod tests {
 
     #[test]
     fn the_alias_patterns_agree_with_inflation() {
-        let format = regex_lite(STEP_ALIAS_PATTERN);
-        let reserved = regex_lite(RESERVED_STEP_ALIAS_PATTERN);
+        let format = matcher(STEP_ALIAS_PATTERN);
+        let reserved = matcher(RESERVED_STEP_ALIAS_PATTERN);
         for alias in ["step-1", "task-12"] {
             assert!(reserved(alias));
             assert!(crate::inflate::is_reserved_alias(alias));
@@ -365,7 +369,7 @@ mod tests {
 
     /// Kubernetes evaluates OpenAPI patterns and CEL `matches` with Go's RE2;
     /// the `regex` crate has the same syntax and semantics for these patterns.
-    fn regex_lite(pattern: &'static str) -> impl Fn(&str) -> bool {
+    fn matcher(pattern: &'static str) -> impl Fn(&str) -> bool {
         let re = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
         move |s| re.is_match(s)
     }
