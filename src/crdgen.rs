@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 use crate::api::{ClusterPromotionTask, Freight, Promotion, PromotionTask, Stage};
@@ -28,15 +30,53 @@ pub enum Error {
     },
 }
 
-/// Every CRD of the `barge.dev` group, in a stable order.
+/// Every CRD of the `barge.dev` group, in a stable order. Use these rather
+/// than `Kind::crd()`: they are what `crds/` holds and what is installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         ClusterPromotionTask::crd(),
         Freight::crd(),
         Promotion::crd(),
         PromotionTask::crd(),
         Stage::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                drop_nullable(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Removes `nullable: true` (which the derive adds to every `Option`) from a
+/// schema and its subschemas. Without it the API server drops an explicit
+/// `null` (`task: null`, as a Helm template may render) instead of storing
+/// it, so CEL's `has()` agrees with the Rust types: a null field is absent.
+fn drop_nullable(schema: &mut JSONSchemaProps) {
+    schema.nullable = None;
+    for sub in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        drop_nullable(sub);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(sub)) => drop_nullable(sub),
+        Some(JSONSchemaPropsOrArray::Schemas(subs)) => subs.iter_mut().for_each(drop_nullable),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(sub)) = schema.additional_properties.as_mut() {
+        drop_nullable(sub);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        list.iter_mut().flatten().for_each(drop_nullable);
+    }
+    if let Some(sub) = schema.not.as_mut() {
+        drop_nullable(sub);
+    }
 }
 
 /// The file a CRD is written to: `<plural>.barge.dev.yaml`.

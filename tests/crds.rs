@@ -341,6 +341,38 @@ fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> 
     }
 }
 
+#[tokio::test]
+async fn explicit_nulls_count_as_absent() -> TestResult {
+    // As a Helm template may render them: `task: null` beside `uses`, and
+    // `uses: null` beside `task`, must not trip "exactly one of uses or task".
+    let env = env().await;
+    install_crds(env).await;
+    let namespace = env.namespace().await?;
+    let client = env.client();
+    let stage = json!({
+        "apiVersion": api::API_VERSION,
+        "kind": "Stage",
+        "metadata": {"name": "nulls"},
+        "spec": {
+            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
+            "promotionTemplate": {"spec": {"steps": [
+                {"uses": "argocd-update", "task": null, "as": null, "if": null, "retry": null, "config": null},
+                {"task": {"name": "argocd-sync"}, "uses": null, "retry": null, "continueOnError": null, "as": "deploy"},
+            ]}},
+            "verification": null,
+        }
+    });
+    let stored = create_strict(&client, &namespace, &stage).await?;
+    let steps = &stored.data["spec"]["promotionTemplate"]["spec"]["steps"];
+    assert_eq!(steps[0], json!({"uses": "argocd-update"}), "{steps:#}");
+    assert_eq!(
+        steps[1],
+        json!({"task": {"name": "argocd-sync", "kind": "PromotionTask"}, "as": "deploy"}),
+        "{steps:#}"
+    );
+    Ok(())
+}
+
 fn promotion(name: &str, stage: &str) -> Value {
     json!({
         "apiVersion": api::API_VERSION,

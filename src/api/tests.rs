@@ -490,3 +490,11 @@ fn no_field_has_a_default_that_would_trip_a_rule() {
         );
     }
 }
+
+#[test]
+fn the_installed_crds_have_no_nullable_fields() {
+    for crd in crate::crdgen::crds() {
+        let text = serde_json::to_string(&crd).unwrap();
+        assert!(!text.contains("nullable"), "{:?}", crd.metadata.name);
+    }
+}
