@@ -1,0 +1,567 @@
+//! The REFRESH loop (argocd.md §A4): compares the spec with "git" (the
+//! knobs' revision table) and writes `status.sync`, `status.health`,
+//! conditions and `reconciledAt`, then removes the refresh annotations, then
+//! optionally starts an automated sync. It never touches `operation` or
+//! `operationState` except to start an automated sync.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use serde_json::{Map, Value, json};
+use tracing::debug;
+
+use crate::Error;
+use crate::app::{
+    AppKey, ERROR, FAILED, REFRESH_ANNOTATION, REFRESH_TIMESTAMP_ANNOTATION, Revisions, Sources,
+    annotations, at, escape, phase, resolve, str_at,
+};
+use crate::double::{Ctx, HealthPlan, key_of};
+use crate::knobs::{HealthStatus, Knobs};
+use crate::time;
+use crate::write::{Plan, WriteKind, Written};
+
+/// When the next refresh is due.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Now(&'static str),
+    At(Instant),
+    Never,
+}
+
+pub(crate) async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let key = key_of(&obj)?;
+    let cached = serde_json::to_value(&*obj)?;
+    if let Some(action) = not_due(&ctx, &key, &cached) {
+        return Ok(action);
+    }
+    // The cache may lag behind our own last writes: decide on a fresh read.
+    let Some(app) = ctx.writer.get(&key).await? else {
+        ctx.forget(&key);
+        return Ok(Action::await_change());
+    };
+    if let Some(action) = not_due(&ctx, &key, &app) {
+        return Ok(action);
+    }
+    let knobs = ctx.knobs(&key, &app);
+    let now = Instant::now();
+
+    // An internal request after an operation (O6) may start a health plan.
+    let (request, mut plan) = ctx.with_memory(&key, |m| {
+        (
+            m.refresh_request.clone().filter(|r| r.due <= now),
+            m.health_plan.clone(),
+        )
+    });
+    if let Some(request) = &request
+        && request.succeeded
+    {
+        plan = Some(HealthPlan::after_sync(&knobs, now));
+    }
+    let health = plan.as_ref().map(|p| p.current(now));
+
+    let written = ctx
+        .writer
+        .write(&key, WriteKind::Refresh, app, |cur| {
+            refresh_plan(cur, &knobs, health)
+        })
+        .await?;
+    let app = match written {
+        Written::Done { app, .. } | Written::Skipped(app) | Written::Aborted(app) => app,
+        Written::Gone => {
+            ctx.forget(&key);
+            return Ok(Action::await_change());
+        }
+    };
+    ctx.with_memory(&key, |m| {
+        if let (Some(done), Some(pending)) = (&request, &m.refresh_request)
+            && done.id == pending.id
+        {
+            m.refresh_request = None;
+        }
+        m.health_plan = plan.filter(|p| p.pending(now).is_some());
+    });
+
+    let app = remove_refresh_annotations(&ctx, &key, app).await?;
+    auto_sync(&ctx, &key, app, &knobs).await?;
+    // Timers (a delayed post-sync refresh, the Healthy after Progressing)
+    // are re-evaluated on the object's next event, or at their instant.
+    Ok(next_action(&ctx, &key).unwrap_or_else(Action::await_change))
+}
+
+/// `Some(action)` when no refresh is due now.
+fn not_due(ctx: &Ctx, key: &AppKey, app: &Value) -> Option<Action> {
+    match due(ctx, key, app) {
+        Due::Now(reason) => {
+            debug!(app = %key, reason, "refresh due");
+            None
+        }
+        Due::At(at) => Some(Action::requeue(
+            at.saturating_duration_since(Instant::now())
+                .max(std::time::Duration::from_millis(1)),
+        )),
+        Due::Never => Some(Action::await_change()),
+    }
+}
+
+/// A requeue at the earliest in-memory timer, if any.
+fn next_action(ctx: &Ctx, key: &AppKey) -> Option<Action> {
+    let now = Instant::now();
+    let next = ctx.with_memory(key, |m| {
+        [
+            m.refresh_request.as_ref().map(|r| r.due),
+            m.health_plan.as_ref().and_then(|p| p.pending(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    })?;
+    Some(Action::requeue(
+        next.saturating_duration_since(now)
+            .max(std::time::Duration::from_millis(1)),
+    ))
+}
+
+/// Argo CD's `needRefreshAppStatus`, plus the double's timers.
+fn due(ctx: &Ctx, key: &AppKey, app: &Value) -> Due {
+    if at(app, "/status/reconciledAt").is_none() {
+        return Due::Now("never reconciled");
+    }
+    if annotations(app).contains_key(REFRESH_ANNOTATION) {
+        return Due::Now("refresh requested by annotation");
+    }
+    if compared_to(app) != at(app, "/status/sync/comparedTo").cloned() {
+        return Due::Now("spec differs from comparedTo");
+    }
+    let now = Instant::now();
+    let mut next: Option<Instant> = None;
+    let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+    let timers = ctx.with_memory(key, |m| {
+        (
+            m.refresh_request.as_ref().map(|r| r.due),
+            m.health_plan.as_ref().and_then(|p| p.then.map(|t| t.0)),
+        )
+    });
+    for timer in [timers.0, timers.1].into_iter().flatten() {
+        if timer <= now {
+            return Due::Now("requested by the controller");
+        }
+        consider(timer);
+    }
+    if let Some(period) = ctx.config.resync
+        && let Some(reconciled) = str_at(app, "/status/reconciledAt").and_then(time::parse)
+    {
+        let wait = time::until(jiff::Timestamp::now(), time::add(reconciled, period));
+        if wait.is_zero() {
+            return Due::Now("periodic resync");
+        }
+        consider(now + wait);
+    }
+    next.map_or(Due::Never, Due::At)
+}
+
+/// `status.sync.comparedTo` for the current spec.
+fn compared_to(app: &Value) -> Option<Value> {
+    let spec = at(app, "/spec");
+    let mut out = Map::new();
+    Sources::of(spec).put(&mut out);
+    out.insert(
+        "destination".into(),
+        spec.and_then(|s| at(s, "/destination"))
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
+    if let Some(ignore) = spec.and_then(|s| at(s, "/ignoreDifferences")) {
+        out.insert("ignoreDifferences".into(), ignore.clone());
+    }
+    Some(Value::Object(out))
+}
+
+/// Synced when the last successful sync (the newest history entry) used the
+/// same resolved revisions and the same sources.
+fn synced(app: &Value, revisions: &Revisions, sources: &Sources) -> bool {
+    let Some(last) = app
+        .pointer("/status/history")
+        .and_then(Value::as_array)
+        .and_then(|h| h.last())
+    else {
+        return false;
+    };
+    Revisions::read(last).as_ref() == Some(revisions) && &Sources::of(Some(last)) == sources
+}
+
+/// The refresh's status write, or `Skip` if nothing changes.
+fn refresh_plan(cur: &Value, knobs: &Knobs, health: Option<HealthStatus>) -> Plan {
+    let spec = at(cur, "/spec");
+    let sources = Sources::of(spec);
+    let now = time::now();
+    // Keep reconciledAt >= finishedAt even across clock steps.
+    let reconciled = str_at(cur, "/status/operationState/finishedAt")
+        .and_then(time::parse)
+        .map_or(now, |f| f.max(now));
+    let now_text = time::format(now);
+
+    let mut conditions: Vec<Value> = cur
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let old_comparison_error = conditions
+        .iter()
+        .find(|c| str_at(c, "/type") == Some("ComparisonError"))
+        .cloned();
+    conditions.retain(|c| str_at(c, "/type") != Some("ComparisonError"));
+
+    let mut sync = Map::new();
+    match resolve(knobs, &sources, &sources.target_revisions()) {
+        Ok(revisions) => {
+            let status = if synced(cur, &revisions, &sources) {
+                "Synced"
+            } else {
+                "OutOfSync"
+            };
+            sync.insert("status".into(), json!(status));
+            revisions.put(&mut sync, false);
+        }
+        Err(message) => {
+            sync.insert("status".into(), json!("Unknown"));
+            let since = old_comparison_error
+                .filter(|c| str_at(c, "/message") == Some(message.as_str()))
+                .and_then(|c| c.get("lastTransitionTime").cloned())
+                .unwrap_or_else(|| json!(now_text));
+            conditions.push(json!({
+                "type": "ComparisonError",
+                "message": message,
+                "lastTransitionTime": since,
+            }));
+        }
+    }
+    if let Some(compared) = compared_to(cur) {
+        sync.insert("comparedTo".into(), compared);
+    }
+    let sync = Value::Object(sync);
+
+    let old_health = at(cur, "/status/health");
+    let old_status = old_health
+        .and_then(|h| str_at(h, "/status"))
+        .filter(|s| !s.is_empty());
+    let status = match (health, old_status) {
+        (Some(planned), _) => planned.as_str().to_string(),
+        (None, Some(old)) => old.to_string(),
+        (None, None) => knobs.initial_health.as_str().to_string(),
+    };
+    let mut new_health = Map::new();
+    new_health.insert("status".into(), json!(status));
+    if old_status == Some(status.as_str()) {
+        // lastTransitionTime changes only with the status.
+        for key in ["lastTransitionTime", "message"] {
+            if let Some(v) = old_health.and_then(|h| at(h, &format!("/{key}"))) {
+                new_health.insert(key.into(), v.clone());
+            }
+        }
+    } else {
+        new_health.insert("lastTransitionTime".into(), json!(now_text));
+    }
+    let new_health = Value::Object(new_health);
+
+    let mut ops = Vec::new();
+    if at(cur, "/status").is_none() {
+        ops.push(json!({"op": "add", "path": "/status", "value": {}}));
+    }
+    if at(cur, "/status/sync") != Some(&sync) {
+        ops.push(json!({"op": "add", "path": "/status/sync", "value": sync}));
+    }
+    if at(cur, "/status/health") != Some(&new_health) {
+        ops.push(json!({"op": "add", "path": "/status/health", "value": new_health}));
+    }
+    let old_conditions = at(cur, "/status/conditions");
+    if conditions.is_empty() {
+        if old_conditions.is_some() {
+            ops.push(json!({"op": "remove", "path": "/status/conditions"}));
+        }
+    } else if old_conditions != Some(&Value::Array(conditions.clone())) {
+        ops.push(json!({"op": "add", "path": "/status/conditions", "value": conditions}));
+    }
+    let reconciled = time::format(reconciled);
+    if str_at(cur, "/status/reconciledAt") != Some(reconciled.as_str()) {
+        ops.push(json!({"op": "add", "path": "/status/reconciledAt", "value": reconciled}));
+    }
+    if ops.is_empty() {
+        Plan::Skip
+    } else {
+        Plan::Ops(ops)
+    }
+}
+
+/// Step 5: after the status write, remove `refresh` and `refresh-timestamp`
+/// (the latter guarded by a `test`: a 422 means a newer request arrived, and
+/// both annotations stay).
+async fn remove_refresh_annotations(ctx: &Ctx, key: &AppKey, app: Value) -> Result<Value, Error> {
+    let annotations = annotations(&app);
+    let mut ops = Vec::new();
+    let path = |name: &str| format!("/metadata/annotations/{}", escape(name));
+    if let Some(stamp) = annotations.get(REFRESH_TIMESTAMP_ANNOTATION) {
+        ops.push(json!({"op": "test", "path": path(REFRESH_TIMESTAMP_ANNOTATION), "value": stamp}));
+        ops.push(json!({"op": "remove", "path": path(REFRESH_TIMESTAMP_ANNOTATION)}));
+    }
+    if annotations.contains_key(REFRESH_ANNOTATION) {
+        ops.push(json!({"op": "remove", "path": path(REFRESH_ANNOTATION)}));
+    }
+    if ops.is_empty() {
+        return Ok(app);
+    }
+    match ctx
+        .writer
+        .patch_once(key, WriteKind::RefreshAnnotations, ops)
+        .await?
+    {
+        Ok(Written::Done { app, .. }) => Ok(app),
+        Ok(_) => Ok(app),
+        Err(status) => {
+            debug!(app = %key, reason = %status.reason, "refresh annotations left in place");
+            Ok(app)
+        }
+    }
+}
+
+/// Whether `spec.syncPolicy.automated` is on (`enabled` unset or true).
+fn automated(app: &Value) -> Option<&Value> {
+    let automated = at(app, "/spec/syncPolicy/automated")?;
+    match automated.get("enabled").and_then(Value::as_bool) {
+        Some(false) => None,
+        _ => Some(automated),
+    }
+}
+
+/// Step 6: Argo CD's auto-sync, for an OutOfSync Application with automated
+/// sync on, no operation and no earlier attempt at the same revisions and
+/// sources (a failed one raises a `SyncError` condition instead).
+async fn auto_sync(ctx: &Ctx, key: &AppKey, app: Value, knobs: &Knobs) -> Result<(), Error> {
+    if automated(&app).is_none() || knobs.window_blocked {
+        return Ok(());
+    }
+    let written = ctx
+        .writer
+        .write(key, WriteKind::AutoSync, app, auto_sync_plan)
+        .await?;
+    if let Written::Done { .. } = written {
+        debug!(app = %key, "automated sync requested");
+    }
+    Ok(())
+}
+
+fn auto_sync_plan(cur: &Value) -> Plan {
+    let Some(automated) = automated(cur) else {
+        return Plan::Skip;
+    };
+    if at(cur, "/operation").is_some() || str_at(cur, "/status/sync/status") != Some("OutOfSync") {
+        return Plan::Skip;
+    }
+    let Some(revisions) = at(cur, "/status/sync").and_then(Revisions::read) else {
+        return Plan::Skip;
+    };
+    let sources = Sources::of(at(cur, "/spec"));
+    if let Some(last) = at(cur, "/status/operationState/syncResult")
+        && Revisions::read(last).as_ref() == Some(&revisions)
+        && Sources::of(Some(last)) == sources
+    {
+        if !matches!(phase(cur), Some(FAILED | ERROR)) {
+            return Plan::Skip;
+        }
+        let message = format!(
+            "Failed last sync attempt to [{}]: {}",
+            revisions.list().join(" "),
+            str_at(cur, "/status/operationState/message").unwrap_or_default()
+        );
+        let mut conditions: Vec<Value> = cur
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if conditions.iter().any(|c| {
+            str_at(c, "/type") == Some("SyncError")
+                && str_at(c, "/message") == Some(message.as_str())
+        }) {
+            return Plan::Skip;
+        }
+        conditions.retain(|c| str_at(c, "/type") != Some("SyncError"));
+        conditions.push(json!({
+            "type": "SyncError",
+            "message": message,
+            "lastTransitionTime": time::format(time::now()),
+        }));
+        return Plan::Ops(vec![
+            json!({"op": "add", "path": "/status/conditions", "value": conditions}),
+        ]);
+    }
+    let mut sync = Map::new();
+    revisions.put(&mut sync, false);
+    sources.put(&mut sync);
+    if let Some(prune) = automated.get("prune") {
+        sync.insert("prune".into(), prune.clone());
+    }
+    if let Some(options) = at(cur, "/spec/syncPolicy/syncOptions") {
+        sync.insert("syncOptions".into(), options.clone());
+    }
+    let retry = at(cur, "/spec/syncPolicy/retry")
+        .cloned()
+        .unwrap_or_else(|| json!({"limit": 5}));
+    let mut ops = vec![json!({
+        "op": "add",
+        "path": "/operation",
+        "value": {
+            "sync": sync,
+            "initiatedBy": {"automated": true},
+            "retry": retry,
+        },
+    })];
+    if at(cur, "/status/operationState").is_some() {
+        ops.push(json!({"op": "remove", "path": "/status/operationState"}));
+    }
+    Plan::Ops(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DoubleConfig;
+
+    fn knobs() -> Knobs {
+        Knobs::from_annotations(&Default::default(), &DoubleConfig::default()).0
+    }
+
+    fn app(status: Value) -> Value {
+        json!({
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": "1"},
+            "spec": {
+                "project": "default",
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": "dev"},
+                "source": {"repoURL": "https://example.com/r.git", "targetRevision": "v2"},
+            },
+            "status": status,
+        })
+    }
+
+    fn ops(plan: Plan) -> Vec<Value> {
+        match plan {
+            Plan::Ops(ops) => ops,
+            Plan::Skip => Vec::new(),
+            Plan::Abort => panic!("refresh never aborts"),
+        }
+    }
+
+    fn value_at<'a>(ops: &'a [Value], path: &str) -> Option<&'a Value> {
+        ops.iter().find(|o| o["path"] == path).map(|o| &o["value"])
+    }
+
+    #[test]
+    fn new_spec_is_out_of_sync_at_the_resolved_revision() {
+        let cur = app(
+            json!({"history": [{"id": 0, "revision": "v1", "deployedAt": "2026-01-01T00:00:00Z",
+            "source": {"repoURL": "https://example.com/r.git", "targetRevision": "v1"}}]}),
+        );
+        let ops = ops(refresh_plan(&cur, &knobs(), None));
+        let sync = value_at(&ops, "/status/sync").cloned().unwrap_or_default();
+        assert_eq!(sync["status"], "OutOfSync");
+        assert_eq!(sync["revision"], "v2");
+        assert_eq!(sync["comparedTo"]["source"]["targetRevision"], "v2");
+        assert_eq!(sync["comparedTo"]["destination"]["namespace"], "dev");
+        assert!(value_at(&ops, "/status/reconciledAt").is_some());
+    }
+
+    #[test]
+    fn last_history_entry_at_same_revision_and_source_is_synced() {
+        let cur = app(
+            json!({"history": [{"id": 3, "revision": "v2", "deployedAt": "2026-01-01T00:00:00Z",
+            "source": {"repoURL": "https://example.com/r.git", "targetRevision": "v2"}}]}),
+        );
+        let ops = ops(refresh_plan(&cur, &knobs(), None));
+        assert_eq!(
+            value_at(&ops, "/status/sync").map(|s| &s["status"]),
+            Some(&json!("Synced"))
+        );
+    }
+
+    #[test]
+    fn missing_status_is_created_first() {
+        let mut cur = app(json!(null));
+        if let Some(o) = cur.as_object_mut() {
+            o.remove("status");
+        }
+        let ops = ops(refresh_plan(&cur, &knobs(), None));
+        assert_eq!(ops[0], json!({"op": "add", "path": "/status", "value": {}}));
+        assert_eq!(
+            value_at(&ops, "/status/health").map(|h| &h["status"]),
+            Some(&json!("Healthy"))
+        );
+    }
+
+    #[test]
+    fn health_transition_time_changes_only_with_status() {
+        let health = json!({"status": "Healthy", "lastTransitionTime": "2020-01-01T00:00:00Z"});
+        let cur = app(json!({"health": health}));
+        let same = ops(refresh_plan(&cur, &knobs(), Some(HealthStatus::Healthy)));
+        assert!(value_at(&same, "/status/health").is_none());
+        let changed = ops(refresh_plan(&cur, &knobs(), Some(HealthStatus::Degraded)));
+        let h = value_at(&changed, "/status/health")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(h["status"], "Degraded");
+        assert_ne!(h["lastTransitionTime"], "2020-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn unresolvable_revision_raises_comparison_error_and_unknown() {
+        let (k, _) = Knobs::from_annotations(
+            &[(crate::knobs::UNRESOLVABLE.to_string(), "v2".to_string())].into(),
+            &DoubleConfig::default(),
+        );
+        let ops = ops(refresh_plan(&app(json!({})), &k, None));
+        assert_eq!(
+            value_at(&ops, "/status/sync").map(|s| &s["status"]),
+            Some(&json!("Unknown"))
+        );
+        let conditions = value_at(&ops, "/status/conditions")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(conditions[0]["type"], "ComparisonError");
+        assert!(
+            conditions[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Failed to load target state: "))
+        );
+    }
+
+    #[test]
+    fn auto_sync_writes_operation_and_clears_state_once_per_revision() {
+        let mut cur = app(json!({"sync": {"status": "OutOfSync", "revision": "v2"},
+            "operationState": {"phase": "Succeeded", "startedAt": "2026-01-01T00:00:00Z", "operation": {},
+                "syncResult": {"revision": "v1", "source": {"repoURL": "https://example.com/r.git", "targetRevision": "v1"}}}}));
+        cur["spec"]["syncPolicy"] = json!({"automated": {"prune": true}});
+        let first = ops(auto_sync_plan(&cur));
+        let op = value_at(&first, "/operation").cloned().unwrap_or_default();
+        assert_eq!(op["sync"]["revision"], "v2");
+        assert_eq!(op["sync"]["prune"], true);
+        assert_eq!(op["initiatedBy"]["automated"], true);
+        assert_eq!(op["retry"]["limit"], 5);
+        assert!(
+            first
+                .iter()
+                .any(|o| o["op"] == "remove" && o["path"] == "/status/operationState")
+        );
+
+        cur["status"]["operationState"]["syncResult"] =
+            json!({"revision": "v2", "source": cur["spec"]["source"].clone()});
+        cur["status"]["operationState"]["phase"] = json!("Failed");
+        cur["status"]["operationState"]["message"] = json!("boom");
+        let again = ops(auto_sync_plan(&cur));
+        let conditions = value_at(&again, "/status/conditions")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            conditions[0]["message"],
+            "Failed last sync attempt to [v2]: boom"
+        );
+    }
+}
