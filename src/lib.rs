@@ -3,9 +3,9 @@
 
 pub mod api;
 pub mod argocd;
-pub mod controller;
-pub mod promotion;
-pub mod steps;
 pub mod cli;
+pub mod controller;
 pub mod crdgen;
 pub mod inflate;
+pub mod promotion;
+pub mod steps;
