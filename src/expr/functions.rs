@@ -1,0 +1,507 @@
+//! Kargo's expression functions (`pkg/expressions/json_templates.go`,
+//! `pkg/expressions/function/functions.go`), over the snapshots in
+//! [`Env`]: `quote`, `unsafeQuote`, `asJSON`, `asYAML` (always); `warehouse`,
+//! `commitFrom`, `imageFrom`, `chartFrom` (always); `success`, `failure`,
+//! `always`, `status` (in `if` and `config` only).
+
+use serde_json::Value as Json;
+
+use super::budget::Budget;
+use super::env::{Env, Scope};
+use super::error::{Fault, Res};
+use super::eval::Host;
+use super::golang;
+use super::value::{self, StructDef, Value, Zero};
+
+/// Kargo's functions for one evaluation.
+pub(crate) struct KargoFunctions<'e> {
+    pub env: &'e Env,
+    pub scope: Scope,
+}
+
+const FREIGHT_ORIGIN: StructDef = StructDef {
+    type_name: "v1alpha1.FreightOrigin",
+    fields: &[("kind", Zero::Str, false), ("name", Zero::Str, false)],
+};
+
+const GIT_COMMIT: StructDef = StructDef {
+    type_name: "v1alpha1.GitCommit",
+    fields: &[
+        ("repoURL", Zero::Str, true),
+        ("id", Zero::Str, true),
+        ("branch", Zero::Str, true),
+        ("tag", Zero::Str, true),
+        ("message", Zero::Str, true),
+        ("author", Zero::Str, true),
+        ("committer", Zero::Str, true),
+        ("subscriptionName", Zero::Str, true),
+    ],
+};
+
+const IMAGE: StructDef = StructDef {
+    type_name: "v1alpha1.Image",
+    fields: &[
+        ("repoURL", Zero::Str, true),
+        ("tag", Zero::Str, true),
+        ("digest", Zero::Str, true),
+        ("annotations", Zero::Nil, true),
+        ("subscriptionName", Zero::Str, true),
+    ],
+};
+
+const CHART: StructDef = StructDef {
+    type_name: "v1alpha1.Chart",
+    fields: &[
+        ("repoURL", Zero::Str, true),
+        ("name", Zero::Str, true),
+        ("version", Zero::Str, true),
+        ("subscriptionName", Zero::Str, true),
+    ],
+};
+
+impl Host for KargoFunctions<'_> {
+    fn call(&self, name: &str, args: &[Value], budget: &mut Budget) -> Option<Res<Value>> {
+        let result = match name {
+            "quote" => one_arg(name, args).and_then(|v| quote(v, budget)),
+            "unsafeQuote" => one_arg(name, args).and_then(|v| unsafe_quote(v, budget)),
+            "asJSON" => one_arg(name, args).and_then(|v| {
+                let json = value::marshal(v, true, budget)?;
+                Ok(Value::string(format!("\"{json}\n\"")))
+            }),
+            "asYAML" => one_arg(name, args).and_then(|v| {
+                let yaml = to_yaml(v, budget)?;
+                Ok(Value::string(format!("\"{yaml}\"")))
+            }),
+            "warehouse" => warehouse(args),
+            "commitFrom" => self.commit_from(args),
+            "imageFrom" => self.image_from(args),
+            "chartFrom" => self.chart_from(args),
+            "success" | "failure" | "always" | "status" if self.scope.has_status_functions() => {
+                self.status_function(name, args)
+            }
+            _ => return None,
+        };
+        Some(result)
+    }
+}
+
+fn one_arg<'a>(name: &str, args: &'a [Value]) -> Res<&'a Value> {
+    match args {
+        [v] => Ok(v),
+        _ => Err(Fault::msg(format!(
+            "{name}: expected 1 argument, got {}",
+            args.len()
+        ))),
+    }
+}
+
+/// `quote(v)`: a string in Go's `%q` form, anything else as
+/// [`unsafe_quote`]. The template then strips the outer quotes and keeps a
+/// string, so `${{ quote(42) }}` is the string `42`.
+fn quote(v: &Value, budget: &mut Budget) -> Res<Value> {
+    match v {
+        Value::Str(s) => {
+            let q = golang::quote(s);
+            budget.alloc_str(q.len())?;
+            Ok(Value::string(q))
+        }
+        other => unsafe_quote(other, budget),
+    }
+}
+
+/// `unsafeQuote(v)`: the JSON of `v` wrapped in quotes.
+fn unsafe_quote(v: &Value, budget: &mut Budget) -> Res<Value> {
+    let json = value::marshal(v, false, budget)?;
+    Ok(Value::string(format!("\"{json}\"")))
+}
+
+/// `warehouse(name)`: a Freight origin of kind Warehouse.
+fn warehouse(args: &[Value]) -> Res<Value> {
+    let [arg] = args else {
+        return Err(Fault::msg(format!(
+            "expected 1 argument, got {}",
+            args.len()
+        )));
+    };
+    let Value::Str(name) = arg else {
+        return Err(Fault::msg(format!(
+            "argument must be string, got {}",
+            arg.go_type()
+        )));
+    };
+    if name.is_empty() {
+        return Err(Fault::msg("name must not be empty"));
+    }
+    let mut obj = serde_json::Map::new();
+    obj.insert("kind".into(), Json::from("Warehouse"));
+    obj.insert("name".into(), Json::from(name.to_string()));
+    FREIGHT_ORIGIN.from_json(&obj).map_err(Fault::msg)
+}
+
+/// A Freight origin passed to a function: `warehouse(...)` or a map with
+/// `kind` and `name`.
+fn origin_arg(v: &Value, position: &str) -> Res<(String, String)> {
+    let field = |name: &str| -> Option<String> {
+        let f = match v {
+            Value::Struct(s) => s.field(name)?.clone(),
+            Value::Map(m) => m.entries.get(name)?.clone(),
+            _ => return None,
+        };
+        match f {
+            Value::Str(s) => Some(s.to_string()),
+            _ => None,
+        }
+    };
+    match (field("kind"), field("name")) {
+        (Some(kind), Some(name)) if !name.is_empty() => Ok((kind, name)),
+        _ => Err(Fault::msg(format!(
+            "{position} argument must be FreightOrigin, got {}",
+            v.go_type()
+        ))),
+    }
+}
+
+fn freight_origin(freight: &Json) -> (String, String) {
+    let get = |k: &str| {
+        freight
+            .get("origin")
+            .and_then(|o| o.get(k))
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (get("kind"), get("name"))
+}
+
+/// Kargo's `urls.NormalizeGit`, simplified: case, credentials, a trailing
+/// `/` and `.git` do not matter, and `git@host:path` equals
+/// `ssh://git@host/path`.
+fn normalize_git(url: &str) -> String {
+    let mut u = url.trim().to_lowercase();
+    if let Some(rest) = u
+        .strip_prefix("https://")
+        .map(|r| ("https://", r))
+        .or_else(|| u.strip_prefix("http://").map(|r| ("http://", r)))
+    {
+        let (scheme, rest) = rest;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        u = format!("{scheme}{host}/{path}");
+    } else if !u.contains("://")
+        && let Some((user_host, path)) = u.split_once(':')
+    {
+        u = format!("ssh://{user_host}/{path}");
+    }
+    let u = u.trim_end_matches('/');
+    let u = u.strip_suffix(".git").unwrap_or(u);
+    u.trim_end_matches('/').to_string()
+}
+
+impl KargoFunctions<'_> {
+    /// Finds the first artifact (in `list`) matching `matches` in the
+    /// snapshot's Freight, from `origin` if given. Without an origin, a match
+    /// in Freight from more than one origin is ambiguous: `ambiguous` is the
+    /// error.
+    fn find(
+        &self,
+        list: &str,
+        origin: Option<(String, String)>,
+        matches: impl Fn(&Json) -> bool,
+        ambiguous: String,
+    ) -> Res<Option<Json>> {
+        let mut found: Option<((String, String), Json)> = None;
+        for freight in &self.env.freight.freight {
+            let this_origin = freight_origin(freight);
+            if let Some(wanted) = &origin
+                && *wanted != this_origin
+            {
+                continue;
+            }
+            let Some(item) = freight
+                .get(list)
+                .and_then(Json::as_array)
+                .and_then(|items| items.iter().find(|i| matches(i)))
+            else {
+                continue;
+            };
+            match &found {
+                None => found = Some((this_origin, item.clone())),
+                Some((first_origin, _)) if *first_origin != this_origin => {
+                    return Err(Fault::msg(ambiguous));
+                }
+                Some(_) => {}
+            }
+            if origin.is_some() {
+                break;
+            }
+        }
+        Ok(found.map(|(_, item)| item))
+    }
+
+    fn to_struct(def: &StructDef, item: Option<Json>) -> Res<Value> {
+        match item {
+            Some(Json::Object(obj)) => def.from_json(&obj).map_err(Fault::msg),
+            _ => Ok(Value::Nil),
+        }
+    }
+
+    fn repo_and_origin(&self, args: &[Value]) -> Res<(String, Option<(String, String)>)> {
+        if args.is_empty() || args.len() > 2 {
+            return Err(Fault::msg(format!(
+                "expected 1-2 arguments, got {}",
+                args.len()
+            )));
+        }
+        let Value::Str(repo) = &args[0] else {
+            return Err(Fault::msg(format!(
+                "first argument must be string, got {}",
+                args[0].go_type()
+            )));
+        };
+        let origin = match args.get(1) {
+            Some(v) => Some(origin_arg(v, "second")?),
+            None => None,
+        };
+        Ok((repo.to_string(), origin))
+    }
+
+    /// `commitFrom(repoURL[, origin])`: the commit from that repository in
+    /// the Freight being promoted, or nil.
+    fn commit_from(&self, args: &[Value]) -> Res<Value> {
+        let (repo, origin) = self.repo_and_origin(args)?;
+        let wanted = normalize_git(&repo);
+        let item = self.find(
+            "commits",
+            origin,
+            |c| {
+                c.get("repoURL")
+                    .and_then(Json::as_str)
+                    .is_some_and(|u| normalize_git(u) == wanted)
+            },
+            format!(
+                "multiple requested Freight could potentially provide a commit from repo {wanted}; please update promotion steps to disambiguate"
+            ),
+        )?;
+        Self::to_struct(&GIT_COMMIT, item)
+    }
+
+    /// `imageFrom(repoURL[, origin])`: the image from that repository, or
+    /// nil.
+    fn image_from(&self, args: &[Value]) -> Res<Value> {
+        let (repo, origin) = self.repo_and_origin(args)?;
+        let item = self.find(
+            "images",
+            origin,
+            |i| i.get("repoURL").and_then(Json::as_str) == Some(repo.as_str()),
+            format!(
+                "multiple requested Freight could potentially provide a container image from repository {repo}: please provide a Freight origin to disambiguate"
+            ),
+        )?;
+        Self::to_struct(&IMAGE, item)
+    }
+
+    /// `chartFrom(repoURL[, chartName][, origin])`: the chart, or nil.
+    fn chart_from(&self, args: &[Value]) -> Res<Value> {
+        if args.is_empty() || args.len() > 3 {
+            return Err(Fault::msg(format!(
+                "expected 1-3 arguments, got {}",
+                args.len()
+            )));
+        }
+        let Value::Str(repo) = &args[0] else {
+            return Err(Fault::msg(format!(
+                "first argument must be string, got {}",
+                args[0].go_type()
+            )));
+        };
+        let mut chart_name = String::new();
+        let mut origin = None;
+        if let Some(second) = args.get(1) {
+            match second {
+                Value::Str(s) => chart_name = s.to_string(),
+                Value::Struct(_) | Value::Map(_) => origin = Some(origin_arg(second, "second")?),
+                other => {
+                    return Err(Fault::msg(format!(
+                        "second argument must be string or FreightOrigin, got {}",
+                        other.go_type()
+                    )));
+                }
+            }
+        }
+        if let Some(third) = args.get(2) {
+            if !matches!(args[1], Value::Str(_)) {
+                return Err(Fault::msg(format!(
+                    "when using three arguments, second argument must be string, got {}",
+                    args[1].go_type()
+                )));
+            }
+            origin = Some(origin_arg(third, "third")?);
+        }
+        let item = self.find(
+            "charts",
+            origin,
+            |c| {
+                c.get("repoURL").and_then(Json::as_str) == Some(&**repo)
+                    && c.get("name").and_then(Json::as_str).unwrap_or_default() == chart_name
+            },
+            format!(
+                "multiple requested Freight could potentially provide a chart from repository {repo}: please provide a Freight origin to disambiguate"
+            ),
+        )?;
+        Self::to_struct(&CHART, item)
+    }
+
+    fn status_function(&self, name: &str, args: &[Value]) -> Res<Value> {
+        let statuses = &self.env.statuses;
+        if name == "status" {
+            let [arg] = args else {
+                return Err(Fault::msg(format!(
+                    "expected 1 argument, got {}",
+                    args.len()
+                )));
+            };
+            let Value::Str(alias) = arg else {
+                return Err(Fault::msg(format!(
+                    "argument must be string, got {}",
+                    arg.go_type()
+                )));
+            };
+            if alias.is_empty() {
+                return Err(Fault::msg("argument must not be empty"));
+            }
+            return Ok(Value::string(
+                statuses.status_in_namespace(&self.env.ctx.step_alias, alias),
+            ));
+        }
+        if !args.is_empty() {
+            return Err(Fault::msg(format!(
+                "expected 0 arguments, got {}",
+                args.len()
+            )));
+        }
+        Ok(Value::Bool(match name {
+            "success" => !statuses.has_failures(),
+            "failure" => statuses.has_failures(),
+            _ => true,
+        }))
+    }
+}
+
+/// A YAML rendering close to what Go's `yaml.v3` gives for JSON-like
+/// values (block style, 4-space indentation, sorted keys). Strings that
+/// would read as something else are double-quoted.
+fn to_yaml(v: &Value, budget: &mut Budget) -> Res<String> {
+    let mut out = String::new();
+    write_yaml(v, 0, &mut out, budget)?;
+    budget.alloc_str(out.len())?;
+    Ok(out)
+}
+
+fn yaml_scalar(v: &Value, budget: &mut Budget) -> Res<Option<String>> {
+    Ok(Some(match v {
+        Value::Nil => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => match golang::format_float_json(*f) {
+            Some(s) => s,
+            None if f.is_nan() => ".nan".to_string(),
+            None if *f > 0.0 => ".inf".to_string(),
+            None => "-.inf".to_string(),
+        },
+        Value::Str(s) => {
+            budget.work(s.len())?;
+            let plain = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || "-_./ ".contains(c))
+                && !s.starts_with([' ', '-', '.'])
+                && !s.ends_with(' ')
+                && golang::parse_float(s).is_none()
+                && !matches!(
+                    s.to_lowercase().as_str(),
+                    "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n"
+                );
+            if plain {
+                s.to_string()
+            } else {
+                let mut q = String::new();
+                golang::push_json_string(&mut q, s);
+                q
+            }
+        }
+        Value::Array(a) if a.items.is_empty() => "[]".to_string(),
+        Value::Map(m) if m.entries.is_empty() => "{}".to_string(),
+        _ => return Ok(None),
+    }))
+}
+
+fn write_yaml(v: &Value, level: usize, out: &mut String, budget: &mut Budget) -> Res<()> {
+    budget.step(1)?;
+    if out.len() as u64 > budget.memory_left() {
+        return Err(Fault::Budget(super::error::Limit::Memory(
+            budget.limits().max_memory,
+        )));
+    }
+    let pad = "    ".repeat(level);
+    if let Some(s) = yaml_scalar(v, budget)? {
+        out.push_str(&s);
+        out.push('\n');
+        return Ok(());
+    }
+    let entries: Vec<(String, &Value)> = match v {
+        Value::Array(a) => {
+            for item in &a.items {
+                out.push_str(&pad);
+                out.push_str("- ");
+                if let Some(s) = yaml_scalar(item, budget)? {
+                    out.push_str(&s);
+                    out.push('\n');
+                } else {
+                    out.push('\n');
+                    write_yaml(item, level + 1, out, budget)?;
+                }
+            }
+            return Ok(());
+        }
+        Value::Map(m) => m.entries.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Value::Struct(s) => s
+            .fields
+            .iter()
+            .map(|f| (f.json.to_lowercase(), &f.value))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (k, item) in entries {
+        out.push_str(&pad);
+        match yaml_scalar(&Value::str(&k), budget)? {
+            Some(key) => out.push_str(&key),
+            None => out.push_str(&k),
+        }
+        out.push(':');
+        if let Some(s) = yaml_scalar(item, budget)? {
+            out.push(' ');
+            out.push_str(&s);
+            out.push('\n');
+        } else {
+            out.push('\n');
+            write_yaml(item, level + 1, out, budget)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_urls_normalize_like_kargo() {
+        assert_eq!(
+            normalize_git("https://user:pw@GitHub.com/Example/Repo.git/"),
+            "https://github.com/example/repo"
+        );
+        assert_eq!(
+            normalize_git("git@github.com:example/repo.git"),
+            "ssh://git@github.com/example/repo"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the expression engine; see the submodules.
