@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::app::AppKey;
+use crate::write::WriteKind;
 
 /// The `operation.info` entry naming the Promotion that requested a sync.
 pub const PROMOTION_INFO: &str = "barge.dev/promotion";
@@ -111,6 +112,7 @@ impl RequestCounts {
 struct Data {
     syncs: Vec<SyncRecord>,
     requests: BTreeMap<AppKey, RequestCounts>,
+    writes: BTreeMap<(AppKey, WriteKind), u64>,
 }
 
 /// A cloneable handle on the double's records.
@@ -146,7 +148,7 @@ pub struct WaitTimeout(pub Duration);
 /// Which request a count is about.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Request {
-    Write,
+    Write(WriteKind),
     Conflict,
     Rejected,
     Read,
@@ -206,6 +208,16 @@ impl Journal {
             .unwrap_or_default()
     }
 
+    /// Successful writes of one kind to one Application (e.g. exactly one
+    /// [`WriteKind::OperationStart`] per sync operation).
+    pub fn writes_of(&self, namespace: &str, name: &str, kind: WriteKind) -> u64 {
+        self.lock()
+            .writes
+            .get(&(AppKey::new(namespace, name), kind))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// A receiver that changes whenever the journal does.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -239,9 +251,12 @@ impl Journal {
     pub(crate) fn count(&self, app: &AppKey, request: Request) {
         {
             let mut data = self.lock();
+            if let Request::Write(kind) = request {
+                *data.writes.entry((app.clone(), kind)).or_default() += 1;
+            }
             let counts = data.requests.entry(app.clone()).or_default();
             match request {
-                Request::Write => counts.writes += 1,
+                Request::Write(_) => counts.writes += 1,
                 Request::Conflict => counts.conflicts += 1,
                 Request::Rejected => counts.rejected += 1,
                 Request::Read => counts.reads += 1,

@@ -22,7 +22,7 @@ const FIELD_MANAGER: &str = "argocd-application-controller";
 const MAX_ATTEMPTS: u32 = 32;
 
 /// Which write the double is about to make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WriteKind {
     /// O1: `operationState = {operation, phase: Running, startedAt}`.
     OperationStart,
@@ -210,7 +210,7 @@ impl Writer {
             Ok(obj) => {
                 let acknowledged = Instant::now();
                 let acknowledged_at = SystemTime::now();
-                self.journal.count(key, Request::Write);
+                self.journal.count(key, Request::Write(kind));
                 let resource_version = obj.metadata.resource_version.clone();
                 Ok(Ok(Written::Done {
                     app: serde_json::to_value(obj)?,
