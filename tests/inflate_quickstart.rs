@@ -227,3 +227,55 @@ fn freight_carries_a_commit_of_the_stages_repository() {
     // one; this id must stay a string when `desiredRevision` is evaluated.
     assert!(id.parse::<f64>().is_err());
 }
+
+#[test]
+fn typed_kinds_parse_and_inflate_like_the_controller_does() {
+    use barge::api::{ClusterPromotionTask, Freight, Stage};
+
+    let docs = manifests();
+    let typed = |kind: &str| -> Vec<Value> {
+        docs.iter()
+            .filter(|(_, d)| d["kind"] == kind)
+            .map(|(_, d)| d.clone())
+            .collect()
+    };
+    let mut tasks = TaskMap::new();
+    for doc in typed("ClusterPromotionTask") {
+        let task: ClusterPromotionTask = serde_json::from_value(doc).unwrap();
+        let name = task.metadata.name.clone().unwrap();
+        tasks.insert(TaskKind::ClusterPromotionTask, name, task.spec);
+    }
+    for doc in typed("Freight") {
+        let freight: Freight = serde_json::from_value(doc).unwrap();
+        assert_eq!(freight.spec.commits.len(), 1);
+    }
+    let stages: Vec<Stage> = typed("Stage")
+        .into_iter()
+        .map(|doc| serde_json::from_value(doc).unwrap())
+        .collect();
+    assert_eq!(stages.len(), 3);
+    for stage in &stages {
+        assert!(stage.spec.auto_promotion);
+        let template_vars = stage
+            .spec
+            .promotion_template
+            .as_ref()
+            .map(|t| t.spec.vars.clone())
+            .unwrap_or_default();
+        let name = stage.metadata.name.clone().unwrap();
+        let plan = inflate(
+            &Request {
+                namespace: NAMESPACE,
+                stage: &name,
+                stage_vars: &stage.spec.vars,
+                template_vars: &template_vars,
+                promotion_vars: &[],
+                steps: stage.template_steps(),
+            },
+            &tasks,
+        )
+        .unwrap_or_else(|err| panic!("Stage {name}: {err}"));
+        let aliases: Vec<_> = plan.steps.iter().map(|s| s.alias.as_deref()).collect();
+        assert_eq!(aliases, [Some("deploy::update")], "Stage {name}");
+    }
+}
