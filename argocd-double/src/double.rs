@@ -107,6 +107,9 @@ pub(crate) struct RefreshRequest {
     pub id: u64,
     pub due: Instant,
     pub succeeded: bool,
+    /// The completed operation state it is about.
+    pub started_at: String,
+    pub finished_at: String,
 }
 
 /// Health the refreshes after a successful sync report: `first` at once,

@@ -599,6 +599,8 @@ async fn complete(
                 id: request_id,
                 due,
                 succeeded: completion.phase == SUCCEEDED,
+                started_at: started_at.clone(),
+                finished_at: finished_at.clone(),
             })
         });
     }

@@ -17,7 +17,7 @@ use crate::app::{
     AppKey, ERROR, FAILED, REFRESH_ANNOTATION, REFRESH_TIMESTAMP_ANNOTATION, Revisions, Sources,
     annotations, at, escape, phase, resolve, str_at,
 };
-use crate::double::{Ctx, HealthPlan, key_of};
+use crate::double::{Ctx, HealthPlan, RefreshRequest, key_of};
 use crate::knobs::{HealthStatus, Knobs};
 use crate::time;
 use crate::write::{Plan, WriteKind, Written};
@@ -45,25 +45,35 @@ pub(crate) async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<
         return Ok(action);
     }
     let knobs = ctx.knobs(&key, &app);
-    let now = Instant::now();
 
-    // An internal request after an operation (O6) may start a health plan.
-    let (request, mut plan) = ctx.with_memory(&key, |m| {
-        (
-            m.refresh_request.clone().filter(|r| r.due <= now),
-            m.health_plan.clone(),
-        )
-    });
-    if let Some(request) = &request
-        && request.succeeded
-    {
-        plan = Some(HealthPlan::after_sync(&knobs, now));
-    }
-    let health = plan.as_ref().map(|p| p.current(now));
-
+    // Decided per attempt, from the object the attempt writes over: an
+    // internal request (O6) is consumed only by a refresh of the completed
+    // operation it was made for, which then starts the health after sync.
+    let mut consumed: Option<u64> = None;
+    let mut next_plan: Option<HealthPlan> = None;
+    let mut planned_at = Instant::now();
     let written = ctx
         .writer
         .write(&key, WriteKind::Refresh, app, |cur| {
+            let now = Instant::now();
+            let (request, mut plan) =
+                ctx.with_memory(&key, |m| (m.refresh_request.clone(), m.health_plan.clone()));
+            consumed = None;
+            if let Some(request) = request.filter(|r| r.due <= now) {
+                match request_state(cur, &request) {
+                    RequestState::Applies => {
+                        if request.succeeded {
+                            plan = Some(HealthPlan::after_sync(&knobs, now));
+                        }
+                        consumed = Some(request.id);
+                    }
+                    RequestState::Stale => consumed = Some(request.id),
+                    RequestState::NotYet => {}
+                }
+            }
+            let health = plan.as_ref().map(|p| p.current(now));
+            next_plan = plan;
+            planned_at = now;
             refresh_plan(cur, &knobs, health)
         })
         .await?;
@@ -75,19 +85,17 @@ pub(crate) async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<
         }
     };
     ctx.with_memory(&key, |m| {
-        if let (Some(done), Some(pending)) = (&request, &m.refresh_request)
-            && done.id == pending.id
-        {
+        if consumed.is_some() && m.refresh_request.as_ref().map(|r| r.id) == consumed {
             m.refresh_request = None;
         }
-        m.health_plan = plan.filter(|p| p.pending(now).is_some());
+        m.health_plan = next_plan.filter(|p| p.pending(planned_at).is_some());
     });
 
     let app = remove_refresh_annotations(&ctx, &key, app).await?;
-    auto_sync(&ctx, &key, app, &knobs).await?;
-    // Timers (a delayed post-sync refresh, the Healthy after Progressing)
-    // are re-evaluated on the object's next event, or at their instant.
-    Ok(next_action(&ctx, &key).unwrap_or_else(Action::await_change))
+    auto_sync(&ctx, &key, app.clone(), &knobs).await?;
+    // Timers (a delayed post-sync refresh, Healthy after Progressing) wake
+    // this loop at their instant; everything else arrives as an event.
+    Ok(not_due(&ctx, &key, &app).unwrap_or_else(Action::await_change))
 }
 
 /// `Some(action)` when no refresh is due now.
@@ -105,24 +113,6 @@ fn not_due(ctx: &Ctx, key: &AppKey, app: &Value) -> Option<Action> {
     }
 }
 
-/// A requeue at the earliest in-memory timer, if any.
-fn next_action(ctx: &Ctx, key: &AppKey) -> Option<Action> {
-    let now = Instant::now();
-    let next = ctx.with_memory(key, |m| {
-        [
-            m.refresh_request.as_ref().map(|r| r.due),
-            m.health_plan.as_ref().and_then(|p| p.pending(now)),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    })?;
-    Some(Action::requeue(
-        next.saturating_duration_since(now)
-            .max(std::time::Duration::from_millis(1)),
-    ))
-}
-
 /// Argo CD's `needRefreshAppStatus`, plus the double's timers.
 fn due(ctx: &Ctx, key: &AppKey, app: &Value) -> Due {
     if at(app, "/status/reconciledAt").is_none() {
@@ -137,17 +127,26 @@ fn due(ctx: &Ctx, key: &AppKey, app: &Value) -> Due {
     let now = Instant::now();
     let mut next: Option<Instant> = None;
     let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
-    let timers = ctx.with_memory(key, |m| {
+    let (request, health_change) = ctx.with_memory(key, |m| {
         (
-            m.refresh_request.as_ref().map(|r| r.due),
+            m.refresh_request.clone(),
             m.health_plan.as_ref().and_then(|p| p.then.map(|t| t.0)),
         )
     });
-    for timer in [timers.0, timers.1].into_iter().flatten() {
-        if timer <= now {
-            return Due::Now("requested by the controller");
+    // A request waits for the object to show the completion it is about.
+    if let Some(request) = request
+        && request_state(app, &request) != RequestState::NotYet
+    {
+        if request.due <= now {
+            return Due::Now("requested after an operation");
         }
-        consider(timer);
+        consider(request.due);
+    }
+    if let Some(at) = health_change {
+        if at <= now {
+            return Due::Now("health changes");
+        }
+        consider(at);
     }
     if let Some(period) = ctx.config.resync
         && let Some(reconciled) = str_at(app, "/status/reconciledAt").and_then(time::parse)
@@ -159,6 +158,31 @@ fn due(ctx: &Ctx, key: &AppKey, app: &Value) -> Due {
         consider(now + wait);
     }
     next.map_or(Due::Never, Due::At)
+}
+
+/// Whether an O6 refresh request can be served on `app`.
+#[derive(Debug, PartialEq, Eq)]
+enum RequestState {
+    /// `app` shows the completed operation the request is about.
+    Applies,
+    /// The operation is not completed in `app` yet (our own final write may
+    /// still be on its way to this cache).
+    NotYet,
+    /// `app` has another operation state: the request is moot.
+    Stale,
+}
+
+fn request_state(app: &Value, request: &RefreshRequest) -> RequestState {
+    if str_at(app, "/status/operationState/startedAt") != Some(request.started_at.as_str()) {
+        return RequestState::Stale;
+    }
+    if str_at(app, "/status/operationState/finishedAt") == Some(request.finished_at.as_str())
+        && at(app, "/operation").is_none()
+    {
+        RequestState::Applies
+    } else {
+        RequestState::NotYet
+    }
 }
 
 /// `status.sync.comparedTo` for the current spec.

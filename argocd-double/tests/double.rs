@@ -49,6 +49,13 @@ fn settled(v: &Value) -> bool {
         && s(v, "/metadata/annotations/argocd.argoproj.io~1refresh").is_none()
 }
 
+/// Recorded versions that include the client's request and end settled
+/// (the first version, before the request, may already look settled).
+fn settled_after_request(versions: &[Value]) -> bool {
+    first(versions, 0, has_operation).is_some_and(|i| i + 1 < versions.len())
+        && versions.last().is_some_and(settled)
+}
+
 // === The CRD ===
 
 #[tokio::test]
@@ -197,16 +204,27 @@ async fn crd_rejects_reconciled_at_that_is_not_a_date_time() -> TestResult {
 
 #[tokio::test]
 async fn client_sync_follows_the_canonical_write_sequence() -> TestResult {
-    let t = setup(|c| c).await?;
-    guestbook("gb")
-        .knob(SYNC_DELAY, "1s")
-        .create(t.client.clone(), &t.ns)
-        .await?;
+    // Argo CD refreshes concurrently with the sync; make the interleaving
+    // of the table deterministic: the sync's history write waits until the
+    // refresh has written its status (it is about to remove the annotation).
+    let (refreshed, refreshed_rx) = tokio::sync::watch::channel(false);
+    let hook = WriteHook::new(move |_, kind, _| {
+        if kind == WriteKind::RefreshAnnotations {
+            refreshed.send_replace(true);
+        }
+        let mut rx = refreshed_rx.clone();
+        async move {
+            if kind == WriteKind::History {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+        }
+        .boxed()
+    });
+    let t = setup(|c| c.with_write_hook(hook)).await?;
+    guestbook("gb").create(t.client.clone(), &t.ns).await?;
     let mut rec = t.record("gb").await?;
     request_sync(&t.api, "gb", &promote(&t.ns, "p1")).await?;
-    let versions = rec
-        .wait_for(WAIT, |v| v.last().is_some_and(settled))
-        .await?;
+    let versions = rec.wait_for(WAIT, settled_after_request).await?;
     let why = describe(&versions);
 
     // 0: the client's write.
@@ -301,9 +319,7 @@ async fn operation_state_copies_the_operation_with_info_and_initiated_by() -> Te
     let mut rec = t.record("copy").await?;
     let written = request_sync(&t.api, "copy", &promote(&t.ns, "p-copy")).await?;
     let requested = written.data["operation"].clone();
-    let versions = rec
-        .wait_for(WAIT, |v| v.last().is_some_and(settled))
-        .await?;
+    let versions = rec.wait_for(WAIT, settled_after_request).await?;
     let running =
         first(&versions, 0, |v| phase(v) == Some("Running")).ok_or_else(|| describe(&versions))?;
     let copy = &versions[running]["status"]["operationState"]["operation"];
@@ -329,9 +345,7 @@ async fn history_entry_is_written_before_the_final_operation_state_write() -> Te
     guestbook("hist").create(t.client.clone(), &t.ns).await?;
     let mut rec = t.record("hist").await?;
     request_sync(&t.api, "hist", &promote(&t.ns, "p-hist")).await?;
-    let versions = rec
-        .wait_for(WAIT, |v| v.last().is_some_and(settled))
-        .await?;
+    let versions = rec.wait_for(WAIT, settled_after_request).await?;
     let appended = first(&versions, 0, |v| v.pointer("/status/history/1").is_some())
         .ok_or_else(|| describe(&versions))?;
     let v = &versions[appended];
@@ -360,9 +374,7 @@ async fn final_write_completes_the_state_and_removes_the_operation() -> TestResu
     guestbook("final").create(t.client.clone(), &t.ns).await?;
     let mut rec = t.record("final").await?;
     request_sync(&t.api, "final", &promote(&t.ns, "p-final")).await?;
-    let versions = rec
-        .wait_for(WAIT, |v| v.last().is_some_and(settled))
-        .await?;
+    let versions = rec.wait_for(WAIT, settled_after_request).await?;
     // Index 0 is the deployed fixture, Succeeded from an earlier sync.
     let client = first(&versions, 0, has_operation).ok_or_else(|| describe(&versions))?;
     let done = first(&versions, client, |v| {
@@ -633,12 +645,12 @@ async fn foreign_operation_runs_without_barge_info() -> TestResult {
 async fn operation_written_over_a_running_one_is_dropped_when_it_completes() -> TestResult {
     let t = setup(|c| c).await?;
     guestbook("over")
-        .knob(SYNC_DELAY, "2s")
+        .knob(WINDOW_BLOCKED, "true")
         .create(t.client.clone(), &t.ns)
         .await?;
     request_sync(&t.api, "over", &promote(&t.ns, "p-first")).await?;
     wait_for(&t.api, "over", WAIT, |v| {
-        s(v, "/status/operationState/message") == Some("one or more tasks are running")
+        s(v, "/status/operationState/message") == Some("Sync operation blocked by sync window")
     })
     .await?;
     // A second request that does not clear operationState (as the Argo CD
@@ -648,6 +660,7 @@ async fn operation_written_over_a_running_one_is_dropped_when_it_completes() -> 
         ..SyncRequest::for_promotion(&t.ns, "p-second")
     };
     request_sync(&t.api, "over", &second).await?;
+    set_annotation(&t.api, "over", WINDOW_BLOCKED, None).await?;
     let app = wait_for(&t.api, "over", WAIT, settled).await?;
     let info = &app["status"]["operationState"]["operation"]["info"];
     assert!(
@@ -669,20 +682,25 @@ async fn skipped_post_sync_refresh_leaves_health_stale_until_a_refresh_is_reques
 {
     let t = setup(|c| c).await?;
     guestbook("stale")
-        .knob(SYNC_DELAY, "1500ms")
         .knob(POST_SYNC_REFRESH, "skip")
         .create(t.client.clone(), &t.ns)
         .await?;
     let mut rec = t.record("stale").await?;
-    request_sync(&t.api, "stale", &promote(&t.ns, "p-stale")).await?;
+    // A re-sync of the deployed revision without a refresh request: nothing
+    // triggers a refresh, so reconciledAt stays from before the sync.
+    let request = SyncRequest {
+        refresh: false,
+        ..SyncRequest::for_promotion(&t.ns, "p-stale")
+    };
+    request_sync(&t.api, "stale", &request).await?;
     let app = rec
-        .wait_latest(WAIT, |v| phase(v) == Some("Succeeded"))
+        .wait_latest(WAIT, |v| phase(v) == Some("Succeeded") && !has_operation(v))
         .await?;
     let reconciled = s(&app, "/status/reconciledAt").unwrap_or_default();
     let finished = s(&app, "/status/operationState/finishedAt").unwrap_or_default();
     assert!(reconciled < finished, "{reconciled} !< {finished}");
-    assert_eq!(s(&app, "/status/sync/status"), Some("OutOfSync"));
-    // Nothing else is written until a refresh is requested.
+    assert_eq!(s(&app, "/status/sync/status"), Some("Synced"));
+    // A refresh request brings it up to date.
     request_refresh(&t.api, "stale", true).await?;
     let app = rec
         .wait_latest(WAIT, |v| {
@@ -691,6 +709,7 @@ async fn skipped_post_sync_refresh_leaves_health_stale_until_a_refresh_is_reques
         })
         .await?;
     assert_eq!(s(&app, "/status/sync/status"), Some("Synced"));
+    assert_eq!(s(&app, "/status/sync/revision"), Some("aaa111"));
     Ok(())
 }
 
@@ -907,6 +926,36 @@ async fn auto_sync_starts_an_automated_operation_when_out_of_sync() -> TestResul
     assert_eq!(operation["sync"]["prune"], true);
     assert_eq!(operation["retry"]["limit"], 5);
     assert_eq!(s(&app, "/status/sync/status"), Some("Synced"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sync_delay_knob_keeps_the_operation_running_that_long() -> TestResult {
+    let t = setup(|c| c).await?;
+    guestbook("slow")
+        .knob(SYNC_DELAY, "1500ms")
+        .create(t.client.clone(), &t.ns)
+        .await?;
+    let journal = t.journal();
+    request_sync(&t.api, "slow", &promote(&t.ns, "p-slow")).await?;
+    journal
+        .wait_for(WAIT, |j| {
+            j.syncs_for_promotion("p-slow")
+                .first()
+                .is_some_and(|s| s.final_write.is_some())
+        })
+        .await?;
+    let sync = journal
+        .syncs_for_promotion("p-slow")
+        .first()
+        .cloned()
+        .ok_or("no sync")?;
+    let write = sync.final_write.ok_or("no final write")?;
+    assert!(
+        write.sent.duration_since(sync.started) >= std::time::Duration::from_millis(1500),
+        "{:?}",
+        write.sent.duration_since(sync.started)
+    );
     Ok(())
 }
 
