@@ -1,8 +1,13 @@
 //! The `barge` command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::controller::{Metrics, Settings};
 
 #[derive(Debug, Parser)]
 #[command(name = "barge", version, about = "A Kubernetes promotion controller")]
@@ -13,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controllers against a cluster.
+    Run(RunArgs),
     /// Print Barge's CustomResourceDefinitions as one YAML stream, or write
     /// one file per CRD (`<plural>.barge.dev.yaml`) with --out-dir.
     Crds {
@@ -24,10 +31,59 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Kubeconfig to use; without it, the in-cluster config, then $KUBECONFIG
+    /// or ~/.kube/config.
+    #[arg(long, env = "BARGE_KUBECONFIG", value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+
+    /// How long a waiting Promotion may go without a reconcile when no event
+    /// arrives (Go duration). A safety net only: waits are woken by events.
+    #[arg(long, env = "BARGE_BACKSTOP", default_value = "5m", value_parser = parse_duration)]
+    backstop: Duration,
+
+    /// Namespace of Argo CD Applications when a step names none.
+    #[arg(long, env = "BARGE_ARGOCD_NAMESPACE", default_value = "argocd")]
+    argocd_namespace: String,
+
+    /// Watch Applications in every namespace, not only --argocd-namespace.
+    #[arg(long, env = "BARGE_ARGOCD_ALL_NAMESPACES")]
+    argocd_all_namespaces: bool,
+
+    /// Only reconcile Promotions in this namespace.
+    #[arg(long, env = "BARGE_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Reconciles running at once.
+    #[arg(long, env = "BARGE_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+
+    /// Log format.
+    #[arg(long, env = "BARGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Do not wake Promotions on Application changes (measuring the backstop alone).
+    #[arg(long, env = "BARGE_NO_APPLICATION_WAKEUPS", hide = true)]
+    no_application_wakeups: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d: kube::core::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    Ok(Duration::from(d))
+}
+
 /// Parses the command line and runs the chosen subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run(args),
         Command::Crds { out_dir } => match crate::crdgen::run(out_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -36,4 +92,66 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("barge run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match client(args.kubeconfig.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build a Kubernetes client");
+                return ExitCode::FAILURE;
+            }
+        };
+        let settings = Settings {
+            backstop: args.backstop,
+            argocd_namespace: args.argocd_namespace,
+            argocd_all_namespaces: args.argocd_all_namespaces,
+            namespace: args.namespace,
+            concurrency: args.concurrency,
+            wake_on_application_events: !args.no_application_wakeups,
+        };
+        tracing::info!(?settings, "starting the controllers");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        };
+        crate::controller::run(client, settings, Arc::new(Metrics::default()), shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn client(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }

@@ -1,0 +1,592 @@
+//! The Promotion reconciler: the imperative shell around the engine. It
+//! decides whose turn it is on the Stage, freezes the plan on the first
+//! reconcile, runs steps through the executor, and writes status with
+//! server-side apply only when it changed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error};
+use crate::api::{
+    ABORT_TERMINATE, ANNOTATION_ABORT, AwaitedObject, ClusterPromotionTask, Freight,
+    HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus, PromotionTask,
+    Stage, StepExecutionMetadata, TaskKind,
+};
+use crate::controller::await_index::AwaitTarget;
+use crate::inflate::{self, TaskMap, TaskSpec};
+use crate::promotion::engine::{self, FinalPhase, Progress, StepMeta};
+use crate::promotion::evaluate::ExprEvaluator;
+use crate::promotion::executor::{self, Stop, Subject};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "barge-controller";
+
+pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&promotion, &ctx).await;
+    ctx.metrics
+        .reconciled("promotion", started.elapsed(), result.is_err());
+    result
+}
+
+pub fn error_policy(_promotion: Arc<Promotion>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "promotion reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn key(promotion: &Promotion) -> (String, String) {
+    (
+        promotion.namespace().unwrap_or_default(),
+        promotion.name_any(),
+    )
+}
+
+async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action, Error> {
+    let (namespace, name) = key(promotion);
+    let status = promotion.status.clone().unwrap_or_default();
+    if promotion.is_terminal() {
+        ctx.forget(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+    if is_abort_requested(promotion) {
+        return abort(promotion, ctx, status).await;
+    }
+
+    if let Some(blocker) = blocker(promotion, ctx).await? {
+        return wait_for_turn(promotion, ctx, status, &blocker).await;
+    }
+
+    let mut status = status;
+    let Some(plan) = status.plan.clone() else {
+        return start(promotion, ctx, status).await;
+    };
+
+    let mut progress = progress_from(&status);
+    let subject = Subject {
+        namespace: &namespace,
+        promotion: &name,
+        stage: &promotion.spec.stage,
+        actor: actor(promotion),
+    };
+    let evaluator = ExprEvaluator::new(
+        &namespace,
+        &promotion.spec.stage,
+        &name,
+        actor(promotion),
+        &plan.vars,
+        status.freight.as_ref(),
+    );
+    let stop = executor::execute(
+        &subject,
+        &plan.steps,
+        &mut progress,
+        &ctx.registry,
+        &ctx.services,
+        &evaluator,
+    )
+    .await;
+    apply_progress(&mut status, &progress);
+
+    let now = Timestamp::now();
+    match stop {
+        Stop::Finished { phase, message } => {
+            let phase = match phase {
+                FinalPhase::Succeeded => PromotionPhase::Succeeded,
+                FinalPhase::Failed => PromotionPhase::Failed,
+                FinalPhase::Errored => PromotionPhase::Errored,
+                FinalPhase::Aborted => PromotionPhase::Aborted,
+            };
+            finish(promotion, ctx, status, phase, message.unwrap_or_default()).await?;
+            Ok(Action::await_change())
+        }
+        Stop::Waiting {
+            alias,
+            awaiting,
+            message,
+            wake_at,
+        } => {
+            let backstop = add(now, ctx.backstop);
+            let deadline = wake_at.map_or(backstop, |w| w.min(backstop));
+            let since = previous_since(&status, &alias).unwrap_or(now);
+            status.phase = Some(PromotionPhase::Running);
+            status.message = message.clone().unwrap_or_default();
+            status.awaiting = awaiting
+                .iter()
+                .map(|target| {
+                    awaited(
+                        &alias,
+                        target,
+                        message.as_deref().unwrap_or_default(),
+                        since,
+                        deadline,
+                    )
+                })
+                .collect();
+            ctx.index_set(&namespace, &name, awaiting);
+            write_status(promotion, ctx, status).await?;
+            let wait = deadline.duration_since(now).unsigned_abs();
+            Ok(Action::requeue(wait.max(Duration::from_millis(10))))
+        }
+    }
+}
+
+/// First reconcile of its turn: resolve the Stage, Freight and tasks,
+/// inflate, and freeze the plan. Errors here end the Promotion Errored.
+async fn start(
+    promotion: &Promotion,
+    ctx: &Context,
+    mut status: PromotionStatus,
+) -> Result<Action, Error> {
+    let (namespace, name) = key(promotion);
+    let planned = plan(promotion, ctx).await;
+    let now = Timestamp::now();
+    status.started_at = Some(Time(now));
+    match planned {
+        Ok((plan, freight)) => {
+            status.phase = Some(PromotionPhase::Running);
+            status.message = String::new();
+            status.freight = Some(freight.reference());
+            status.current_step = 0;
+            status.plan = Some(plan);
+            ctx.publish(
+                promotion,
+                EventType::Normal,
+                "PromotionStarted",
+                format!(
+                    "Promotion {name} started running {} steps",
+                    status.plan.as_ref().map_or(0, |p| p.steps.len())
+                ),
+            )
+            .await;
+            write_status(promotion, ctx, status).await?;
+            // The status write comes back as a watch event, which runs the first step.
+            Ok(Action::requeue(ctx.backstop))
+        }
+        Err(message) => {
+            finish(promotion, ctx, status, PromotionPhase::Errored, message).await?;
+            let _ = namespace;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Freight), String> {
+    let (namespace, _) = key(promotion);
+    let client = ctx.services.client.clone();
+    let stage_name = &promotion.spec.stage;
+    let stage = Api::<Stage>::namespaced(client.clone(), &namespace)
+        .get_opt(stage_name)
+        .await
+        .map_err(|e| format!("spec.stage: reading Stage \"{stage_name}\": {e}"))?
+        .ok_or_else(|| {
+            format!("spec.stage: Stage \"{stage_name}\" not found in namespace \"{namespace}\"")
+        })?;
+    let freight_name = &promotion.spec.freight;
+    let freight = Api::<Freight>::namespaced(client.clone(), &namespace)
+        .get_opt(freight_name)
+        .await
+        .map_err(|e| format!("spec.freight: reading Freight \"{freight_name}\": {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "spec.freight: Freight \"{freight_name}\" not found in namespace \"{namespace}\""
+            )
+        })?;
+
+    let own_steps = !promotion.spec.steps.is_empty();
+    let template = stage.spec.promotion_template.as_ref().map(|t| &t.spec);
+    let steps = if own_steps {
+        &promotion.spec.steps[..]
+    } else {
+        stage.template_steps()
+    };
+    let template_vars = match (own_steps, template) {
+        (false, Some(t)) => &t.vars[..],
+        _ => &[],
+    };
+
+    let mut tasks = TaskMap::new();
+    for step in steps {
+        let Some(task) = &step.task else { continue };
+        let spec = match task.kind {
+            TaskKind::PromotionTask => Api::<PromotionTask>::namespaced(client.clone(), &namespace)
+                .get_opt(&task.name)
+                .await
+                .map(|t| t.map(|t| t.spec)),
+            TaskKind::ClusterPromotionTask => Api::<ClusterPromotionTask>::all(client.clone())
+                .get_opt(&task.name)
+                .await
+                .map(|t| t.map(|t| TaskSpec::from(t.spec))),
+        }
+        .map_err(|e| format!("reading {} \"{}\": {e}", task.kind, task.name))?;
+        if let Some(spec) = spec {
+            tasks.insert(task.kind, task.name.clone(), spec);
+        }
+    }
+    let request = inflate::Request {
+        namespace: &namespace,
+        stage: stage_name,
+        stage_vars: &stage.spec.vars,
+        template_vars,
+        promotion_vars: &promotion.spec.vars,
+        steps,
+    };
+    let plan = inflate::inflate(&request, &tasks).map_err(|e| e.to_string())?;
+    Ok((plan, freight))
+}
+
+/// The Promotion that must finish before this one may run: one Promotion
+/// runs per Stage, Running first, then the rest in creation order. The cache
+/// may lag, so a blocker is confirmed against the API server.
+async fn blocker(promotion: &Promotion, ctx: &Context) -> Result<Option<Promotion>, Error> {
+    let (namespace, name) = key(promotion);
+    let order = |p: &Promotion| {
+        (
+            p.phase() != PromotionPhase::Running,
+            p.metadata.creation_timestamp.clone().map(|t| t.0),
+            p.name_any(),
+        )
+    };
+    let mine = order(promotion);
+    let mut ahead: Vec<Arc<Promotion>> = ctx
+        .promotions
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|p| {
+            p.spec.stage == promotion.spec.stage && p.name_any() != name && !p.is_terminal()
+        })
+        .filter(|p| order(p) < mine)
+        .collect();
+    ahead.sort_by_key(|p| order(p));
+    let api = Api::<Promotion>::namespaced(ctx.services.client.clone(), &namespace);
+    for candidate in ahead {
+        match api.get_opt(&candidate.name_any()).await? {
+            Some(live) if !live.is_terminal() => return Ok(Some(live)),
+            _ => continue,
+        }
+    }
+    Ok(None)
+}
+
+async fn wait_for_turn(
+    promotion: &Promotion,
+    ctx: &Context,
+    mut status: PromotionStatus,
+    blocker: &Promotion,
+) -> Result<Action, Error> {
+    let (namespace, name) = key(promotion);
+    let now = Timestamp::now();
+    let blocker_name = blocker.name_any();
+    let message = format!(
+        "waiting for Promotion \"{blocker_name}\" ({}) to finish: one Promotion runs per Stage at a time",
+        blocker.phase()
+    );
+    let target = AwaitTarget::Named {
+        kind: "Promotion".into(),
+        namespace: namespace.clone(),
+        name: blocker_name,
+    };
+    let since = status
+        .awaiting
+        .first()
+        .and_then(|a| a.since.clone())
+        .map_or(now, |t| t.0);
+    status.phase = Some(PromotionPhase::Pending);
+    status.message = message.clone();
+    status.awaiting = vec![awaited(
+        "",
+        &target,
+        &message,
+        since,
+        add(now, ctx.backstop),
+    )];
+    if status.awaiting.first().map(|a| &a.name)
+        == promotion
+            .status
+            .as_ref()
+            .and_then(|s| s.awaiting.first())
+            .map(|a| &a.name)
+    {
+        // Keep the earlier deadline so an unchanged wait does not rewrite status.
+        if let Some(old) = promotion.status.as_ref().and_then(|s| s.awaiting.first()) {
+            status.awaiting[0].deadline = old.deadline.clone();
+        }
+    }
+    ctx.index_set(&namespace, &name, vec![target]);
+    write_status(promotion, ctx, status).await?;
+    Ok(Action::requeue(ctx.backstop))
+}
+
+async fn abort(
+    promotion: &Promotion,
+    ctx: &Context,
+    mut status: PromotionStatus,
+) -> Result<Action, Error> {
+    let mut progress = progress_from(&status);
+    let steps = status
+        .plan
+        .as_ref()
+        .map(|p| p.steps.clone())
+        .unwrap_or_default();
+    engine::abort(&mut progress, &steps, Timestamp::now());
+    apply_progress(&mut status, &progress);
+    let message =
+        format!("Promotion aborted: annotation {ANNOTATION_ABORT} is \"{ABORT_TERMINATE}\"");
+    finish(promotion, ctx, status, PromotionPhase::Aborted, message).await?;
+    Ok(Action::await_change())
+}
+
+fn is_abort_requested(promotion: &Promotion) -> bool {
+    let Some(value) = promotion.annotations().get(ANNOTATION_ABORT) else {
+        return false;
+    };
+    if value.trim() == ABORT_TERMINATE {
+        return true;
+    }
+    // Kargo also accepts a JSON request: {"action": "terminate", ...}.
+    serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .is_some_and(|v| v.get("action").and_then(|a| a.as_str()) == Some(ABORT_TERMINATE))
+}
+
+/// Ends the Promotion: terminal phase, message, finishedAt, an Event, and a
+/// wake-up for whoever waits on it.
+async fn finish(
+    promotion: &Promotion,
+    ctx: &Context,
+    mut status: PromotionStatus,
+    phase: PromotionPhase,
+    message: String,
+) -> Result<(), Error> {
+    let (namespace, name) = key(promotion);
+    status.phase = Some(phase);
+    status.message = message.clone();
+    status.awaiting.clear();
+    status.finished_at = Some(Time(Timestamp::now()));
+    let (type_, reason) = match phase {
+        PromotionPhase::Succeeded => (EventType::Normal, "PromotionSucceeded"),
+        PromotionPhase::Failed => (EventType::Warning, "PromotionFailed"),
+        PromotionPhase::Aborted => (EventType::Warning, "PromotionAborted"),
+        _ => (EventType::Warning, "PromotionErrored"),
+    };
+    let note = if message.is_empty() {
+        format!("Promotion {name} {phase}")
+    } else {
+        format!("Promotion {name} {phase}: {message}")
+    };
+    write_status(promotion, ctx, status).await?;
+    ctx.metrics.promotion_finished(phase);
+    ctx.publish(promotion, type_, reason, note).await;
+    ctx.forget(&namespace, &name);
+    Ok(())
+}
+
+/// Server-side apply of the whole status, skipped when nothing changed so a
+/// reconcile never triggers itself.
+async fn write_status(
+    promotion: &Promotion,
+    ctx: &Context,
+    status: PromotionStatus,
+) -> Result<(), Error> {
+    if promotion.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let (namespace, name) = key(promotion);
+    let api = Api::<Promotion>::namespaced(ctx.services.client.clone(), &namespace);
+    let body = json!({
+        "apiVersion": Promotion::api_version(&()),
+        "kind": Promotion::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+fn actor(promotion: &Promotion) -> Option<&str> {
+    promotion
+        .annotations()
+        .get("barge.dev/create-actor")
+        .map(String::as_str)
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn previous_since(status: &PromotionStatus, alias: &str) -> Option<Timestamp> {
+    status
+        .awaiting
+        .iter()
+        .find(|a| a.alias == alias)
+        .and_then(|a| a.since.clone())
+        .map(|t| t.0)
+}
+
+fn awaited(
+    alias: &str,
+    target: &AwaitTarget,
+    message: &str,
+    since: Timestamp,
+    deadline: Timestamp,
+) -> AwaitedObject {
+    let (kind, namespace, name, selector) = match target {
+        AwaitTarget::Named {
+            kind,
+            namespace,
+            name,
+        } => (kind.clone(), namespace.clone(), Some(name.clone()), None),
+        AwaitTarget::Selected {
+            kind,
+            namespace,
+            selector,
+        } => (
+            kind.clone(),
+            namespace.clone(),
+            None,
+            Some(selector.clone()),
+        ),
+    };
+    AwaitedObject {
+        alias: alias.to_string(),
+        kind,
+        namespace,
+        name,
+        selector,
+        message: message.to_string(),
+        since: Some(Time(since)),
+        deadline: Some(Time(deadline)),
+    }
+}
+
+/// The wait targets recorded in a Promotion's status: what the index is
+/// rebuilt from after a restart.
+pub fn recorded_targets(promotion: &Promotion) -> Vec<AwaitTarget> {
+    if promotion.is_terminal() {
+        return Vec::new();
+    }
+    promotion
+        .status
+        .iter()
+        .flat_map(|s| &s.awaiting)
+        .filter_map(|a| match (&a.name, &a.selector) {
+            (Some(name), _) => Some(AwaitTarget::Named {
+                kind: a.kind.clone(),
+                namespace: a.namespace.clone(),
+                name: name.clone(),
+            }),
+            (None, Some(selector)) => Some(AwaitTarget::Selected {
+                kind: a.kind.clone(),
+                namespace: a.namespace.clone(),
+                selector: selector.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn progress_from(status: &PromotionStatus) -> Progress {
+    Progress {
+        current_step: usize::try_from(status.current_step).unwrap_or(0),
+        metas: status
+            .step_execution_metadata
+            .iter()
+            .map(|m| StepMeta {
+                alias: m.alias.clone(),
+                started_at: m.started_at.as_ref().map(|t| t.0),
+                finished_at: m.finished_at.as_ref().map(|t| t.0),
+                error_count: m.error_count,
+                status: m.status,
+                message: (!m.message.is_empty()).then(|| m.message.clone()),
+                continue_on_error: m.continue_on_error,
+            })
+            .collect(),
+        state: status.state.clone().into_iter().collect(),
+        health_checks: status
+            .health_checks
+            .iter()
+            .map(|h| (h.uses.clone(), h.config.clone().unwrap_or_default()))
+            .collect(),
+    }
+}
+
+fn apply_progress(status: &mut PromotionStatus, progress: &Progress) {
+    status.current_step = i64::try_from(progress.current_step).unwrap_or(i64::MAX);
+    status.step_execution_metadata = progress
+        .metas
+        .iter()
+        .map(|m| StepExecutionMetadata {
+            alias: m.alias.clone(),
+            started_at: m.started_at.map(Time),
+            finished_at: m.finished_at.map(Time),
+            error_count: m.error_count,
+            status: m.status,
+            message: m.message.clone().unwrap_or_default(),
+            continue_on_error: m.continue_on_error,
+        })
+        .collect();
+    status.state = progress.state.clone().into_iter().collect();
+    status.health_checks = progress
+        .health_checks
+        .iter()
+        .map(|(uses, config)| HealthCheckStep {
+            uses: uses.clone(),
+            config: Some(config.clone()),
+        })
+        .collect();
+}
+
+impl Context {
+    fn index_set(&self, namespace: &str, name: &str, targets: Vec<AwaitTarget>) {
+        if let Ok(mut index) = self.index.write() {
+            index.set((namespace.to_string(), name.to_string()), targets);
+        }
+    }
+
+    /// Drops the Promotion from the index and wakes whoever waits on it.
+    fn forget(&self, namespace: &str, name: &str) {
+        if let Ok(mut index) = self.index.write() {
+            index.remove(&(namespace.to_string(), name.to_string()));
+        }
+        super::wake_all(
+            &self.index,
+            &self.wake,
+            "Promotion",
+            namespace,
+            name,
+            &Default::default(),
+        );
+    }
+
+    async fn publish(&self, promotion: &Promotion, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Promote".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &promotion.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}

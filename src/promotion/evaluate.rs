@@ -1,0 +1,165 @@
+//! Expressions in a Promotion's plan, evaluated against the Promotion: the
+//! `ctx`, the layered vars, earlier steps' outputs and statuses, and the
+//! Freight frozen in status. Shared by the controller and `barge expand`.
+
+use serde_json::{Map, Value};
+
+use super::engine::Progress;
+use super::executor::StepEvaluator;
+use crate::api::{ExpressionVariable, FreightReference, PromotionStep};
+use crate::expr::{self, Ctx, Env, FreightSnapshot, Scope, StepStatus, StepStatuses};
+
+/// Evaluates one Promotion's expressions.
+#[derive(Clone, Debug)]
+pub struct ExprEvaluator {
+    ctx: Ctx,
+    promotion_vars: Vec<ExpressionVariable>,
+    freight: FreightSnapshot,
+}
+
+impl ExprEvaluator {
+    pub fn new(
+        namespace: &str,
+        stage: &str,
+        promotion: &str,
+        actor: Option<&str>,
+        promotion_vars: &[ExpressionVariable],
+        freight: Option<&FreightReference>,
+    ) -> Self {
+        let ctx = Ctx {
+            project: namespace.to_string(),
+            stage: stage.to_string(),
+            promotion: promotion.to_string(),
+            target_freight_name: freight.map(|f| f.name.clone()).unwrap_or_default(),
+            target_freight_origin: freight.map(|f| f.origin.name.clone()).unwrap_or_default(),
+            actor: actor.unwrap_or_default().to_string(),
+            ..Ctx::default()
+        };
+        let freight = FreightSnapshot {
+            freight: freight
+                .and_then(|f| serde_json::to_value(f).ok())
+                .into_iter()
+                .collect(),
+        };
+        Self {
+            ctx,
+            promotion_vars: promotion_vars.to_vec(),
+            freight,
+        }
+    }
+
+    /// The environment of step `alias`: promotion vars, then the step's own
+    /// vars, each seeing the ones before it.
+    pub fn env(
+        &self,
+        step: Option<&PromotionStep>,
+        alias: &str,
+        progress: &Progress,
+    ) -> Result<Env, String> {
+        let mut env = Env {
+            ctx: Ctx {
+                step_alias: String::new(),
+                ..self.ctx.clone()
+            },
+            freight: self.freight.clone(),
+            ..Env::default()
+        };
+        for var in &self.promotion_vars {
+            let value = evaluate_text(&var.value, &env, Scope::Vars)
+                .map_err(|e| format!("vars.{}: {e}", var.name))?;
+            env.vars.insert(var.name.clone(), value);
+        }
+        env.ctx.step_alias = alias.to_string();
+        env.outputs = Some(progress.state.clone());
+        env.step_metas = Some(step_metas(progress));
+        env.statuses = StepStatuses {
+            steps: progress
+                .metas
+                .iter()
+                .map(|m| StepStatus {
+                    alias: m.alias.clone(),
+                    status: m.status.map(|s| s.to_string()).unwrap_or_default(),
+                    continue_on_error: m.continue_on_error,
+                })
+                .collect(),
+        };
+        for var in step.map(|s| &s.vars[..]).unwrap_or_default() {
+            let value = evaluate_text(&var.value, &env, Scope::Vars)
+                .map_err(|e| format!("vars.{}: {e}", var.name))?;
+            env.vars.insert(var.name.clone(), value);
+        }
+        Ok(env)
+    }
+}
+
+fn step_metas(progress: &Progress) -> Map<String, Value> {
+    progress
+        .metas
+        .iter()
+        .map(|m| {
+            let meta = serde_json::json!({
+                "alias": m.alias,
+                "startedAt": m.started_at.map(|t| t.to_string()),
+                "finishedAt": m.finished_at.map(|t| t.to_string()),
+                "errorCount": m.error_count,
+                "status": m.status.map(|s| s.to_string()).unwrap_or_default(),
+                "message": m.message.clone().unwrap_or_default(),
+                "continueOnError": m.continue_on_error,
+            });
+            (m.alias.clone(), meta)
+        })
+        .collect()
+}
+
+fn evaluate_text(text: &str, env: &Env, scope: Scope) -> Result<Value, expr::ExprError> {
+    expr::template::evaluate_string(text, env, scope)
+}
+
+/// Evaluates every string in `value`, naming the path of the first one that
+/// fails (e.g. `config.apps[0].name: ...`).
+pub fn evaluate_tree(value: &Value, env: &Env, scope: Scope, path: &str) -> Result<Value, String> {
+    match value {
+        Value::String(text) => evaluate_text(text, env, scope).map_err(|e| format!("{path}: {e}")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| evaluate_tree(v, env, scope, &format!("{path}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                evaluate_tree(v, env, scope, &format!("{path}.{k}")).map(|v| (k.clone(), v))
+            })
+            .collect::<Result<Map<_, _>, _>>()
+            .map(Value::Object),
+        other => Ok(other.clone()),
+    }
+}
+
+impl StepEvaluator for ExprEvaluator {
+    fn should_run(
+        &self,
+        step: &PromotionStep,
+        alias: &str,
+        progress: &Progress,
+    ) -> Result<bool, String> {
+        let env = self.env(Some(step), alias, progress)?;
+        let condition = step.if_.as_deref().map(str::trim).unwrap_or_default();
+        expr::template::evaluate_condition(condition, &env).map_err(|e| e.to_string())
+    }
+
+    fn config(
+        &self,
+        step: &PromotionStep,
+        alias: &str,
+        progress: &Progress,
+    ) -> Result<Value, String> {
+        let env = self.env(Some(step), alias, progress)?;
+        let config = step
+            .config
+            .clone()
+            .unwrap_or_else(|| Value::Object(Map::new()));
+        evaluate_tree(&config, &env, Scope::Config, "config")
+    }
+}

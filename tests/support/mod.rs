@@ -1,0 +1,298 @@
+//! A real control plane, the Argo CD double and a Barge controller scoped to
+//! one test's namespaces, plus builders for the objects a scenario needs.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use barge::api::{Promotion, PromotionPhase};
+use barge::controller::{self, Metrics, Settings};
+use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, Journal};
+use barge_testenv::TestEnv;
+use futures::channel::oneshot;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+use serde_json::{Value, json};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Long enough that a missed wake-up fails the test instead of passing slowly.
+pub const BACKSTOP: Duration = Duration::from_secs(3600);
+/// How long a test waits for a Promotion to end.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+const REPO: &str = "https://git.example.com/demo/app.git";
+
+pub struct Harness {
+    pub env: &'static TestEnv,
+    pub client: Client,
+    /// The project namespace: Stages, Promotions, Freight.
+    pub ns: String,
+    /// Where the Applications live.
+    pub argocd_ns: String,
+    pub double: Option<DoubleHandle>,
+    pub journal: Journal,
+    controller: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    pub settings: Settings,
+}
+
+async fn install_crds(env: &TestEnv) -> TestResult {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    env.apply_crd_files(&paths).await?;
+    env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+    Ok(())
+}
+
+impl Harness {
+    /// Namespaces, CRDs, the double (with `config` applied) and a controller.
+    pub async fn start(
+        double: impl FnOnce(DoubleConfig) -> DoubleConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let env = TestEnv::shared().await?;
+        install_crds(env).await?;
+        let ns = env.namespace().await?;
+        let argocd_ns = env.namespace().await?;
+        let client = env.client();
+        let config = double(
+            DoubleConfig::namespaced(&argocd_ns).with_sync_delay(Duration::from_millis(300)),
+        );
+        let double = Double::new(client.clone(), config).spawn();
+        let journal = double.journal();
+        let settings = Settings {
+            backstop: BACKSTOP,
+            argocd_namespace: argocd_ns.clone(),
+            namespace: Some(ns.clone()),
+            ..Settings::default()
+        };
+        let mut harness = Self {
+            env,
+            client,
+            ns,
+            argocd_ns,
+            double: Some(double),
+            journal,
+            controller: None,
+            settings,
+        };
+        harness.start_controller();
+        Ok(harness)
+    }
+
+    pub fn start_controller(&mut self) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let client = self.env.client();
+        let settings = self.settings.clone();
+        let task = tokio::spawn(async move {
+            controller::run(client, settings, Arc::new(Metrics::default()), async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        self.controller = Some((stop, task));
+    }
+
+    /// Stops the controller and waits until it has.
+    pub async fn stop_controller(&mut self) {
+        if let Some((stop, task)) = self.controller.take() {
+            let _ = stop.send(());
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Server-side applies objects given as JSON (one or a list), in the
+    /// project namespace unless they are cluster-scoped or name their own.
+    pub async fn apply(&self, objects: Value) -> TestResult {
+        let list = match objects {
+            Value::Array(list) => list,
+            one => vec![one],
+        };
+        for mut object in list {
+            let api_version = object["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let kind = object["kind"].as_str().unwrap_or_default().to_string();
+            let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+            let gvk = GroupVersionKind::gvk(group, version, &kind);
+            let plural = match kind.as_str() {
+                "ClusterPromotionTask" => "clusterpromotiontasks".to_string(),
+                "PromotionTask" => "promotiontasks".to_string(),
+                "Freight" => "freights".to_string(),
+                other => format!("{}s", other.to_ascii_lowercase()),
+            };
+            let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let api: Api<DynamicObject> = if kind == "ClusterPromotionTask" {
+                Api::all_with(self.client.clone(), &resource)
+            } else {
+                let ns = object["metadata"]["namespace"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| self.ns.clone());
+                object["metadata"]["namespace"] = json!(ns);
+                Api::namespaced_with(self.client.clone(), &ns, &resource)
+            };
+            let object: DynamicObject = serde_json::from_value(object)?;
+            api.patch(
+                &name,
+                &PatchParams::apply("barge-test").force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits (on watch events) until the Promotion reaches a terminal phase.
+    pub async fn finished(
+        &self,
+        name: &str,
+    ) -> Result<Promotion, Box<dyn std::error::Error + Send + Sync>> {
+        let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
+        let done = |p: Option<&Promotion>| p.is_some_and(|p| p.is_terminal());
+        let promotion = tokio::time::timeout(PATIENCE, await_condition(api, name, done)).await;
+        match promotion {
+            Ok(Ok(Some(p))) => Ok(p),
+            Ok(Ok(None)) => Err(format!("Promotion {name} disappeared").into()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let now = Api::<Promotion>::namespaced(self.client.clone(), &self.ns)
+                    .get_opt(name)
+                    .await?;
+                Err(format!(
+                    "Promotion {name} did not finish within {PATIENCE:?}; status: {:?}",
+                    now.and_then(|p| p.status)
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Waits until `condition` holds for the Promotion.
+    pub async fn until(
+        &self,
+        name: &str,
+        what: &str,
+        condition: impl Fn(&Promotion) -> bool + Send + 'static,
+    ) -> Result<Promotion, Box<dyn std::error::Error + Send + Sync>> {
+        let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
+        let cond = move |p: Option<&Promotion>| p.is_some_and(&condition);
+        match tokio::time::timeout(PATIENCE, await_condition(api, name, cond)).await {
+            Ok(Ok(Some(p))) => Ok(p),
+            Ok(Ok(None)) => Err(format!("Promotion {name} disappeared").into()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                Err(format!("Promotion {name}: {what} did not happen within {PATIENCE:?}").into())
+            }
+        }
+    }
+
+    /// Waits until the Promotion reaches `phase` (terminal or not).
+    pub async fn reaches(
+        &self,
+        name: &str,
+        phase: PromotionPhase,
+    ) -> Result<Promotion, Box<dyn std::error::Error + Send + Sync>> {
+        let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
+        let cond = move |p: Option<&Promotion>| p.is_some_and(|p| p.phase() == phase);
+        match tokio::time::timeout(PATIENCE, await_condition(api, name, cond)).await {
+            Ok(Ok(Some(p))) => Ok(p),
+            Ok(Ok(None)) => Err(format!("Promotion {name} disappeared").into()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                Err(format!("Promotion {name} did not reach {phase} within {PATIENCE:?}").into())
+            }
+        }
+    }
+
+    /// The sync operations the double started for a Promotion.
+    pub fn syncs_for(&self, promotion: &str) -> usize {
+        self.journal.syncs_for_promotion(promotion).len()
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_controller().await;
+        if let Some(double) = self.double.take() {
+            double.stop().await;
+        }
+    }
+
+    // ---- fixtures ----
+
+    pub fn freight(&self, name: &str, commit: &str) -> Value {
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+            "metadata": {"name": name},
+            "origin": {"kind": "Warehouse", "name": "demo"},
+            "commits": [{"repoURL": REPO, "id": commit}],
+        })
+    }
+
+    /// An Application the Stage is authorized to change.
+    pub fn application(&self, name: &str, stage: &str) -> Value {
+        self.application_with(name, stage, json!({}), json!({}))
+    }
+
+    pub fn application_with(
+        &self,
+        name: &str,
+        stage: &str,
+        labels: Value,
+        annotations: Value,
+    ) -> Value {
+        let mut all = json!({"barge.dev/authorized-stage": format!("{}:{stage}", self.ns)});
+        if let (Some(all), Some(extra)) = (all.as_object_mut(), annotations.as_object()) {
+            all.extend(extra.clone());
+        }
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": name, "namespace": self.argocd_ns, "labels": labels, "annotations": all},
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": REPO, "path": "deploy", "targetRevision": "main"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
+            },
+        })
+    }
+
+    /// The argocd-update config syncing `app` (by name or any JSON selector) to the Freight's commit.
+    pub fn argocd_update(app: Value) -> Value {
+        let mut entry = app;
+        entry["sources"] = json!([{
+            "repoURL": REPO,
+            "desiredRevision": format!("${{{{ commitFrom(\"{REPO}\").id }}}}"),
+            "updateTargetRevision": true,
+        }]);
+        json!({"apps": [entry]})
+    }
+
+    pub fn stage(&self, name: &str, steps: Value, vars: Value) -> Value {
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": name},
+            "spec": {
+                "vars": vars,
+                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
+                "promotionTemplate": {"spec": {"steps": steps}},
+            },
+        })
+    }
+
+    pub fn promotion(&self, name: &str, stage: &str, freight: &str) -> Value {
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": name},
+            "spec": {"stage": stage, "freight": freight},
+        })
+    }
+}
