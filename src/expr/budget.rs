@@ -31,7 +31,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_steps: 200_000,
+            max_steps: 1_000_000,
             max_memory: 32 * 1024 * 1024,
             max_source_len: 16 * 1024,
             max_depth: 64,
@@ -111,6 +111,23 @@ impl Budget {
         self.alloc((len as u64).saturating_mul(ELEMENT_SIZE) + CONTAINER_OVERHEAD)
     }
 
+    /// Steps that may still be spent.
+    pub(crate) fn steps_left(&self) -> u64 {
+        self.steps_left
+    }
+
+    /// Charges a map of `entries` entries whose keys take `key_bytes`.
+    #[inline]
+    pub(crate) fn alloc_map(&mut self, entries: usize, key_bytes: usize) -> Res<()> {
+        let entries = entries as u64;
+        self.alloc(
+            MAP_OVERHEAD
+                .saturating_add(entries.saturating_mul(ELEMENT_SIZE + ENTRY_OVERHEAD))
+                .saturating_add(key_bytes as u64),
+        )?;
+        self.step(entries)
+    }
+
     /// Bytes that may still be charged.
     pub(crate) fn memory_left(&self) -> u64 {
         self.memory_left
@@ -131,9 +148,13 @@ impl Budget {
 
 /// What one element of an array (or the value of a map entry) costs.
 pub(crate) const ELEMENT_SIZE: u64 = std::mem::size_of::<super::value::Value>() as u64;
-/// What a string costs beyond its bytes.
-pub(crate) const STRING_OVERHEAD: u64 = 24;
+/// What a string costs beyond its bytes (the shared header and the heap
+/// block).
+pub(crate) const STRING_OVERHEAD: u64 = 64;
 /// What an array, map or struct costs beyond its elements.
 pub(crate) const CONTAINER_OVERHEAD: u64 = 48;
+/// What a map costs beyond its entries: a B-tree node holds 11 keys and
+/// values even when the map has one entry.
+pub(crate) const MAP_OVERHEAD: u64 = 640;
 /// What a map entry costs beyond its key bytes and its value.
 pub(crate) const ENTRY_OVERHEAD: u64 = 48;

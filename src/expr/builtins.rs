@@ -298,36 +298,38 @@ fn split(name: &str, args: &[Value], budget: &mut Budget) -> Res<Value> {
     }
     let after = name == "splitAfter";
     let limit = if n < 0 { usize::MAX } else { n as usize };
-    let mut parts: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    // Each part is charged before it is made (allocating and later freeing
+    // a small string takes a few steps' time in a debug build).
+    let mut push = |part: &str, out: &mut Vec<Value>| -> Res<()> {
+        budget.step(6)?;
+        budget.alloc(part.len() as u64 + super::budget::STRING_OVERHEAD + ELEMENT_SIZE)?;
+        out.push(Value::str(part));
+        Ok(())
+    };
+    let mut rest = s;
     if sep.is_empty() {
         // Explode into characters; the last part takes the rest.
-        let mut rest = s;
         while !rest.is_empty() {
-            if parts.len() + 1 == limit {
-                parts.push(rest);
+            if out.len() + 1 == limit {
+                push(rest, &mut out)?;
                 break;
             }
             let w = rest.chars().next().map_or(1, char::len_utf8);
-            parts.push(&rest[..w]);
+            push(&rest[..w], &mut out)?;
             rest = &rest[w..];
         }
     } else {
-        let mut rest = s;
-        while parts.len() + 1 < limit {
+        while out.len() + 1 < limit {
             let Some(i) = rest.find(sep) else { break };
             let cut = if after { i + sep.len() } else { i };
-            parts.push(&rest[..cut]);
+            push(&rest[..cut], &mut out)?;
             rest = &rest[i + sep.len()..];
         }
-        parts.push(rest);
+        push(rest, &mut out)?;
     }
-    budget.alloc_array(parts.len())?;
-    let mut out = Vec::with_capacity(parts.len());
-    for p in parts {
-        budget.alloc(p.len() as u64 + super::budget::STRING_OVERHEAD)?;
-        out.push(Value::str(p));
-    }
-    new_array(out, budget)
+    budget.alloc_array(0)?;
+    Value::array(out)
 }
 
 /// Go's `strings.Replace` (with `n`) and `ReplaceAll`; the result's size is
@@ -353,6 +355,7 @@ fn replace(args: &[Value], budget: &mut Budget) -> Res<Value> {
         .saturating_sub(count as u128 * old.len() as u128);
     budget.alloc_str(usize::try_from(size).unwrap_or(usize::MAX))?;
     if old.is_empty() {
+        budget.step(count as u64)?;
         // Go inserts `new` before each rune (and at the end), `count` times.
         let mut out = String::with_capacity(size as usize);
         let mut done = 0;
@@ -386,7 +389,6 @@ fn repeat(args: &[Value], budget: &mut Budget) -> Res<Value> {
     }
     let size = (s.len() as u64).saturating_mul(n as u64);
     budget.alloc_str(usize::try_from(size).unwrap_or(usize::MAX))?;
-    budget.step(n as u64)?;
     Ok(Value::string(s.repeat(n as usize)))
 }
 
@@ -531,9 +533,10 @@ fn mean_median(name: &str, args: &[Value], budget: &mut Budget) -> Res<Value> {
 fn from_json(args: &[Value], budget: &mut Budget) -> Res<Value> {
     arity("fromJSON", args, 1, 1)?;
     let s = string_arg("fromJSON", args, 0)?;
-    // serde_json's tree takes up to ~16 times the text; charge it first.
+    // serde_json's tree takes up to ~16 times the text, and parsing takes
+    // about a step's time per byte in a debug build; charge both first.
     budget.alloc((s.len() as u64).saturating_mul(16))?;
-    budget.work(s.len().saturating_mul(4))?;
+    budget.step(s.len() as u64)?;
     let parsed: serde_json::Value =
         serde_json::from_str(s).map_err(|e| Fault::msg(e.to_string()))?;
     value::from_json(&parsed).map_err(Fault::msg)
@@ -605,6 +608,7 @@ fn map_parts(name: &str, args: &[Value], budget: &mut Budget) -> Res<Value> {
     for (k, v) in &m.entries {
         match name {
             "keys" => {
+                budget.step(4)?;
                 budget.alloc(k.len() as u64 + super::budget::STRING_OVERHEAD)?;
                 out.push(Value::str(k));
             }
@@ -621,6 +625,7 @@ fn map_parts(name: &str, args: &[Value], budget: &mut Budget) -> Res<Value> {
 fn from_pairs(args: &[Value], budget: &mut Budget) -> Res<Value> {
     arity("fromPairs", args, 1, 1)?;
     let items = array_arg("fromPairs", args, 0)?;
+    budget.alloc_map(0, 0)?;
     let mut entries = BTreeMap::new();
     for pair in items {
         let Value::Array(p) = pair else {
@@ -775,6 +780,7 @@ pub(crate) fn merge_sort<T: Clone>(
             let end = (start + 2 * width).min(n);
             let (mut l, mut r) = (start, mid);
             while l < mid && r < end {
+                budget.step(1)?;
                 if less(&src[r], &src[l], budget)? {
                     dst.push(src[r].clone());
                     r += 1;

@@ -30,7 +30,8 @@ pub(crate) type RegexCache = HashMap<String, Arc<Regex>>;
 /// The largest compiled program a `matches` pattern may produce.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// What compiling a pattern is charged, besides its length.
-const REGEX_COMPILE_STEPS: u64 = 1_000;
+/// Compiling takes about 2 ms in a debug build.
+const REGEX_COMPILE_STEPS: u64 = 30_000;
 const REGEX_COMPILE_BYTES: u64 = 256 * 1024;
 
 /// The element a predicate is looking at.
@@ -401,9 +402,11 @@ impl<'p, 'h> Interp<'p, 'h> {
             )));
         };
         let re = self.regex(pattern)?;
-        // Matching is linear in the text, with a factor for the pattern.
-        let factor = 1 + pattern.len() / 32;
-        self.budget.work(text.len().saturating_mul(factor))?;
+        // Matching is linear in the text, with a factor for the pattern;
+        // in a debug build it takes about a step's time per byte.
+        let factor = 1 + pattern.len() as u64 / 8;
+        self.budget
+            .step((1 + text.len() as u64).saturating_mul(factor))?;
         Ok(Value::Bool(re.is_match(text)))
     }
 
@@ -412,7 +415,7 @@ impl<'p, 'h> Interp<'p, 'h> {
             return Ok(re.clone());
         }
         self.budget
-            .step(REGEX_COMPILE_STEPS + 4 * pattern.len() as u64)?;
+            .step(REGEX_COMPILE_STEPS + 100 * pattern.len() as u64)?;
         self.budget
             .alloc(REGEX_COMPILE_BYTES + pattern.len() as u64)?;
         let re = regex::RegexBuilder::new(pattern)
@@ -514,6 +517,7 @@ impl<'p, 'h> Interp<'p, 'h> {
     }
 
     fn map(&mut self, pairs: &'p [(Node, Node)]) -> Res<Value> {
+        self.budget.alloc_map(0, 0)?;
         let mut entries = BTreeMap::new();
         for (k, v) in pairs {
             let key = match self.eval(k)? {
@@ -698,8 +702,10 @@ impl<'p, 'h> Interp<'p, 'h> {
                     }
                     groups.entry(key).or_default().push(item.clone());
                 }
+                self.budget.alloc_map(0, 0)?;
                 let mut entries = BTreeMap::new();
                 for (k, v) in groups {
+                    self.budget.alloc_array(0)?;
                     entries.insert(k, Value::array(v)?);
                 }
                 Value::map(entries)
@@ -768,6 +774,11 @@ pub(crate) fn fetch(obj: &Value, key: &Value) -> Res<Value> {
         Value::Map(m) => match key {
             Value::Str(k) => Ok(m.entries.get(&**k).cloned().unwrap_or(Value::Nil)),
             Value::Nil => Ok(m.entries.get("").cloned().unwrap_or(Value::Nil)),
+            // Keys of maps built by groupBy/fromPairs from numbers or bools
+            // are their text: `groupBy(xs, len(#))[1]` works as in Go.
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                Ok(m.entries.get(&brief(key)).cloned().unwrap_or(Value::Nil))
+            }
             other => Err(Fault::msg(format!(
                 "cannot use {} ({}) as a key of map[string]interface {{}}",
                 brief(other),

@@ -409,7 +409,7 @@ fn yaml_scalar(v: &Value, budget: &mut Budget) -> Res<Option<String>> {
             None => "-.inf".to_string(),
         },
         Value::Str(s) => {
-            budget.work(s.len())?;
+            budget.step(1 + s.len() as u64 / 8)?;
             let plain = !s.is_empty()
                 && s.chars()
                     .all(|c| c.is_alphanumeric() || "-_./ ".contains(c))

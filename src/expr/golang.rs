@@ -234,25 +234,46 @@ pub(crate) fn unsupported_float(f: f64) -> String {
 }
 
 /// Appends `s` as a JSON string the way `encoding/json` does: with HTML
-/// characters (`<`, `>`, `&`) and U+2028/U+2029 escaped.
+/// characters (`<`, `>`, `&`) and U+2028/U+2029 escaped. Runs of plain
+/// characters are copied in one go.
 pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    let bytes = s.as_bytes();
+    let mut plain_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let line_separator = b == 0xE2
+            && bytes.get(i + 1) == Some(&0x80)
+            && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9));
+        let special = b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') || line_separator;
+        if !special {
+            i += 1;
+            continue;
         }
+        out.push_str(&s[plain_from..i]);
+        let width = if line_separator { 3 } else { 1 };
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ if line_separator => {
+                out.push_str(if bytes[i + 2] == 0xA8 {
+                    "\\u2028"
+                } else {
+                    "\\u2029"
+                });
+            }
+            _ => out.push_str(&format!("\\u{:04x}", b)),
+        }
+        i += width;
+        plain_from = i;
     }
+    out.push_str(&s[plain_from..]);
     out.push('"');
 }
 
@@ -354,7 +375,7 @@ mod tests {
     #[test]
     fn json_strings_escape_html_like_go() {
         let mut s = String::new();
-        push_json_string(&mut s, "<a&b>");
-        assert_eq!(s, r#""\u003ca\u0026b\u003e""#);
+        push_json_string(&mut s, "<a&b>\u{2028}é\n\u{1}");
+        assert_eq!(s, r#""\u003ca\u0026b\u003e\u2028é\n\u0001""#);
     }
 }

@@ -24,7 +24,9 @@ pub(crate) enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Arc<str>),
+    /// `Arc<String>` rather than `Arc<str>`: wrapping a freshly built
+    /// string then moves it instead of copying it (no transient double).
+    Str(Arc<String>),
     Array(Arc<Array>),
     Map(Arc<Map>),
     /// A Go struct from Kargo's API (a commit, an image, a Freight origin,
@@ -70,11 +72,11 @@ fn too_deep() -> Fault {
 
 impl Value {
     pub(crate) fn str(s: &str) -> Value {
-        Value::Str(Arc::from(s))
+        Value::Str(Arc::new(s.to_string()))
     }
 
     pub(crate) fn string(s: String) -> Value {
-        Value::Str(Arc::from(s))
+        Value::Str(Arc::new(s))
     }
 
     /// An array; fails if it would nest too deep.
@@ -311,8 +313,13 @@ pub(crate) fn to_json(v: &Value) -> Result<serde_json::Value, String> {
     })
 }
 
-/// A string being written under a memory cap, so printing a value made of
-/// many references to one large string cannot run away.
+/// How many bytes of printed output one step of fuel pays for (printing
+/// escapes character by character, which is slow in debug builds).
+const PRINTED_BYTES_PER_STEP: u64 = 8;
+
+/// A string being written under a cap (from the memory and the fuel left),
+/// so printing a value made of many references to one large string cannot
+/// run away.
 struct Capped {
     out: String,
     cap: usize,
@@ -331,17 +338,26 @@ impl Capped {
 /// Runs a printer under the budget's remaining memory, then charges what it
 /// wrote.
 fn print_capped(budget: &mut Budget, f: impl FnOnce(&mut Capped) -> Res<()>) -> Res<String> {
-    let cap = usize::try_from(budget.memory_left()).unwrap_or(usize::MAX);
+    let cap = budget
+        .memory_left()
+        .min(budget.steps_left().saturating_mul(PRINTED_BYTES_PER_STEP));
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let mut w = Capped {
         out: String::new(),
         cap,
     };
     match f(&mut w) {
         Err(Fault::Budget(Limit::Memory(_))) => {
-            Err(Fault::Budget(Limit::Memory(budget.limits().max_memory)))
+            // Whichever budget the cap came from is the one exceeded.
+            if budget.memory_left() <= cap as u64 {
+                Err(Fault::Budget(Limit::Memory(budget.limits().max_memory)))
+            } else {
+                Err(Fault::Budget(Limit::Steps(budget.limits().max_steps)))
+            }
         }
         Err(e) => Err(e),
         Ok(()) => {
+            budget.step(w.out.len() as u64 / PRINTED_BYTES_PER_STEP)?;
             budget.alloc_str(w.out.len())?;
             Ok(w.out)
         }

@@ -1,0 +1,52 @@
+//! Differential harness (ignored; run by hand): evaluates each line of the
+//! file named by `EXPR_CASES` and prints `<line>\tOK\t<json>` or
+//! `<line>\tERR\t<message>`, the format of a small Go program running
+//! expr-lang v1.17.8 on the same lines, so the two outputs can be diffed.
+//! With `EXPR_TEMPLATES=1` each line is a Kargo template instead
+//! (`evaluate_string`, Kargo's `EvaluateTemplate`).
+
+use barge::expr::{Engine, Env, Evaluator, Scope, template};
+use serde_json::json;
+
+fn env() -> Env {
+    let vars = json!({"n": 3.0, "s": "str", "list": [1.0, 2.0, 3.0], "m": {"a": 1.0}});
+    let outputs = json!({"step-1": {"x": "y"}});
+    Env {
+        vars: vars.as_object().cloned().unwrap_or_default(),
+        outputs: outputs.as_object().cloned(),
+        ..Env::default()
+    }
+}
+
+#[test]
+#[ignore = "differential harness, run by hand with EXPR_CASES=<file>"]
+fn print_results_for_comparison() {
+    let Ok(path) = std::env::var("EXPR_CASES") else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let templates = std::env::var("EXPR_TEMPLATES").is_ok();
+    let engine = Engine::default();
+    let env = env();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if templates {
+            let line = line.replace("\\n", "\n");
+            match template::evaluate_string(&line, &env, Scope::Config) {
+                Ok(v) => println!("{line:?}\tOK\t{v}"),
+                Err(e) => println!("{line:?}\tERR\t{e}"),
+            }
+            continue;
+        }
+        let result = engine.session(&env, Scope::Config).and_then(|mut s| {
+            let v = s.evaluate(line)?;
+            Ok(match v {
+                serde_json::Value::String(_) => v.to_string(),
+                _ => s.evaluate_text(line)?,
+            })
+        });
+        match result {
+            Ok(text) => println!("{line}\tOK\t{text}"),
+            Err(e) => println!("{line}\tERR\t{e}"),
+        }
+    }
+}
