@@ -231,11 +231,14 @@ fn refresh_plan(cur: &Value, knobs: &Knobs, health: Option<HealthStatus>) -> Pla
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let old_comparison_error = conditions
-        .iter()
-        .find(|c| str_at(c, "/type") == Some("ComparisonError"))
-        .cloned();
-    conditions.retain(|c| str_at(c, "/type") != Some("ComparisonError"));
+    let old_condition = |kind: &str, message: &str| {
+        conditions
+            .iter()
+            .find(|c| str_at(c, "/type") == Some(kind) && str_at(c, "/message") == Some(message))
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+    };
+    // Recomputed by every refresh, keeping lastTransitionTime when unchanged.
+    let mut fresh_conditions = Vec::new();
 
     let mut sync = Map::new();
     match resolve(knobs, &sources, &sources.target_revisions()) {
@@ -246,21 +249,27 @@ fn refresh_plan(cur: &Value, knobs: &Knobs, health: Option<HealthStatus>) -> Pla
                 "OutOfSync"
             };
             sync.insert("status".into(), json!(status));
+            if let AutoSync::AlreadyFailed(message) =
+                auto_sync_decision(cur, knobs, Some(status), Some(&revisions))
+            {
+                fresh_conditions.push(("SyncError", message));
+            }
             revisions.put(&mut sync, false);
         }
         Err(message) => {
             sync.insert("status".into(), json!("Unknown"));
-            let since = old_comparison_error
-                .filter(|c| str_at(c, "/message") == Some(message.as_str()))
-                .and_then(|c| c.get("lastTransitionTime").cloned())
-                .unwrap_or_else(|| json!(now_text));
-            conditions.push(json!({
-                "type": "ComparisonError",
-                "message": message,
-                "lastTransitionTime": since,
-            }));
+            fresh_conditions.push(("ComparisonError", message));
         }
     }
+    let fresh_conditions: Vec<Value> = fresh_conditions
+        .into_iter()
+        .map(|(kind, message)| {
+            let since = old_condition(kind, &message).unwrap_or_else(|| json!(now_text));
+            json!({"type": kind, "message": message, "lastTransitionTime": since})
+        })
+        .collect();
+    conditions.retain(|c| !matches!(str_at(c, "/type"), Some("ComparisonError" | "SyncError")));
+    conditions.extend(fresh_conditions);
     if let Some(compared) = compared_to(cur) {
         sync.insert("comparedTo".into(), compared);
     }
@@ -367,7 +376,9 @@ async fn auto_sync(ctx: &Ctx, key: &AppKey, app: Value, knobs: &Knobs) -> Result
     }
     let written = ctx
         .writer
-        .write(key, WriteKind::AutoSync, app, auto_sync_plan)
+        .write(key, WriteKind::AutoSync, app, |cur| {
+            auto_sync_plan(cur, knobs)
+        })
         .await?;
     if let Written::Done { .. } = written {
         debug!(app = %key, "automated sync requested");
@@ -375,53 +386,64 @@ async fn auto_sync(ctx: &Ctx, key: &AppKey, app: Value, knobs: &Knobs) -> Result
     Ok(())
 }
 
-fn auto_sync_plan(cur: &Value) -> Plan {
-    let Some(automated) = automated(cur) else {
-        return Plan::Skip;
-    };
-    if at(cur, "/operation").is_some() || str_at(cur, "/status/sync/status") != Some("OutOfSync") {
-        return Plan::Skip;
+/// Argo CD's auto-sync decision for an Application whose comparison gave
+/// `status` at `revisions`.
+#[derive(Debug, PartialEq, Eq)]
+enum AutoSync {
+    Skip,
+    Start,
+    /// The same revisions and sources were attempted and failed: not
+    /// retried; reported as a `SyncError` condition with this message.
+    AlreadyFailed(String),
+}
+
+fn auto_sync_decision(
+    cur: &Value,
+    knobs: &Knobs,
+    status: Option<&str>,
+    revisions: Option<&Revisions>,
+) -> AutoSync {
+    if automated(cur).is_none()
+        || knobs.window_blocked
+        || at(cur, "/operation").is_some()
+        || status != Some("OutOfSync")
+    {
+        return AutoSync::Skip;
     }
-    let Some(revisions) = at(cur, "/status/sync").and_then(Revisions::read) else {
-        return Plan::Skip;
+    let Some(revisions) = revisions else {
+        return AutoSync::Skip;
     };
     let sources = Sources::of(at(cur, "/spec"));
     if let Some(last) = at(cur, "/status/operationState/syncResult")
-        && Revisions::read(last).as_ref() == Some(&revisions)
+        && Revisions::read(last).as_ref() == Some(revisions)
         && Sources::of(Some(last)) == sources
     {
-        if !matches!(phase(cur), Some(FAILED | ERROR)) {
-            return Plan::Skip;
+        if matches!(phase(cur), Some(FAILED | ERROR)) {
+            return AutoSync::AlreadyFailed(format!(
+                "Failed last sync attempt to [{}]: {}",
+                revisions.list().join(" "),
+                str_at(cur, "/status/operationState/message").unwrap_or_default()
+            ));
         }
-        let message = format!(
-            "Failed last sync attempt to [{}]: {}",
-            revisions.list().join(" "),
-            str_at(cur, "/status/operationState/message").unwrap_or_default()
-        );
-        let mut conditions: Vec<Value> = cur
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if conditions.iter().any(|c| {
-            str_at(c, "/type") == Some("SyncError")
-                && str_at(c, "/message") == Some(message.as_str())
-        }) {
-            return Plan::Skip;
-        }
-        conditions.retain(|c| str_at(c, "/type") != Some("SyncError"));
-        conditions.push(json!({
-            "type": "SyncError",
-            "message": message,
-            "lastTransitionTime": time::format(time::now()),
-        }));
-        return Plan::Ops(vec![
-            json!({"op": "add", "path": "/status/conditions", "value": conditions}),
-        ]);
+        return AutoSync::Skip;
     }
+    AutoSync::Start
+}
+
+/// Step 6's write: `operation` for the automated sync, and
+/// `status.operationState = null`, in one update.
+fn auto_sync_plan(cur: &Value, knobs: &Knobs) -> Plan {
+    let revisions = at(cur, "/status/sync").and_then(Revisions::read);
+    let status = str_at(cur, "/status/sync/status");
+    if auto_sync_decision(cur, knobs, status, revisions.as_ref()) != AutoSync::Start {
+        return Plan::Skip;
+    }
+    let (Some(automated), Some(revisions)) = (automated(cur), revisions) else {
+        return Plan::Skip;
+    };
     let mut sync = Map::new();
     revisions.put(&mut sync, false);
-    sources.put(&mut sync);
+    Sources::of(at(cur, "/spec")).put(&mut sync);
     if let Some(prune) = automated.get("prune") {
         sync.insert("prune".into(), prune.clone());
     }
@@ -563,7 +585,7 @@ mod tests {
             "operationState": {"phase": "Succeeded", "startedAt": "2026-01-01T00:00:00Z", "operation": {},
                 "syncResult": {"revision": "v1", "source": {"repoURL": "https://example.com/r.git", "targetRevision": "v1"}}}}));
         cur["spec"]["syncPolicy"] = json!({"automated": {"prune": true}});
-        let first = ops(auto_sync_plan(&cur));
+        let first = ops(auto_sync_plan(&cur, &knobs()));
         let op = value_at(&first, "/operation").cloned().unwrap_or_default();
         assert_eq!(op["sync"]["revision"], "v2");
         assert_eq!(op["sync"]["prune"], true);
@@ -574,15 +596,20 @@ mod tests {
                 .iter()
                 .any(|o| o["op"] == "remove" && o["path"] == "/status/operationState")
         );
+    }
 
-        cur["status"]["operationState"]["syncResult"] =
-            json!({"revision": "v2", "source": cur["spec"]["source"].clone()});
-        cur["status"]["operationState"]["phase"] = json!("Failed");
-        cur["status"]["operationState"]["message"] = json!("boom");
-        let again = ops(auto_sync_plan(&cur));
-        let conditions = value_at(&again, "/status/conditions")
+    #[test]
+    fn failed_auto_sync_at_the_same_revision_is_not_retried_but_reported() {
+        let mut cur = app(json!({"sync": {"status": "OutOfSync", "revision": "v2"},
+            "operationState": {"phase": "Failed", "message": "boom", "startedAt": "2026-01-01T00:00:00Z", "operation": {},
+                "syncResult": {"revision": "v2", "source": {"repoURL": "https://example.com/r.git", "targetRevision": "v2"}}}}));
+        cur["spec"]["syncPolicy"] = json!({"automated": {}});
+        assert!(ops(auto_sync_plan(&cur, &knobs())).is_empty());
+        let refresh = ops(refresh_plan(&cur, &knobs(), None));
+        let conditions = value_at(&refresh, "/status/conditions")
             .cloned()
             .unwrap_or_default();
+        assert_eq!(conditions[0]["type"], "SyncError");
         assert_eq!(
             conditions[0]["message"],
             "Failed last sync attempt to [v2]: boom"

@@ -12,8 +12,8 @@ use barge_argocd_double::fixtures::{
     terminate_operation, wait_for, write_foreign_operation,
 };
 use barge_argocd_double::knobs::{
-    HEALTH_AFTER_SYNC, OUTCOME, POST_SYNC_REFRESH, PROGRESSING_FOR, RESOLVE, SYNC_DELAY,
-    UNRESOLVABLE, WINDOW_BLOCKED,
+    HEALTH_AFTER_SYNC, INITIAL_HEALTH, OUTCOME, POST_SYNC_REFRESH, PROGRESSING_FOR, RESOLVE,
+    SYNC_DELAY, UNRESOLVABLE, WINDOW_BLOCKED,
 };
 use barge_argocd_double::{CRD_NAME, PROMOTION_INFO, WriteHook, WriteKind};
 use futures::FutureExt;
@@ -956,6 +956,55 @@ async fn sync_delay_knob_keeps_the_operation_running_that_long() -> TestResult {
         "{:?}",
         write.sent.duration_since(sync.started)
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_auto_sync_is_not_retried_and_raises_a_sync_error() -> TestResult {
+    let t = setup(|c| c).await?;
+    ApplicationBuilder::new("autofail")
+        .auto_sync(false)
+        .retry(0, "1s")
+        .knob(RESOLVE, "main=a1")
+        .knob(OUTCOME, "fail:boom")
+        .create(t.client.clone(), &t.ns)
+        .await?;
+    let app = wait_for(&t.api, "autofail", WAIT, |v| {
+        v.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "SyncError"))
+    })
+    .await?;
+    assert_eq!(phase(&app), Some("Failed"));
+    let condition = app["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "SyncError")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        condition["message"],
+        "Failed last sync attempt to [a1]: one or more objects failed to apply, reason: boom"
+    );
+    assert!(!has_operation(&app));
+    assert_eq!(t.journal().syncs_for(&t.ns, "autofail").len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn initial_health_knob_sets_the_health_before_any_sync() -> TestResult {
+    let t = setup(|c| c).await?;
+    ApplicationBuilder::new("missing")
+        .knob(INITIAL_HEALTH, "missing")
+        .create(t.client.clone(), &t.ns)
+        .await?;
+    let app = wait_for(&t.api, "missing", WAIT, |v| {
+        v.pointer("/status/reconciledAt").is_some()
+    })
+    .await?;
+    assert_eq!(s(&app, "/status/health/status"), Some("Missing"));
+    assert!(app.pointer("/status/health/lastTransitionTime").is_some());
     Ok(())
 }
 
