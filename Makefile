@@ -33,3 +33,9 @@ sandbox:
 ## crds: regenerate crds/<plural>.barge.dev.yaml from the types in src/api (tests/crds.rs checks they are current)
 crds:
 	$(CARGO) run -q --bin barge -- crds --out-dir crds
+
+.PHONY: bench
+## bench: wake-up latency, event-driven vs backstop only (prints a table, writes target/bench/wakeup.json)
+bench:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin $(CARGO) bench --bench wakeup

@@ -20,6 +20,23 @@ struct Cli {
 enum Command {
     /// Run the controllers against a cluster.
     Run(RunArgs),
+    /// Print the plan Promotions would run, inflated and evaluated, from
+    /// manifests on disk (no cluster needed).
+    Expand {
+        /// Files or directories of Stage, (Cluster)PromotionTask, Freight and
+        /// Promotion manifests.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Only this Stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// The Freight to preview with, when the input has no Promotion.
+        #[arg(long)]
+        freight: Option<String>,
+        /// Namespace for objects that name none.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Print Barge's CustomResourceDefinitions as one YAML stream, or write
     /// one file per CRD (`<plural>.barge.dev.yaml`) with --out-dir.
     Crds {
@@ -84,6 +101,29 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Expand {
+            files,
+            stage,
+            freight,
+            namespace,
+        } => {
+            let options = crate::expand::Options {
+                paths: files,
+                stage,
+                freight,
+                namespace,
+            };
+            match crate::expand::expand(&options).and_then(|plans| crate::expand::to_yaml(&plans)) {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("barge expand: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crds { out_dir } => match crate::crdgen::run(out_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

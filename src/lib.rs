@@ -6,6 +6,7 @@ pub mod argocd;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod expand;
 pub mod expr;
 pub mod inflate;
 pub mod promotion;

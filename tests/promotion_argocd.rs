@@ -605,3 +605,75 @@ async fn promotions_of_one_stage_run_one_at_a_time_in_creation_order() -> TestRe
     h.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn argocd_wait_succeeds_once_the_synced_application_turns_healthy() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    let app = app_name(&h, "dev");
+    h.apply(json!([
+        h.application_with(
+            &app,
+            "dev",
+            json!({}),
+            json!({"double.barge.dev/health-after-sync": "progressing-then-healthy", "double.barge.dev/progressing-for": "2s"})
+        ),
+        h.freight("f1", "abc1234"),
+        h.stage(
+            "dev",
+            json!([
+                step("update", "argocd-update", Harness::argocd_update(json!({"name": app}))),
+                step("wait", "argocd-wait", json!({"apps": [{"name": app, "waitFor": ["health", "sync"]}]})),
+            ]),
+            json!([])
+        ),
+        h.promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    let outputs = p.status.map(|s| s.state).unwrap_or_default();
+    assert_eq!(outputs["wait"]["apps"][0]["health"], json!("Healthy"));
+    h.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn argocd_wait_errors_when_the_application_becomes_degraded() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    let app = app_name(&h, "dev");
+    h.apply(json!([
+        // The refresh after the sync comes 2 s late, so the wait step first
+        // sees the Application healthy and then watches it turn Degraded.
+        h.application_with(
+            &app,
+            "dev",
+            json!({}),
+            json!({"double.barge.dev/health-after-sync": "degraded", "double.barge.dev/post-sync-refresh": "2s"})
+        ),
+        h.freight("f1", "abc1234"),
+        h.stage(
+            "dev",
+            json!([
+                step("wait-before", "argocd-wait", json!({"apps": [{"name": app}]})),
+                step("update", "argocd-update", Harness::argocd_update(json!({"name": app}))),
+                step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
+            ]),
+            json!([])
+        ),
+        h.promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
+    assert_eq!(
+        step_status(&p, "wait-before"),
+        Some(PromotionStepStatus::Succeeded)
+    );
+    assert_eq!(
+        step_status(&p, "update"),
+        Some(PromotionStepStatus::Succeeded)
+    );
+    assert_eq!(step_status(&p, "wait"), Some(PromotionStepStatus::Errored));
+    h.shutdown().await;
+    Ok(())
+}

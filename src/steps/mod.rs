@@ -3,6 +3,7 @@
 //! result plus, while it waits, exactly what it waits on.
 
 pub mod argocd_update;
+pub mod argocd_wait;
 pub mod compose_output;
 
 use std::collections::HashMap;
@@ -90,6 +91,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut registry = Self::default();
         registry.register(Arc::new(argocd_update::ArgoCdUpdate));
+        registry.register(Arc::new(argocd_wait::ArgoCdWait));
         registry.register(Arc::new(compose_output::ComposeOutput));
         registry
     }

@@ -1,0 +1,274 @@
+//! `argocd-wait`: waits, read-only, until Argo CD Applications are healthy
+//! and/or synced. Like argocd-update it records the resolved Applications
+//! (or its selector) it waits on, so their changes wake it at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::ObjectRef;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{StepContext, StepRun, StepRunner, parse_config, retryable, terminal};
+use crate::argocd::{AppHealth, Application, assess_health};
+use crate::controller::await_index::AwaitTarget;
+use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
+
+pub const KIND: &str = "argocd-wait";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub apps: Vec<AppWait>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppWait {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub selector: Option<LabelSelector>,
+    /// What to wait for: `health` (the default), `sync`, or both.
+    #[serde(default)]
+    pub wait_for: Option<WaitFor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WaitFor {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Conditions {
+    health: bool,
+    sync: bool,
+}
+
+fn conditions(index: usize, wait_for: &Option<WaitFor>) -> Result<Conditions, StepError> {
+    let names: Vec<&str> = match wait_for {
+        None => {
+            return Ok(Conditions {
+                health: true,
+                sync: false,
+            });
+        }
+        Some(WaitFor::One(s)) => vec![s.as_str()],
+        Some(WaitFor::Many(list)) => list.iter().map(String::as_str).collect(),
+    };
+    let mut c = Conditions::default();
+    for name in names {
+        match name.to_ascii_lowercase().as_str() {
+            "health" | "healthy" => c.health = true,
+            "sync" | "synced" => c.sync = true,
+            other => {
+                return Err(terminal(format!(
+                    "config.apps[{index}].waitFor: unknown condition \"{other}\" (use health or sync)"
+                )));
+            }
+        }
+    }
+    Ok(c)
+}
+
+pub struct ArgoCdWait;
+
+impl StepRunner for ArgoCdWait {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn defaults(&self) -> StepDefaults {
+        StepDefaults {
+            timeout: Some(Duration::from_secs(300)),
+            error_threshold: 1,
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun> {
+        run(ctx).boxed()
+    }
+}
+
+fn label(app: &Application) -> String {
+    format!(
+        "Argo CD Application \"{}\" in namespace \"{}\"",
+        app.metadata.name.as_deref().unwrap_or_default(),
+        app.metadata.namespace.as_deref().unwrap_or_default()
+    )
+}
+
+/// The health the step saw last time, from its previous output.
+fn previous_health(ctx: &StepContext<'_>, app: &Application) -> Option<String> {
+    ctx.previous_output?
+        .get("apps")?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("name").and_then(Value::as_str) == app.metadata.name.as_deref())?
+        .get("health")?
+        .as_str()
+        .map(String::from)
+}
+
+async fn run(ctx: &StepContext<'_>) -> StepRun {
+    let config: Config = match parse_config(ctx.config) {
+        Ok(c) => c,
+        Err(e) => return StepRun::done(Err(e)),
+    };
+    if config.apps.is_empty() {
+        return StepRun::done(Err(terminal(
+            "config.apps: at least one Application is required",
+        )));
+    }
+    let mut awaiting = Vec::new();
+    let mut targets: Vec<(Conditions, Arc<Application>)> = Vec::new();
+    for (index, entry) in config.apps.iter().enumerate() {
+        let wanted = match conditions(index, &entry.wait_for) {
+            Ok(c) => c,
+            Err(e) => return StepRun::done(Err(e)),
+        };
+        let namespace = entry
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ctx.services.argocd_namespace.clone());
+        match (&entry.name, &entry.selector) {
+            (Some(name), None) => {
+                awaiting.push(AwaitTarget::Named {
+                    kind: "Application".into(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                });
+                match ctx
+                    .services
+                    .applications
+                    .get(&ObjectRef::new(name).within(&namespace))
+                {
+                    Some(app) => targets.push((wanted, app)),
+                    None => {
+                        let message = format!(
+                            "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
+                        );
+                        return StepRun {
+                            result: Err(retryable(message)),
+                            awaiting,
+                        };
+                    }
+                }
+            }
+            (None, Some(selector)) => {
+                awaiting.push(AwaitTarget::Selected {
+                    kind: "Application".into(),
+                    namespace: namespace.clone(),
+                    selector: selector.clone(),
+                });
+                let parsed = match Selector::try_from(selector.clone()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return StepRun::done(Err(terminal(format!(
+                            "config.apps[{index}].selector: {e}"
+                        ))));
+                    }
+                };
+                let matched: Vec<_> = ctx
+                    .services
+                    .applications
+                    .state()
+                    .into_iter()
+                    .filter(|a| a.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                    .filter(|a| {
+                        parsed.matches(a.metadata.labels.as_ref().unwrap_or(&Default::default()))
+                    })
+                    .collect();
+                if matched.is_empty() {
+                    let message = format!(
+                        "no Argo CD Application in namespace \"{namespace}\" matches config.apps[{index}].selector"
+                    );
+                    return StepRun {
+                        result: Err(retryable(message)),
+                        awaiting,
+                    };
+                }
+                targets.extend(matched.into_iter().map(|a| (wanted, a)));
+            }
+            _ => {
+                let message =
+                    format!("config.apps[{index}]: exactly one of name and selector must be set");
+                return StepRun::done(Err(terminal(message)));
+            }
+        }
+    }
+
+    let mut waiting = Vec::new();
+    let mut observed = Vec::new();
+    for (wanted, app) in &targets {
+        let errors = app.comparison_errors();
+        if !errors.is_empty() {
+            return StepRun {
+                result: Err(terminal(format!("{}: {}", label(app), errors.join("; ")))),
+                awaiting,
+            };
+        }
+        let status = app.status.clone().unwrap_or_default();
+        let health = status
+            .health
+            .as_ref()
+            .map(|h| h.status.clone())
+            .unwrap_or_default();
+        observed.push(json!({"name": app.metadata.name, "namespace": app.metadata.namespace, "health": health}));
+        if app.operation_in_progress() {
+            waiting.push(format!("{} to finish its operation", label(app)));
+            continue;
+        }
+        if wanted.health {
+            let before = previous_health(ctx, app);
+            let fell = health == "Degraded"
+                && before
+                    .as_deref()
+                    .is_some_and(|b| !b.is_empty() && b != "Degraded" && b != "Unknown");
+            if fell {
+                let message = format!(
+                    "{} became Degraded while waiting for it to be healthy",
+                    label(app)
+                );
+                return StepRun {
+                    result: Err(terminal(message)),
+                    awaiting,
+                };
+            }
+            match assess_health(Some(app), &[]) {
+                AppHealth::Healthy => {}
+                AppHealth::Progressing(why)
+                | AppHealth::Unhealthy(why)
+                | AppHealth::Unknown { reason: why, .. } => {
+                    waiting.push(format!("{} to be healthy ({why})", label(app)));
+                    continue;
+                }
+            }
+        }
+        if wanted.sync && status.sync.as_ref().map(|s| s.status.as_str()) != Some("Synced") {
+            waiting.push(format!("{} to be synced", label(app)));
+        }
+    }
+    let output = json!({"apps": observed});
+    if waiting.is_empty() {
+        let mut result = StepResult::new(StepStatus::Succeeded);
+        result.output = Some(output);
+        return StepRun::done(Ok(result));
+    }
+    let mut result = StepResult::new(StepStatus::Running);
+    result.message = Some(format!("waiting for {}", waiting.join("; ")));
+    result.output = Some(output);
+    StepRun {
+        result: Ok(result),
+        awaiting,
+    }
+}

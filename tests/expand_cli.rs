@@ -1,0 +1,117 @@
+//! `barge expand`: the plan, inflated and evaluated offline.
+
+use std::process::Command;
+
+fn barge(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run barge: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+    path.display().to_string()
+}
+
+#[test]
+fn the_quickstart_resolves_each_stages_application_name() {
+    let (ok, stdout, stderr) = barge(&["expand", "-f", "examples/quickstart"]);
+    assert!(ok, "{stderr}");
+    for stage in ["dev", "staging", "prod"] {
+        assert!(
+            stdout.contains(&format!("- name: barge-demo-{stage}\n")),
+            "no app for {stage} in:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("desiredRevision: 8f3c2a9bd41e6c07a5b2f19d3e8c4a7b6d0f1e2c"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("as: deploy::update"));
+}
+
+#[test]
+fn one_stage_can_be_chosen() {
+    let (ok, stdout, _) = barge(&["expand", "-f", "examples/quickstart", "--stage", "prod"]);
+    assert!(ok);
+    assert!(
+        stdout.contains("barge-demo-prod") && !stdout.contains("barge-demo-dev"),
+        "{stdout}"
+    );
+}
+
+const STAGE_WITH_TASK: &str = r#"
+apiVersion: barge.dev/v1alpha1
+kind: Stage
+metadata: {name: dev, namespace: demo}
+spec:
+  requestedFreight: [{origin: {kind: Warehouse, name: w}, sources: {direct: true}}]
+  promotionTemplate:
+    spec:
+      steps:
+      - as: build
+        uses: compose-output
+        config: {image: "registry/app:${{ ctx.stage }}"}
+      - task: {name: missing-task}
+"#;
+
+#[test]
+fn an_unknown_task_is_reported_with_the_step_and_field() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = write(&dir, "stage.yaml", STAGE_WITH_TASK);
+    let (ok, _, stderr) = barge(&["expand", "-f", &file]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("steps[2]")
+            && stderr.contains("task.name")
+            && stderr.contains("\"missing-task\" not found"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn expressions_that_need_a_running_promotion_are_left_as_written_with_a_note() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = write(
+        &dir,
+        "stage.yaml",
+        r#"
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: dev, namespace: demo}
+spec:
+  requestedFreight: [{origin: {kind: Warehouse, name: w}, sources: {direct: true}}]
+  promotionTemplate:
+    spec:
+      steps:
+      - as: build
+        uses: compose-output
+        config: {image: "app:${{ ctx.stage }}"}
+      - as: use
+        uses: compose-output
+        config:
+          digest: "${{ outputs.build.missing.digest }}"
+          stage: "${{ ctx.stage }}"
+"#,
+    );
+    let (ok, stdout, stderr) = barge(&["expand", "-f", &file]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("image: app:dev"), "{stdout}");
+    assert!(stdout.contains("stage: dev"), "{stdout}");
+    assert!(
+        stdout.contains("config.digest"),
+        "no note for the unevaluated field:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("${{ outputs.build.missing.digest }}"),
+        "{stdout}"
+    );
+}
