@@ -260,20 +260,32 @@ pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth
         };
     };
     let status = app.status.clone().unwrap_or_default();
-    if let Some(finished) = status
+    if let Some(state) = status
         .operation_state
         .as_ref()
-        .and_then(|o| o.finished_at.as_ref())
+        .filter(|o| o.finished_at.is_some())
     {
+        let finished = state.finished_at.as_ref().map(seconds).unwrap_or_default();
         let stale = status
             .reconciled_at
             .as_ref()
-            .is_none_or(|r| seconds(r) < seconds(finished));
+            .is_none_or(|r| seconds(r) < finished);
         if stale {
             return AppHealth::Unknown {
                 reason: "Argo CD has not compared the Application since its last sync finished"
                     .into(),
                 refresh: true,
+            };
+        }
+        // Timestamps have second precision, so a comparison made in the same
+        // second as the sync may still predate it; until Argo CD reports the
+        // synced revision as Synced, its health describes the old state.
+        let synced = status.sync.as_ref().is_some_and(|s| s.status == "Synced");
+        if state.phase == "Succeeded" && !synced {
+            return AppHealth::Unknown {
+                reason: "Argo CD has not reported the Application Synced since its last sync"
+                    .into(),
+                refresh: false,
             };
         }
     }

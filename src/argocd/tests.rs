@@ -333,3 +333,15 @@ fn heavy_status_fields_are_dropped_when_parsed() {
     let back = serde_json::to_value(&a).unwrap_or_default();
     assert_eq!(back["status"], json!({"sync": {"status": "Synced"}}));
 }
+
+#[test]
+fn health_from_a_comparison_in_the_same_second_as_the_sync_is_not_believed_until_synced() {
+    let mut a = healthy_app("2026-11-25T10:00:05Z", "abc", "Healthy");
+    if let Some(sync) = a.status.as_mut().and_then(|s| s.sync.as_mut()) {
+        sync.status = "OutOfSync".into();
+    }
+    assert!(matches!(
+        assess_health(Some(&a), &[]),
+        AppHealth::Unknown { refresh: false, .. }
+    ));
+}
