@@ -146,6 +146,21 @@ impl Budget {
     }
 }
 
+/// How much stack parsing or evaluating one expression may use. The depth
+/// limit keeps ordinary expressions far below it; this is the backstop that
+/// makes a stack overflow impossible whatever the shape (frames are large in
+/// debug builds: about 5 KB per nesting level when parsing). Tokio's worker
+/// threads have 2 MiB.
+pub(crate) const MAX_STACK: usize = 768 * 1024;
+
+/// An address in the caller's stack frame; the distance between two such
+/// addresses is the stack used in between.
+#[inline(always)]
+pub(crate) fn stack_position() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
 /// What one element of an array (or the value of a map entry) costs.
 pub(crate) const ELEMENT_SIZE: u64 = std::mem::size_of::<super::value::Value>() as u64;
 /// What a string costs beyond its bytes (the shared header and the heap

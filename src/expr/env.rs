@@ -256,7 +256,7 @@ impl Env {
             let mut entries = BTreeMap::new();
             for (alias, meta) in metas {
                 let v = match meta {
-                    Json::Object(obj) => STEP_METADATA.from_json(obj)?,
+                    Json::Object(obj) => STEP_METADATA.build(obj)?,
                     other => value::from_json(other)?,
                 };
                 entries.insert(alias.clone(), v);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::ast::{BinOp, Expr, Node, UnOp};
-use super::budget::{Budget, ELEMENT_SIZE, ENTRY_OVERHEAD};
+use super::budget::{Budget, ELEMENT_SIZE, ENTRY_OVERHEAD, MAX_STACK, stack_position};
 use super::builtins;
 use super::error::{Fault, Res};
 use super::value::{self, Value};
@@ -49,6 +49,8 @@ pub(crate) struct Interp<'p, 'h> {
     regexes: &'h mut RegexCache,
     lets: Vec<(&'p str, Value)>,
     frames: Vec<Frame>,
+    /// Where the stack was when evaluation started.
+    stack_base: usize,
 }
 
 /// A short rendering of a value for messages (`cannot fetch x from ...`).
@@ -166,12 +168,18 @@ impl<'p, 'h> Interp<'p, 'h> {
             regexes,
             lets: Vec::new(),
             frames: Vec::new(),
+            stack_base: stack_position(),
         }
     }
 
     /// Evaluates a node, spending a step and locating errors at the node.
     pub(crate) fn eval(&mut self, node: &'p Node) -> Res<Value> {
         self.budget.step(1)?;
+        if stack_position().abs_diff(self.stack_base) > MAX_STACK {
+            return Err(Fault::Budget(super::error::Limit::Depth(
+                self.budget.limits().max_depth,
+            )));
+        }
         self.eval_expr(node).map_err(|f| f.locate(node.at))
     }
 

@@ -135,7 +135,7 @@ fn warehouse(args: &[Value]) -> Res<Value> {
     let mut obj = serde_json::Map::new();
     obj.insert("kind".into(), Json::from("Warehouse"));
     obj.insert("name".into(), Json::from(name.to_string()));
-    FREIGHT_ORIGIN.from_json(&obj).map_err(Fault::msg)
+    FREIGHT_ORIGIN.build(&obj).map_err(Fault::msg)
 }
 
 /// A Freight origin passed to a function: `warehouse(...)` or a map with
@@ -240,7 +240,7 @@ impl KargoFunctions<'_> {
 
     fn to_struct(def: &StructDef, item: Option<Json>) -> Res<Value> {
         match item {
-            Some(Json::Object(obj)) => def.from_json(&obj).map_err(Fault::msg),
+            Some(Json::Object(obj)) => def.build(&obj).map_err(Fault::msg),
             _ => Ok(Value::Nil),
         }
     }

@@ -5,6 +5,7 @@
 //! by the depth of the resulting tree.
 
 use super::ast::{BinOp, Expr, Node, UnOp};
+use super::budget::{MAX_STACK, stack_position};
 use super::lexer::{Kind, Token, tokenize};
 use super::value::Value;
 
@@ -17,10 +18,13 @@ pub(crate) enum ParseFault {
     TooDeep,
 }
 
-type PResult<T> = Result<T, ParseFault>;
+/// Faults are boxed (and nodes returned boxed) to keep the recursive
+/// functions' stack frames small: in a debug build every temporary takes
+/// its own slot.
+type PResult<T> = Result<T, Box<ParseFault>>;
 
 /// Parses `source` into a tree no deeper than `max_depth`.
-pub(crate) fn parse(source: &str, max_depth: usize) -> PResult<Node> {
+pub(crate) fn parse(source: &str, max_depth: usize) -> Result<Node, ParseFault> {
     let toks = tokenize(source).map_err(|e| ParseFault::Syntax {
         message: e.message,
         at: e.offset,
@@ -31,12 +35,13 @@ pub(crate) fn parse(source: &str, max_depth: usize) -> PResult<Node> {
         predicate_depth: 0,
         level: 0,
         max_depth,
+        stack_base: stack_position(),
     };
-    let node = p.sequence()?;
+    let node = p.sequence().map_err(|e| *e)?;
     if p.cur().kind != Kind::Eof {
-        return p.unexpected();
+        return p.unexpected().map_err(|e| *e);
     }
-    Ok(node)
+    Ok(*node)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -141,6 +146,8 @@ struct Parser {
     /// Current recursion depth of `expression`.
     level: usize,
     max_depth: usize,
+    /// Where the stack was when parsing started.
+    stack_base: usize,
 }
 
 impl Parser {
@@ -160,10 +167,10 @@ impl Parser {
     }
 
     fn error<T>(&self, message: impl Into<String>, at: usize) -> PResult<T> {
-        Err(ParseFault::Syntax {
+        Err(Box::new(ParseFault::Syntax {
             message: message.into(),
             at,
-        })
+        }))
     }
 
     fn unexpected<T>(&self) -> PResult<T> {
@@ -191,42 +198,45 @@ impl Parser {
     }
 
     /// Builds a node, refusing trees deeper than the limit.
-    fn node(&self, expr: Expr, at: usize) -> PResult<Node> {
+    fn node(&self, expr: Expr, at: usize) -> PResult<Box<Node>> {
         let node = Node::new(expr, at);
         if node.depth > self.max_depth {
-            return Err(ParseFault::TooDeep);
+            return Err(Box::new(ParseFault::TooDeep));
         }
-        Ok(node)
+        Ok(Box::new(node))
     }
 
-    fn sequence(&mut self) -> PResult<Node> {
+    fn sequence(&mut self) -> PResult<Box<Node>> {
         let first = self.expression(0)?;
+        if !self.cur().is_op(";") {
+            return Ok(first);
+        }
         let at = first.at;
-        let mut nodes = vec![first];
+        let mut nodes = vec![*first];
         while self.cur().is_op(";") {
             self.next();
             if self.cur().kind == Kind::Eof {
                 break;
             }
-            nodes.push(self.expression(0)?);
+            nodes.push(*self.expression(0)?);
         }
         if nodes.len() == 1 {
-            return Ok(nodes.remove(0));
+            return Ok(Box::new(nodes.remove(0)));
         }
         self.node(Expr::Sequence(nodes), at)
     }
 
-    fn expression(&mut self, precedence: u32) -> PResult<Node> {
+    fn expression(&mut self, precedence: u32) -> PResult<Box<Node>> {
         self.level += 1;
-        if self.level > self.max_depth {
-            return Err(ParseFault::TooDeep);
+        if self.level > self.max_depth || stack_position().abs_diff(self.stack_base) > MAX_STACK {
+            return Err(Box::new(ParseFault::TooDeep));
         }
         let result = self.expression_inner(precedence);
         self.level -= 1;
         result
     }
 
-    fn expression_inner(&mut self, precedence: u32) -> PResult<Node> {
+    fn expression_inner(&mut self, precedence: u32) -> PResult<Box<Node>> {
         if precedence == 0 && self.cur().is_op("let") {
             return self.let_declaration();
         }
@@ -266,7 +276,7 @@ impl Parser {
             self.next();
             if op_tok.value == "|" {
                 let ident = self.expect_kind(Kind::Identifier)?;
-                left = self.call(&ident, vec![left])?;
+                left = self.call(&ident, vec![*left])?;
             } else {
                 if prev_op == "??" && op_tok.value != "??" {
                     return self.error(
@@ -278,7 +288,7 @@ impl Parser {
                     );
                 }
                 if is_comparison(&op_tok.value) {
-                    left = self.comparison(left, op_tok.clone(), op_prec)?;
+                    left = self.comparison(*left, op_tok.clone(), op_prec)?;
                 } else {
                     let right = match assoc {
                         Assoc::Left => self.expression(op_prec + 1)?,
@@ -287,12 +297,9 @@ impl Parser {
                     let Some(op) = bin_op(&op_tok.value) else {
                         return self.error(format!("unexpected token {op_tok}"), op_tok.start);
                     };
-                    left = self.node(
-                        Expr::Binary(op, Box::new(left), Box::new(right)),
-                        op_tok.start,
-                    )?;
+                    left = self.node(Expr::Binary(op, left, right), op_tok.start)?;
                     if let Some(at) = negate {
-                        left = self.node(Expr::Unary(UnOp::Not, Box::new(left)), at)?;
+                        left = self.node(Expr::Unary(UnOp::Not, left), at)?;
                     }
                 }
             }
@@ -306,13 +313,13 @@ impl Parser {
 
     /// `a < b < c` means `a < b && b < c`; the shared operand is kept once
     /// (expr-lang shares the node too) so chains cannot blow the tree up.
-    fn comparison(&mut self, left: Node, mut tok: Token, precedence: u32) -> PResult<Node> {
+    fn comparison(&mut self, left: Node, mut tok: Token, precedence: u32) -> PResult<Box<Node>> {
         let at = tok.start;
         let mut operands = vec![left];
         let mut ops = Vec::new();
         loop {
             ops.push(bin_op(&tok.value).unwrap_or(BinOp::Lt));
-            operands.push(self.expression(precedence + 1)?);
+            operands.push(*self.expression(precedence + 1)?);
             tok = self.cur().clone();
             if !(tok.kind == Kind::Operator && is_comparison(&tok.value)) {
                 break;
@@ -329,7 +336,7 @@ impl Parser {
         self.node(Expr::Comparisons { operands, ops }, at)
     }
 
-    fn let_declaration(&mut self) -> PResult<Node> {
+    fn let_declaration(&mut self) -> PResult<Box<Node>> {
         self.expect(Kind::Operator, "let")?;
         let name = self.expect_kind(Kind::Identifier)?;
         self.expect(Kind::Operator, "=")?;
@@ -339,14 +346,14 @@ impl Parser {
         self.node(
             Expr::Let {
                 name: name.value,
-                value: Box::new(value),
-                body: Box::new(body),
+                value,
+                body,
             },
             name.start,
         )
     }
 
-    fn conditional_if(&mut self) -> PResult<Node> {
+    fn conditional_if(&mut self) -> PResult<Box<Node>> {
         let at = self.cur().start;
         self.next();
         let cond = self.expression(0)?;
@@ -356,8 +363,9 @@ impl Parser {
         self.expect(Kind::Operator, "else")?;
         let otherwise = if self.cur().is_op("if") {
             self.level += 1;
-            if self.level > self.max_depth {
-                return Err(ParseFault::TooDeep);
+            if self.level > self.max_depth || stack_position().abs_diff(self.stack_base) > MAX_STACK
+            {
+                return Err(Box::new(ParseFault::TooDeep));
             }
             let r = self.conditional_if();
             self.level -= 1;
@@ -370,15 +378,15 @@ impl Parser {
         };
         self.node(
             Expr::Conditional {
-                cond: Box::new(cond),
-                then: Box::new(then),
-                otherwise: Box::new(otherwise),
+                cond,
+                then,
+                otherwise,
             },
             at,
         )
     }
 
-    fn conditional(&mut self, mut node: Node) -> PResult<Node> {
+    fn conditional(&mut self, mut node: Box<Node>) -> PResult<Box<Node>> {
         while self.cur().is_op("?") {
             let at = self.cur().start;
             self.next();
@@ -395,9 +403,9 @@ impl Parser {
             };
             node = self.node(
                 Expr::Conditional {
-                    cond: Box::new(node),
-                    then: Box::new(then),
-                    otherwise: Box::new(otherwise),
+                    cond: node,
+                    then,
+                    otherwise,
                 },
                 at,
             )?;
@@ -405,14 +413,14 @@ impl Parser {
         Ok(node)
     }
 
-    fn primary(&mut self) -> PResult<Node> {
+    fn primary(&mut self) -> PResult<Box<Node>> {
         let tok = self.cur().clone();
         if tok.kind == Kind::Operator
             && let Some((prec, op)) = unary(&tok.value)
         {
             self.next();
             let operand = self.expression(prec)?;
-            let node = self.node(Expr::Unary(op, Box::new(operand)), tok.start)?;
+            let node = self.node(Expr::Unary(op, operand), tok.start)?;
             return self.postfix(node);
         }
         if tok.is_bracket("(") {
@@ -442,7 +450,7 @@ impl Parser {
         self.secondary()
     }
 
-    fn secondary(&mut self) -> PResult<Node> {
+    fn secondary(&mut self) -> PResult<Box<Node>> {
         let tok = self.cur().clone();
         let node = match tok.kind {
             Kind::Identifier => {
@@ -481,7 +489,7 @@ impl Parser {
         self.postfix(node)
     }
 
-    fn call(&mut self, ident: &Token, mut args: Vec<Node>) -> PResult<Node> {
+    fn call(&mut self, ident: &Token, mut args: Vec<Node>) -> PResult<Box<Node>> {
         if let Some((shape, required)) = predicate_args(&ident.value) {
             self.expect(Kind::Bracket, "(")?;
             let remaining = &shape[args.len().min(shape.len())..];
@@ -507,6 +515,7 @@ impl Parser {
                 } else {
                     self.expression(0)?
                 };
+                let arg = *arg;
                 args.push(arg);
             }
             if self.cur().is_op(",") {
@@ -538,13 +547,13 @@ impl Parser {
             if self.cur().is_bracket(")") {
                 break;
             }
-            args.push(self.expression(0)?);
+            args.push(*self.expression(0)?);
         }
         self.expect(Kind::Bracket, ")")?;
         Ok(args)
     }
 
-    fn predicate(&mut self) -> PResult<Node> {
+    fn predicate(&mut self) -> PResult<Box<Node>> {
         let at = self.cur().start;
         let braces = self.cur().is_bracket("{");
         if braces {
@@ -567,10 +576,10 @@ impl Parser {
         if braces {
             self.expect(Kind::Bracket, "}")?;
         }
-        self.node(Expr::Predicate(Box::new(body)), at)
+        self.node(Expr::Predicate(body), at)
     }
 
-    fn array(&mut self, open: &Token) -> PResult<Node> {
+    fn array(&mut self, open: &Token) -> PResult<Box<Node>> {
         self.expect(Kind::Bracket, "[")?;
         let mut nodes = Vec::new();
         while !self.cur().is_bracket("]") {
@@ -583,13 +592,13 @@ impl Parser {
                     break;
                 }
             }
-            nodes.push(self.expression(0)?);
+            nodes.push(*self.expression(0)?);
         }
         self.expect(Kind::Bracket, "]")?;
         self.node(Expr::Array(nodes), open.start)
     }
 
-    fn map(&mut self, open: &Token) -> PResult<Node> {
+    fn map(&mut self, open: &Token) -> PResult<Box<Node>> {
         self.expect(Kind::Bracket, "{")?;
         let mut pairs = Vec::new();
         while !self.cur().is_bracket("}") {
@@ -621,13 +630,13 @@ impl Parser {
             };
             self.expect(Kind::Operator, ":")?;
             let value = self.expression(0)?;
-            pairs.push((key, value));
+            pairs.push((*key, *value));
         }
         self.expect(Kind::Bracket, "}")?;
         self.node(Expr::Map(pairs), open.start)
     }
 
-    fn postfix(&mut self, mut node: Node) -> PResult<Node> {
+    fn postfix(&mut self, mut node: Box<Node>) -> PResult<Box<Node>> {
         loop {
             let tok = self.cur().clone();
             if !matches!(tok.kind, Kind::Operator | Kind::Bracket) {
@@ -649,13 +658,13 @@ impl Parser {
                 }
                 let property = self.node(Expr::Lit(Value::str(&prop.value)), prop.start)?;
                 let (base, was_chain) = match node.expr {
-                    Expr::Chain(inner) => (*inner, true),
+                    Expr::Chain(inner) => (inner, true),
                     _ => (node, false),
                 };
                 let member = self.node(
                     Expr::Member {
-                        object: Box::new(base),
-                        property: Box::new(property),
+                        object: base,
+                        property,
                         optional,
                     },
                     prop.start,
@@ -664,7 +673,7 @@ impl Parser {
                     let args = self.arguments(Vec::new())?;
                     self.node(
                         Expr::MethodCall {
-                            callee: Box::new(member),
+                            callee: member,
                             args,
                         },
                         prop.start,
@@ -673,7 +682,7 @@ impl Parser {
                     member
                 };
                 if was_chain || optional {
-                    node = self.node(Expr::Chain(Box::new(node)), prop.start)?;
+                    node = self.node(Expr::Chain(node), prop.start)?;
                 }
             } else if tok.value == "[" {
                 node = self.index(node, false)?;
@@ -685,7 +694,7 @@ impl Parser {
     }
 
     /// `[index]` or `[from:to]` after `node`; the current token is `[`.
-    fn index(&mut self, node: Node, optional: bool) -> PResult<Node> {
+    fn index(&mut self, node: Box<Node>, optional: bool) -> PResult<Box<Node>> {
         let at = self.cur().start;
         self.next();
         if self.cur().is_op(":") {
@@ -693,12 +702,12 @@ impl Parser {
             let to = if self.cur().is_bracket("]") {
                 None
             } else {
-                Some(Box::new(self.expression(0)?))
+                Some(self.expression(0)?)
             };
             self.expect(Kind::Bracket, "]")?;
             return self.node(
                 Expr::Slice {
-                    object: Box::new(node),
+                    object: node,
                     from: None,
                     to,
                 },
@@ -711,13 +720,13 @@ impl Parser {
             let to = if self.cur().is_bracket("]") {
                 None
             } else {
-                Some(Box::new(self.expression(0)?))
+                Some(self.expression(0)?)
             };
             self.expect(Kind::Bracket, "]")?;
             return self.node(
                 Expr::Slice {
-                    object: Box::new(node),
-                    from: Some(Box::new(from)),
+                    object: node,
+                    from: Some(from),
                     to,
                 },
                 at,
@@ -726,14 +735,14 @@ impl Parser {
         self.expect(Kind::Bracket, "]")?;
         let member = self.node(
             Expr::Member {
-                object: Box::new(node),
-                property: Box::new(from),
+                object: node,
+                property: from,
                 optional,
             },
             at,
         )?;
         if optional {
-            return self.node(Expr::Chain(Box::new(member)), at);
+            return self.node(Expr::Chain(member), at);
         }
         Ok(member)
     }

@@ -210,7 +210,7 @@ pub(crate) struct StructDef {
 impl StructDef {
     /// Builds the struct from a JSON object: known fields take their zero
     /// value when absent; unknown keys are kept (Go name derived).
-    pub(crate) fn from_json(
+    pub(crate) fn build(
         &self,
         obj: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Value, String> {

@@ -1,1 +1,0 @@
-//! Unit tests of the expression engine; see the submodules.

@@ -1,0 +1,275 @@
+//! Kargo's functions and environment: `warehouse`, `commitFrom`,
+//! `imageFrom`, `chartFrom`, the status functions and their scopes, `ctx`,
+//! `outputs`, `task.outputs`, `stepMetas`.
+
+use serde_json::{Value as Json, json};
+
+use super::{env, eval, message};
+use crate::expr::{Engine, Env, ExprError, FreightSnapshot, Scope, StepStatuses};
+
+fn freight_env() -> Env {
+    let mut env = env();
+    env.freight = FreightSnapshot {
+        freight: vec![
+            json!({
+                "origin": {"kind": "Warehouse", "name": "frontend"},
+                "commits": [{"repoURL": "https://github.com/example/app.git", "id": "abc123", "tag": "v1"}],
+                "images": [{"repoURL": "ghcr.io/example/app", "tag": "1.0.0", "digest": "sha256:aa"}],
+                "charts": [
+                    {"repoURL": "https://charts.example.com", "name": "app", "version": "0.1.0"},
+                    {"repoURL": "oci://ghcr.io/example/oci-chart", "version": "0.2.0"},
+                ],
+            }),
+            json!({
+                "origin": {"kind": "Warehouse", "name": "backend"},
+                "images": [{"repoURL": "ghcr.io/example/app", "tag": "2.0.0"}],
+            }),
+        ],
+    };
+    env
+}
+
+fn run(src: &str, env: &Env, scope: Scope) -> Result<Json, ExprError> {
+    Engine::default().evaluate(src, env, scope)
+}
+
+fn ok(src: &str) -> Json {
+    run(src, &freight_env(), Scope::Config).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
+
+fn err(src: &str) -> String {
+    match run(src, &freight_env(), Scope::Config) {
+        Ok(v) => panic!("{src}: expected an error, got {v}"),
+        Err(e) => message(&e),
+    }
+}
+
+#[test]
+fn warehouse_makes_a_freight_origin() {
+    assert_eq!(
+        ok("warehouse('frontend')"),
+        json!({"kind": "Warehouse", "name": "frontend"})
+    );
+    assert_eq!(ok("warehouse('frontend').Name"), json!("frontend"));
+}
+
+#[test]
+fn warehouse_needs_a_name() {
+    assert_eq!(err("warehouse('')"), "name must not be empty");
+}
+
+#[test]
+fn commit_from_matches_normalized_git_urls_and_reads_go_field_names() {
+    assert_eq!(
+        ok("commitFrom('https://github.com/Example/app').ID"),
+        json!("abc123")
+    );
+    assert_eq!(
+        ok("commitFrom('https://github.com/example/app.git').Tag"),
+        json!("v1")
+    );
+}
+
+#[test]
+fn artifacts_also_read_with_json_field_names() {
+    assert_eq!(
+        ok("commitFrom('https://github.com/example/app').id"),
+        json!("abc123")
+    );
+}
+
+#[test]
+fn absent_fields_of_an_artifact_are_empty_strings_as_in_go() {
+    assert_eq!(
+        ok("commitFrom('https://github.com/example/app').Branch"),
+        json!("")
+    );
+}
+
+#[test]
+fn artifacts_marshal_with_json_names_and_omit_empty_fields() {
+    assert_eq!(
+        ok("commitFrom('https://github.com/example/app')"),
+        json!({"repoURL": "https://github.com/example/app.git", "id": "abc123", "tag": "v1"})
+    );
+}
+
+#[test]
+fn commit_from_gives_nil_when_no_freight_has_the_repository() {
+    assert_eq!(
+        ok("commitFrom('https://github.com/example/other')"),
+        json!(null)
+    );
+    assert_eq!(
+        ok("commitFrom('https://github.com/example/other')?.ID ?? 'none'"),
+        json!("none")
+    );
+}
+
+#[test]
+fn image_from_found_in_freight_from_two_origins_is_ambiguous() {
+    assert!(err("imageFrom('ghcr.io/example/app')").contains("please provide a Freight origin"));
+}
+
+#[test]
+fn image_from_with_an_origin_picks_that_freight() {
+    assert_eq!(
+        ok("imageFrom('ghcr.io/example/app', warehouse('backend')).Tag"),
+        json!("2.0.0")
+    );
+    assert_eq!(
+        ok("imageFrom('ghcr.io/example/app', {kind: 'Warehouse', name: 'frontend'}).Digest"),
+        json!("sha256:aa")
+    );
+}
+
+#[test]
+fn image_from_with_an_origin_that_has_no_such_image_is_nil() {
+    assert_eq!(
+        ok("imageFrom('ghcr.io/example/app', warehouse('nope'))"),
+        json!(null)
+    );
+}
+
+#[test]
+fn chart_from_matches_repository_and_chart_name() {
+    assert_eq!(
+        ok("chartFrom('https://charts.example.com', 'app').Version"),
+        json!("0.1.0")
+    );
+    assert_eq!(
+        ok("chartFrom('oci://ghcr.io/example/oci-chart').Version"),
+        json!("0.2.0")
+    );
+    assert_eq!(ok("chartFrom('https://charts.example.com')"), json!(null));
+}
+
+#[test]
+fn chart_from_takes_an_origin_second_or_third() {
+    assert_eq!(
+        ok("chartFrom('https://charts.example.com', 'app', warehouse('frontend')).Version"),
+        json!("0.1.0")
+    );
+    assert_eq!(
+        ok("chartFrom('oci://ghcr.io/example/oci-chart', warehouse('frontend')).Version"),
+        json!("0.2.0")
+    );
+}
+
+#[test]
+fn freight_functions_check_their_arguments() {
+    assert_eq!(err("commitFrom()"), "expected 1-2 arguments, got 0");
+    assert_eq!(
+        err("commitFrom(1)"),
+        "first argument must be string, got int"
+    );
+    assert_eq!(
+        err("imageFrom('x', 'y')"),
+        "second argument must be FreightOrigin, got string"
+    );
+}
+
+#[test]
+fn status_functions_are_not_in_scope_for_vars() {
+    let e = run("success()", &env(), Scope::Vars).err();
+    assert_eq!(
+        e.map(|e| message(&e)).as_deref(),
+        Some("unknown function success")
+    );
+}
+
+#[test]
+fn freight_functions_are_in_scope_for_vars() {
+    assert_eq!(
+        run("warehouse('x').Kind", &env(), Scope::Vars).ok(),
+        Some(json!("Warehouse"))
+    );
+}
+
+#[test]
+fn success_failure_and_always_follow_earlier_step_statuses() {
+    let mut env = env();
+    env.statuses = StepStatuses::from_metadata(&[
+        json!({"alias": "step-1", "status": "Succeeded"}),
+        json!({"alias": "step-2", "status": "Errored", "continueOnError": true}),
+    ]);
+    assert_eq!(
+        run("[success(), failure(), always()]", &env, Scope::Condition).ok(),
+        Some(json!([true, false, true]))
+    );
+    env.statuses.steps[1].continue_on_error = false;
+    assert_eq!(
+        run("[success(), failure()]", &env, Scope::Condition).ok(),
+        Some(json!([false, true]))
+    );
+}
+
+#[test]
+fn status_reads_a_step_in_the_current_task() {
+    let mut env = env();
+    env.ctx.step_alias = "deploy::verify".into();
+    env.statuses = StepStatuses::from_metadata(&[
+        json!({"alias": "update", "status": "Succeeded"}),
+        json!({"alias": "deploy::update", "status": "Failed"}),
+    ]);
+    assert_eq!(
+        run("status('update')", &env, Scope::Config).ok(),
+        Some(json!("Failed"))
+    );
+    assert_eq!(
+        run("status('missing')", &env, Scope::Config).ok(),
+        Some(json!(""))
+    );
+}
+
+#[test]
+fn ctx_has_kargo_shape() {
+    assert_eq!(
+        eval(
+            "[ctx.project, ctx.stage, ctx.promotion, ctx.targetFreight.name, ctx.targetFreight.alias, ctx.targetFreight.origin.name, ctx.meta.promotion.actor, ctx.meta.step.alias]"
+        ),
+        json!([
+            "kargo-demo",
+            "prod",
+            "prod.01abc.f00d",
+            "f00d",
+            "wonky-wombat",
+            "wh",
+            "admin",
+            "step-3"
+        ])
+    );
+}
+
+#[test]
+fn outputs_are_read_by_step_alias() {
+    assert_eq!(eval("outputs['step-1'].commit"), json!("abc123"));
+}
+
+#[test]
+fn task_outputs_exist_only_inside_a_task() {
+    assert_eq!(eval("task"), json!(null));
+    let mut env = env();
+    env.ctx.step_alias = "deploy::push".into();
+    assert_eq!(
+        run("task.outputs.build.image", &env, Scope::Config).ok(),
+        Some(json!("nginx:1.0"))
+    );
+}
+
+#[test]
+fn promotion_level_vars_see_no_outputs() {
+    let mut env = env();
+    env.outputs = None;
+    env.step_metas = None;
+    assert_eq!(
+        run("[outputs, stepMetas]", &env, Scope::Vars).ok(),
+        Some(json!([null, null]))
+    );
+}
+
+#[test]
+fn step_metas_read_with_go_field_names() {
+    assert_eq!(eval("stepMetas['step-1'].Status"), json!("Succeeded"));
+    assert_eq!(eval("stepMetas['step-1'].ErrorCount"), json!(0.0));
+}
