@@ -49,11 +49,16 @@ fn settled(v: &Value) -> bool {
         && s(v, "/metadata/annotations/argocd.argoproj.io~1refresh").is_none()
 }
 
-/// Recorded versions that include the client's request and end settled
-/// (the first version, before the request, may already look settled).
-fn settled_after_request(versions: &[Value]) -> bool {
+/// Recorded versions that include the client's request and end with one
+/// satisfying `pred` (the first version, from before the request, may
+/// already look done).
+fn after_request(versions: &[Value], pred: impl Fn(&Value) -> bool) -> bool {
     first(versions, 0, has_operation).is_some_and(|i| i + 1 < versions.len())
-        && versions.last().is_some_and(settled)
+        && versions.last().is_some_and(pred)
+}
+
+fn settled_after_request(versions: &[Value]) -> bool {
+    after_request(versions, settled)
 }
 
 // === The CRD ===
@@ -693,12 +698,21 @@ async fn skipped_post_sync_refresh_leaves_health_stale_until_a_refresh_is_reques
         ..SyncRequest::for_promotion(&t.ns, "p-stale")
     };
     request_sync(&t.api, "stale", &request).await?;
-    let app = rec
-        .wait_latest(WAIT, |v| phase(v) == Some("Succeeded") && !has_operation(v))
+    let versions = rec
+        .wait_for(WAIT, |versions| {
+            after_request(versions, |v| {
+                phase(v) == Some("Succeeded") && !has_operation(v)
+            })
+        })
         .await?;
+    let app = versions.last().cloned().unwrap_or_default();
     let reconciled = s(&app, "/status/reconciledAt").unwrap_or_default();
     let finished = s(&app, "/status/operationState/finishedAt").unwrap_or_default();
-    assert!(reconciled < finished, "{reconciled} !< {finished}");
+    assert!(
+        reconciled < finished,
+        "{reconciled} !< {finished}\n{}",
+        describe(&rec.versions())
+    );
     assert_eq!(s(&app, "/status/sync/status"), Some("Synced"));
     // A refresh request brings it up to date.
     request_refresh(&t.api, "stale", true).await?;
@@ -1098,9 +1112,16 @@ async fn journal_records_one_sync_per_promotion_with_final_write_instants() -> T
     ] {
         assert_eq!(journal.writes_of(&t.ns, "journal", kind), 1, "{kind:?}");
     }
+    // The refresh's writes: its watch events may arrive before the double
+    // has counted the acknowledgements, so wait on the journal.
+    journal
+        .wait_for(WAIT, |j| {
+            j.writes_of(&t.ns, "journal", WriteKind::Refresh) >= 1
+                && j.writes_of(&t.ns, "journal", WriteKind::RefreshAnnotations) == 1
+        })
+        .await?;
     let counts = journal.requests_for(&t.ns, "journal");
-    assert!(counts.writes >= 6, "{counts:?}");
-    assert!(counts.reads >= 1, "{counts:?}");
+    assert!(counts.writes >= 6 && counts.reads >= 1, "{counts:?}");
     Ok(())
 }
 

@@ -113,7 +113,7 @@ pub fn describe(versions: &[Value]) -> String {
         .iter()
         .map(|v| {
             format!(
-                "rv={} phase={:?} msg={:?} sync={:?}/{:?} health={:?} history={} op={} refresh={:?}",
+                "rv={} phase={:?} msg={:?} sync={:?}/{:?} health={:?} history={} op={} refresh={:?} reconciled={:?} finished={:?}",
                 s(v, "/metadata/resourceVersion").unwrap_or_default(),
                 phase(v),
                 s(v, "/status/operationState/message"),
@@ -125,6 +125,8 @@ pub fn describe(versions: &[Value]) -> String {
                     .map_or(0, Vec::len),
                 has_operation(v),
                 s(v, "/metadata/annotations/argocd.argoproj.io~1refresh"),
+                s(v, "/status/reconciledAt"),
+                s(v, "/status/operationState/finishedAt"),
             )
         })
         .collect::<Vec<_>>()
