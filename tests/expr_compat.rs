@@ -507,6 +507,33 @@ const TEMPLATES: &[(&str, Option<&str>)] = &[
 " }}"#,
         None,
     ),
+    (r#"${{ asYAML("true") }}"#, Some(r#""\"true\"\n""#)),
+    (r#"${% asYAML([{a: 1}, 2]) %}"#, Some(r#""- a: 1\n- 2\n""#)),
+    (
+        r#"${% asYAML({k: "a: b", e: "", n: nil}) %}"#,
+        Some(r#""e: \"\"\nk: 'a: b'\n\"n\": null\n""#),
+    ),
+    (r#"${{ asYAML(1.5) }}"#, Some(r#""1.5\n""#)),
+    (
+        r#"${% asYAML({a: {b: {c: 1}}, l: [[1, 2], [3]], m: [{x: 1, y: 2}]}) %}"#,
+        Some(
+            r#""a:\n    b:\n        c: 1\nl:\n    - - 1\n      - 2\n    - - 3\nm:\n    - x: 1\n      \"y\": 2\n""#,
+        ),
+    ),
+    (
+        r##"${% asYAML(["a: b", "x#y", "#c", "-", "a b", "1.0", "@x", "it's", "multi\x0aline", "tab\x09x", " lead", "trail ", "é", "~", "yes", "Null", "0x1F", "1e3", "a,b", "[x]", "{y}", "*z", "&w", "!t", "%p", "`b", "|p", ">q", "x: ", "a:b", "http://x.y/z", "v1.2.3", "-1", "+1", ".5", "2020-01-01", "on", "Y", "x\"y", "a'b", "ab:"]) %}"##,
+        Some(
+            r##""- 'a: b'\n- x#y\n- '#c'\n- '-'\n- a b\n- \"1.0\"\n- '@x'\n- it's\n- |-\n  multi\n  line\n- \"tab\\tx\"\n- ' lead'\n- 'trail '\n- é\n- \"~\"\n- \"yes\"\n- \"Null\"\n- \"0x1F\"\n- \"1e3\"\n- a,b\n- '[x]'\n- '{y}'\n- '*z'\n- '\u0026w'\n- '!t'\n- '%p'\n- '`b'\n- '|p'\n- '\u003eq'\n- 'x: '\n- a:b\n- http://x.y/z\n- v1.2.3\n- \"-1\"\n- \"+1\"\n- \".5\"\n- \"2020-01-01\"\n- \"on\"\n- \"Y\"\n- x\"y\n- a'b\n- 'ab:'\n""##,
+        ),
+    ),
+    (
+        r#"${% asYAML({a: [], b: {}}) %}"#,
+        Some(r#""a: []\nb: {}\n""#),
+    ),
+    (
+        r#"${% asYAML([[1, [2]], {}]) %}"#,
+        Some(r#""- - 1\n  - - 2\n- {}\n""#),
+    ),
 ];
 
 #[test]

@@ -387,9 +387,12 @@ impl KargoFunctions<'_> {
     }
 }
 
-/// A YAML rendering close to what Go's `yaml.v3` gives for JSON-like
-/// values (block style, 4-space indentation, sorted keys). Strings that
-/// would read as something else are double-quoted.
+/// A YAML rendering close to what Go's `yaml.v3` gives (Kargo's `asYAML`):
+/// block style, 4-space indentation, sequences of collections written
+/// compactly (`- a: 1`), sorted keys; strings plain when they read back as
+/// the same string, double-quoted when they would read as another type or
+/// hold control characters, single-quoted when YAML syntax gets in the way,
+/// and as literal blocks (`|-`) when they span lines.
 fn to_yaml(v: &Value, budget: &mut Budget) -> Res<String> {
     let mut out = String::new();
     write_yaml(v, 0, &mut out, budget)?;
@@ -397,7 +400,72 @@ fn to_yaml(v: &Value, budget: &mut Budget) -> Res<String> {
     Ok(out)
 }
 
-fn yaml_scalar(v: &Value, budget: &mut Budget) -> Res<Option<String>> {
+/// Whether a plain scalar with this text would read as something other
+/// than a string (YAML 1.1 booleans and nulls, numbers, timestamps).
+fn yaml_reads_as_non_string(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~",
+        ".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", ".nan", ".NaN", ".NAN",
+    ];
+    if WORDS.contains(&s) {
+        return true;
+    }
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let lower = body.to_ascii_lowercase();
+    let based = |prefix: &str, digit: fn(char) -> bool| {
+        lower
+            .strip_prefix(prefix)
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| digit(c) || c == '_'))
+    };
+    if based("0x", |c| c.is_ascii_hexdigit())
+        || based("0o", |c| c.is_digit(8))
+        || based("0b", |c| c.is_digit(2))
+    {
+        return true;
+    }
+    if golang::parse_float(s).is_some() && !lower.contains("inf") && !lower.contains("nan") {
+        return true;
+    }
+    // Timestamps: YYYY-M-D...
+    let b = s.as_bytes();
+    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
+}
+
+enum YamlStyle {
+    Plain,
+    Single,
+    Double,
+    Literal,
+}
+
+fn yaml_style(s: &str) -> YamlStyle {
+    if s.is_empty() {
+        return YamlStyle::Double;
+    }
+    if s.contains('\n') && !s.chars().any(|c| c.is_control() && c != '\n') {
+        return YamlStyle::Literal;
+    }
+    if s.chars().any(char::is_control) || yaml_reads_as_non_string(s) {
+        return YamlStyle::Double;
+    }
+    let first = s.chars().next().unwrap_or(' ');
+    let awkward = "-?:,[]{}#&*!|>'\"%@`".contains(first)
+        || s.starts_with(' ')
+        || s.ends_with(' ')
+        || s.ends_with(':')
+        || s.contains(": ")
+        || s.contains(" #");
+    if awkward {
+        YamlStyle::Single
+    } else {
+        YamlStyle::Plain
+    }
+}
+
+/// A scalar's text, or `None` for a non-empty collection. `indent` is where
+/// a literal block's lines start.
+fn yaml_scalar(v: &Value, indent: usize, budget: &mut Budget) -> Res<Option<String>> {
     Ok(Some(match v {
         Value::Nil => "null".to_string(),
         Value::Bool(b) => b.to_string(),
@@ -410,22 +478,30 @@ fn yaml_scalar(v: &Value, budget: &mut Budget) -> Res<Option<String>> {
         },
         Value::Str(s) => {
             budget.step(1 + s.len() as u64 / 8)?;
-            let plain = !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_alphanumeric() || "-_./ ".contains(c))
-                && !s.starts_with([' ', '-', '.'])
-                && !s.ends_with(' ')
-                && golang::parse_float(s).is_none()
-                && !matches!(
-                    s.to_lowercase().as_str(),
-                    "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n"
-                );
-            if plain {
-                s.to_string()
-            } else {
-                let mut q = String::new();
-                golang::push_json_string(&mut q, s);
-                q
+            match yaml_style(s) {
+                YamlStyle::Plain => s.to_string(),
+                YamlStyle::Single => format!("'{}'", s.replace('\'', "''")),
+                YamlStyle::Double => {
+                    let mut q = String::new();
+                    golang::push_json_string(&mut q, s);
+                    q
+                }
+                YamlStyle::Literal => {
+                    let (body, chomp) = match s.strip_suffix('\n') {
+                        Some(body) => (body, "|"),
+                        None => (s.as_str(), "|-"),
+                    };
+                    let pad = " ".repeat(indent);
+                    let mut block = chomp.to_string();
+                    for line in body.split('\n') {
+                        block.push('\n');
+                        if !line.is_empty() {
+                            block.push_str(&pad);
+                            block.push_str(line);
+                        }
+                    }
+                    block
+                }
             }
         }
         Value::Array(a) if a.items.is_empty() => "[]".to_string(),
@@ -434,15 +510,16 @@ fn yaml_scalar(v: &Value, budget: &mut Budget) -> Res<Option<String>> {
     }))
 }
 
-fn write_yaml(v: &Value, level: usize, out: &mut String, budget: &mut Budget) -> Res<()> {
+/// Writes a value in block style with its lines starting at `indent`.
+fn write_yaml(v: &Value, indent: usize, out: &mut String, budget: &mut Budget) -> Res<()> {
     budget.step(1)?;
     if out.len() as u64 > budget.memory_left() {
         return Err(Fault::Budget(super::error::Limit::Memory(
             budget.limits().max_memory,
         )));
     }
-    let pad = "    ".repeat(level);
-    if let Some(s) = yaml_scalar(v, budget)? {
+    let pad = " ".repeat(indent);
+    if let Some(s) = yaml_scalar(v, indent + 4, budget)? {
         out.push_str(&s);
         out.push('\n');
         return Ok(());
@@ -452,12 +529,15 @@ fn write_yaml(v: &Value, level: usize, out: &mut String, budget: &mut Budget) ->
             for item in &a.items {
                 out.push_str(&pad);
                 out.push_str("- ");
-                if let Some(s) = yaml_scalar(item, budget)? {
+                if let Some(s) = yaml_scalar(item, indent + 2, budget)? {
                     out.push_str(&s);
                     out.push('\n');
                 } else {
-                    out.push('\n');
-                    write_yaml(item, level + 1, out, budget)?;
+                    // A collection starts on the dash's line, its other
+                    // lines two columns right of the dash.
+                    let mut nested = String::new();
+                    write_yaml(item, indent + 2, &mut nested, budget)?;
+                    out.push_str(nested.get(indent + 2..).unwrap_or(&nested));
                 }
             }
             return Ok(());
@@ -472,18 +552,18 @@ fn write_yaml(v: &Value, level: usize, out: &mut String, budget: &mut Budget) ->
     };
     for (k, item) in entries {
         out.push_str(&pad);
-        match yaml_scalar(&Value::str(&k), budget)? {
+        match yaml_scalar(&Value::str(&k), indent + 4, budget)? {
             Some(key) => out.push_str(&key),
             None => out.push_str(&k),
         }
         out.push(':');
-        if let Some(s) = yaml_scalar(item, budget)? {
+        if let Some(s) = yaml_scalar(item, indent + 4, budget)? {
             out.push(' ');
             out.push_str(&s);
             out.push('\n');
         } else {
             out.push('\n');
-            write_yaml(item, level + 1, out, budget)?;
+            write_yaml(item, indent + 4, out, budget)?;
         }
     }
     Ok(())
