@@ -895,6 +895,28 @@ async fn history_is_trimmed_to_the_revision_history_limit() -> TestResult {
 }
 
 #[tokio::test]
+async fn partial_sync_succeeds_without_a_history_entry() -> TestResult {
+    let t = setup(|c| c).await?;
+    guestbook("partial")
+        .operation(json!({
+            "sync": {"resources": [{"group": "apps", "kind": "Deployment", "name": "partial"}]},
+            "initiatedBy": {"username": "admin"},
+        }))
+        .create(t.client.clone(), &t.ns)
+        .await?;
+    let app = wait_for(&t.api, "partial", WAIT, |v| {
+        phase(v) == Some("Succeeded") && !has_operation(v) && reconciled_after_finish(v)
+    })
+    .await?;
+    assert_eq!(app["status"]["history"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        s(&app, "/status/operationState/syncResult/revision"),
+        Some("aaa111")
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn multi_source_sync_resolves_every_source() -> TestResult {
     let t = setup(|c| c).await?;
     ApplicationBuilder::new("multi")
