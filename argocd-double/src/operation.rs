@@ -216,9 +216,9 @@ async fn drive(ctx: &Ctx, key: &AppKey, mut app: Value) -> Result<Action, Error>
                 }
             })
             .await?;
-            ctx.journal.update(key, &started_at, |r| r.attempts += 1);
             match done {
                 Some(next) => {
+                    ctx.journal.update(key, &started_at, |r| r.attempts += 1);
                     app = next;
                     continue;
                 }
