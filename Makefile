@@ -39,3 +39,18 @@ crds:
 bench:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	BARGE_K8S_BIN=$$bin $(CARGO) bench --bench wakeup
+
+.PHONY: chart-crds chart-lint
+## chart-crds: copy crds/ into the Helm chart (charts/barge/files/crds; tests/chart.rs fails when they differ)
+chart-crds:
+	rm -f charts/barge/files/crds/*.yaml
+	cp crds/*.yaml charts/barge/files/crds/
+
+## chart-lint: helm lint (strict) and helm template of charts/barge, with the control plane's helm
+chart-lint:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	"$$bin/helm" lint --strict charts/barge; \
+	"$$bin/helm" lint --strict charts/barge -f charts/barge/ci/custom-values.yaml; \
+	"$$bin/helm" template barge charts/barge --namespace barge-system >/dev/null; \
+	"$$bin/helm" template barge charts/barge --namespace barge-system -f charts/barge/ci/custom-values.yaml >/dev/null; \
+	echo "charts/barge: lint and template OK"
