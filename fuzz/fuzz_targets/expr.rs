@@ -18,9 +18,15 @@ fn env() -> Env {
             step_alias: "deploy::update".into(),
             ..Ctx::default()
         },
-        vars: object(json!({"n": 3, "s": "str", "list": [1, 2, 3], "m": {"a": {"b": [true, null]}}})),
-        outputs: Some(object(json!({"deploy::build": {"x": "y"}, "step-1": {"n": 1.5}}))),
-        step_metas: Some(object(json!({"step-1": {"alias": "step-1", "status": "Succeeded"}}))),
+        vars: object(
+            json!({"n": 3, "s": "str", "list": [1, 2, 3], "m": {"a": {"b": [true, null]}}}),
+        ),
+        outputs: Some(object(
+            json!({"deploy::build": {"x": "y"}, "step-1": {"n": 1.5}}),
+        )),
+        step_metas: Some(object(
+            json!({"step-1": {"alias": "step-1", "status": "Succeeded"}}),
+        )),
         freight: FreightSnapshot {
             freight: vec![
                 json!({"origin": {"kind": "Warehouse", "name": "w1"},
