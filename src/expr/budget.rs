@@ -23,8 +23,9 @@ pub struct Limits {
     /// The longest expression source accepted, in bytes (per expression, not
     /// per template).
     pub max_source_len: usize,
-    /// The deepest nesting accepted, both while parsing (parentheses,
-    /// operators, calls) and for values built by an expression.
+    /// The deepest nesting of an expression (parentheses, operators, calls,
+    /// member chains). Values an expression builds are separately limited
+    /// to 200 levels, and a stack-usage guard backs both up.
     pub max_depth: usize,
 }
 
