@@ -10,4 +10,5 @@ pub mod expand;
 pub mod expr;
 pub mod inflate;
 pub mod promotion;
+pub mod stage;
 pub mod steps;

@@ -14,6 +14,7 @@
 //! | `double.barge.dev/resolve` | revision table `ref=resolved,...`, e.g. `main=abc123,v1.2=def456`; `HEAD` also names the empty targetRevision. Revisions not in the table resolve to themselves | `DoubleConfig::resolve` |
 //! | `double.barge.dev/unresolvable` | `,`-separated revisions that cannot be resolved (`*` for all): the refresh raises a `ComparisonError` and a sync ends in `Error` | none |
 //! | `double.barge.dev/retry` | `"false"`: ignore `operation.retry` (fail at once) | `DoubleConfig::honor_retry` |
+//! | `double.barge.dev/live-health` | a health status the workload has now, whatever the last sync left: every refresh reports it (a recovery, or a later degradation) | none |
 //! | `double.barge.dev/post-sync-refresh` | `immediate` \| Go duration (delay it) \| `skip` (leave `reconciledAt < finishedAt` until something else triggers a refresh) | `immediate` |
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ pub const RESOLVE: &str = "double.barge.dev/resolve";
 pub const UNRESOLVABLE: &str = "double.barge.dev/unresolvable";
 pub const RETRY: &str = "double.barge.dev/retry";
 pub const POST_SYNC_REFRESH: &str = "double.barge.dev/post-sync-refresh";
+pub const LIVE_HEALTH: &str = "double.barge.dev/live-health";
 
 /// How one sync attempt ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +159,8 @@ pub struct Knobs {
     pub unresolvable: Vec<String>,
     pub honor_retry: bool,
     pub post_sync_refresh: PostSyncRefresh,
+    /// The workload's health now: reported by every refresh when set.
+    pub live_health: Option<HealthStatus>,
 }
 
 impl Knobs {
@@ -177,6 +181,7 @@ impl Knobs {
             unresolvable: Vec::new(),
             honor_retry: config.honor_retry,
             post_sync_refresh: PostSyncRefresh::Immediate,
+            live_health: None,
         };
         let mut problems = Vec::new();
         let mut bad = |key: &str, problem: String| problems.push((key.to_string(), problem));
@@ -215,6 +220,10 @@ impl Knobs {
                         key,
                         format!("{value:?}: expected a health status or progressing-then-healthy"),
                     ),
+                },
+                LIVE_HEALTH => match HealthStatus::parse(value) {
+                    Some(h) => knobs.live_health = Some(h),
+                    None => bad(key, format!("{value:?}: expected a health status")),
                 },
                 INITIAL_HEALTH => match HealthStatus::parse(value) {
                     Some(h) => knobs.initial_health = h,

@@ -279,7 +279,7 @@ fn refresh_plan(cur: &Value, knobs: &Knobs, health: Option<HealthStatus>) -> Pla
     let old_status = old_health
         .and_then(|h| str_at(h, "/status"))
         .filter(|s| !s.is_empty());
-    let status = match (health, old_status) {
+    let status = match (knobs.live_health.or(health), old_status) {
         (Some(planned), _) => planned.as_str().to_string(),
         (None, Some(old)) => old.to_string(),
         (None, None) => knobs.initial_health.as_str().to_string(),

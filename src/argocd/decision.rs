@@ -282,10 +282,17 @@ pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth
         // synced revision as Synced, its health describes the old state.
         let synced = status.sync.as_ref().is_some_and(|s| s.status == "Synced");
         if state.phase == "Succeeded" && !synced {
+            // Only a comparison from the sync's own second is ambiguous; a
+            // later one that says OutOfSync means the Application drifted,
+            // and asking again would only make Argo CD refresh in a loop.
+            let same_second = status
+                .reconciled_at
+                .as_ref()
+                .is_some_and(|r| seconds(r) == finished);
             return AppHealth::Unknown {
                 reason: "Argo CD has not reported the Application Synced since its last sync"
                     .into(),
-                refresh: false,
+                refresh: same_second,
             };
         }
     }

@@ -342,6 +342,6 @@ fn health_from_a_comparison_in_the_same_second_as_the_sync_is_not_believed_until
     }
     assert!(matches!(
         assess_health(Some(&a), &[]),
-        AppHealth::Unknown { refresh: false, .. }
+        AppHealth::Unknown { refresh: true, .. }
     ));
 }

@@ -7,13 +7,14 @@
 pub mod await_index;
 pub mod metrics;
 pub mod promotion;
+pub mod stage;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{Future, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -21,7 +22,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
-use crate::api::Promotion;
+use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::Application;
 use crate::steps::{Registry, Services};
 use await_index::AwaitIndex;
@@ -95,17 +96,58 @@ fn wake_all(
     waiters.len()
 }
 
-/// Runs the Promotion controller until `shutdown` resolves.
+fn wake_stages(
+    index: &RwLock<AwaitIndex>,
+    wake: &mpsc::UnboundedSender<ObjectRef<Stage>>,
+    namespace: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) {
+    let waiters = match index.read() {
+        Ok(index) => index.waiters("Application", namespace, name, labels),
+        Err(_) => return,
+    };
+    for (ns, stage) in waiters {
+        let _ = wake.unbounded_send(ObjectRef::new(&stage).within(&ns));
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the Promotion and Stage controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = shutdown.shared();
     let index = Arc::new(RwLock::new(AwaitIndex::default()));
+    let stage_index = Arc::new(RwLock::new(AwaitIndex::default()));
     let (wake_tx, wake_rx) = mpsc::unbounded::<ObjectRef<Promotion>>();
+    let (stage_wake_tx, stage_wake_rx) = mpsc::unbounded::<ObjectRef<Stage>>();
 
-    // Applications: cached as a partial type, each change mapped to its waiters.
+    // Stages: their own cache, read to fan Freight changes out.
+    let (stages, stage_writer) = reflector::store::<Stage>();
+    let stage_events = watcher(
+        scoped::<Stage>(&client, &settings.namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|s| s.managed_fields_mut().clear())
+    .reflect(stage_writer)
+    .touched_objects();
+
+    // Applications: cached as a partial type, each change mapped to the
+    // Promotions waiting on it and the Stages whose health depends on it.
     let (applications, app_writer) = reflector::store::<Application>();
     let app_api: Api<Application> = if settings.argocd_all_namespaces {
         Api::all(client.clone())
@@ -119,7 +161,9 @@ pub async fn run(
         .touched_objects();
     {
         let index = index.clone();
+        let stage_index = stage_index.clone();
         let wake = wake_tx.clone();
+        let stage_wake = stage_wake_tx.clone();
         let metrics = metrics.clone();
         let wake_on_events = settings.wake_on_application_events;
         tokio::spawn(app_events.for_each(move |event| {
@@ -127,14 +171,9 @@ pub async fn run(
                 Ok(app) if wake_on_events => {
                     let labels = app.labels().clone();
                     let namespace = app.namespace().unwrap_or_default();
-                    let woken = wake_all(
-                        &index,
-                        &wake,
-                        "Application",
-                        &namespace,
-                        &app.name_any(),
-                        &labels,
-                    );
+                    let name = app.name_any();
+                    let woken = wake_all(&index, &wake, "Application", &namespace, &name, &labels);
+                    wake_stages(&stage_index, &stage_wake, &namespace, &name, &labels);
                     metrics.application_event(woken);
                 }
                 Ok(_) => {}
@@ -147,69 +186,122 @@ pub async fn run(
         }));
     }
 
+    // Freight: cached for auto-promotion; a change wakes the namespace's Stages.
+    let (freight, freight_writer) = reflector::store::<Freight>();
+    {
+        let stages = stages.clone();
+        let stage_wake = stage_wake_tx.clone();
+        let metrics = metrics.clone();
+        let events = watcher(
+            scoped::<Freight>(&client, &settings.namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|f| f.managed_fields_mut().clear())
+        .reflect(freight_writer)
+        .touched_objects();
+        tokio::spawn(events.for_each(move |event| {
+            match event {
+                Ok(f) => {
+                    let namespace = f.namespace();
+                    for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
+                        let _ = stage_wake.unbounded_send(ObjectRef::from(stage.as_ref()));
+                    }
+                }
+                Err(e) => {
+                    metrics.watch_error("freight");
+                    tracing::warn!(error = %e, "Freight watch error");
+                }
+            }
+            futures::future::ready(())
+        }));
+    }
+
     // Promotions: the controller's own cache; every event keeps the wait
-    // index equal to what `status.awaiting` records, and an ended or deleted
-    // Promotion wakes the Promotions queued behind it.
-    let promotion_api: Api<Promotion> = match &settings.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    // index equal to what `status.awaiting` records, wakes the Promotion's
+    // Stage, and an ended or deleted Promotion wakes the Promotions queued
+    // behind it.
     let (promotions, promotion_writer) = reflector::store::<Promotion>();
     let promotion_events = {
         let index = index.clone();
         let wake = wake_tx.clone();
-        watcher(promotion_api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(|p| p.managed_fields_mut().clear())
-            .reflect(promotion_writer)
-            .inspect(move |event| {
-                let (promotion, deleted) = match event {
-                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
-                    Ok(watcher::Event::Delete(p)) => (p, true),
-                    _ => return,
-                };
-                let key = (
-                    promotion.namespace().unwrap_or_default(),
-                    promotion.name_any(),
-                );
-                if let Ok(mut index) = index.write() {
-                    if deleted {
-                        index.remove(&key);
-                    } else {
-                        index.set(key.clone(), promotion::recorded_targets(promotion));
-                    }
+        let stage_wake = stage_wake_tx.clone();
+        watcher(
+            scoped::<Promotion>(&client, &settings.namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(promotion_writer)
+        .inspect(move |event| {
+            let (promotion, deleted) = match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
+                Ok(watcher::Event::Delete(p)) => (p, true),
+                _ => return,
+            };
+            let key = (
+                promotion.namespace().unwrap_or_default(),
+                promotion.name_any(),
+            );
+            if let Ok(mut index) = index.write() {
+                if deleted {
+                    index.remove(&key);
+                } else {
+                    index.set(key.clone(), promotion::recorded_targets(promotion));
                 }
-                if deleted || promotion.is_terminal() {
-                    wake_all(&index, &wake, "Promotion", &key.0, &key.1, &BTreeMap::new());
-                }
-            })
-            .touched_objects()
+            }
+            if deleted || promotion.is_terminal() {
+                wake_all(&index, &wake, "Promotion", &key.0, &key.1, &BTreeMap::new());
+            }
+            let _ = stage_wake.unbounded_send(ObjectRef::new(&promotion.spec.stage).within(&key.0));
+        })
+        .touched_objects()
     };
 
     let ctx = Arc::new(Context {
         services: Services {
             client: client.clone(),
-            applications,
+            applications: applications.clone(),
             argocd_namespace: settings.argocd_namespace.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),
         index,
         wake: wake_tx,
-        recorder: Recorder::new(client, Reporter::from("barge-controller")),
+        recorder: Recorder::new(client.clone(), Reporter::from("barge-controller")),
+        backstop: settings.backstop,
+        metrics: metrics.clone(),
+    });
+    let stage_ctx = Arc::new(stage::StageContext {
+        client,
+        applications,
+        promotions: promotions.clone(),
+        freight,
+        index: stage_index,
         backstop: settings.backstop,
         metrics,
     });
-    Controller::for_stream(promotion_events, promotions)
+    let promotion_controller = Controller::for_stream(promotion_events, promotions)
         .reconcile_on(wake_rx)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(promotion::reconcile, promotion::error_policy, ctx)
         .for_each(|result| {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "promotion controller");
             }
             futures::future::ready(())
-        })
-        .await;
+        });
+    let stage_controller = Controller::for_stream(stage_events, stages)
+        .reconcile_on(stage_wake_rx)
+        .with_config(controller::Config::default().concurrency(settings.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(stage::reconcile, stage::error_policy, stage_ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "stage controller");
+            }
+            futures::future::ready(())
+        });
+    futures::join!(promotion_controller, stage_controller);
 }

@@ -296,3 +296,60 @@ impl Harness {
         })
     }
 }
+
+impl Harness {
+    /// A Stage that promotes automatically: directly from the Warehouse, or
+    /// from Freight verified in `upstream`; its one step syncs `<ns>-<name>`.
+    pub fn auto_stage(&self, name: &str, upstream: Option<&str>) -> Value {
+        let sources = match upstream {
+            Some(up) => json!({"stages": [up]}),
+            None => json!({"direct": true}),
+        };
+        let app = format!("{}-{name}", self.ns);
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": name},
+            "spec": {
+                "autoPromotion": true,
+                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": sources}],
+                "promotionTemplate": {"spec": {"steps": [
+                    {"as": "update", "uses": "argocd-update", "config": Self::argocd_update(json!({"name": app}))}
+                ]}},
+            },
+        })
+    }
+
+    /// Waits until `condition` holds for the Stage.
+    pub async fn stage_until(
+        &self,
+        name: &str,
+        what: &str,
+        condition: impl Fn(&barge::api::Stage) -> bool + Send + 'static,
+    ) -> Result<barge::api::Stage, Box<dyn std::error::Error + Send + Sync>> {
+        let api = Api::<barge::api::Stage>::namespaced(self.client.clone(), &self.ns);
+        let cond = move |s: Option<&barge::api::Stage>| s.is_some_and(&condition);
+        match tokio::time::timeout(PATIENCE, await_condition(api.clone(), name, cond)).await {
+            Ok(Ok(Some(s))) => Ok(s),
+            Ok(Ok(None)) => Err(format!("Stage {name} disappeared").into()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let now = api.get_opt(name).await?.and_then(|s| s.status);
+                Err(format!(
+                    "Stage {name}: {what} did not happen within {PATIENCE:?}; status: {now:?}"
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// The Stage's health status, if reported.
+pub fn stage_health(stage: &barge::api::Stage) -> Option<barge::api::HealthState> {
+    stage.status.as_ref()?.health.as_ref()?.status
+}
+
+/// The Stage's current Freight.
+pub fn current_freight(stage: &barge::api::Stage) -> Option<String> {
+    let summary = stage.status.as_ref()?.freight_summary.clone();
+    (!summary.is_empty()).then_some(summary)
+}

@@ -1,0 +1,405 @@
+//! The Stage reconciler: reports what runs and ran on the Stage, its health
+//! from the Applications its last Promotion deployed (woken by their
+//! changes), where each Freight is and is verified, and creates the
+//! Promotions of auto-promotion.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::Error;
+use super::await_index::{AwaitIndex, AwaitTarget};
+use super::metrics::Metrics;
+use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
+use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage, StageStatus};
+use crate::argocd::{AppHealth, Application, REFRESH_ANNOTATION, assess_health};
+use crate::stage::{
+    auto_promotion_candidates, auto_promotion_name, condition, current_and_last, freight_history,
+    merge_health, reference,
+};
+
+const FIELD_MANAGER: &str = "barge-controller";
+
+/// What every Stage reconcile shares.
+pub struct StageContext {
+    pub client: Client,
+    pub applications: Store<Application>,
+    pub promotions: Store<Promotion>,
+    pub freight: Store<Freight>,
+    /// Application → Stages whose health depends on it.
+    pub index: Arc<RwLock<AwaitIndex>>,
+    pub backstop: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+pub async fn reconcile(stage: Arc<Stage>, ctx: Arc<StageContext>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&stage, &ctx).await;
+    ctx.metrics
+        .reconciled("stage", started.elapsed(), result.is_err());
+    result
+}
+
+pub fn error_policy(_stage: Arc<Stage>, error: &Error, _ctx: Arc<StageContext>) -> Action {
+    tracing::warn!(%error, "stage reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Error> {
+    let namespace = stage.namespace().unwrap_or_default();
+    let name = stage.name_any();
+    let now = Timestamp::now();
+    let promotions: Vec<Arc<Promotion>> = ctx
+        .promotions
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.spec.stage == name)
+        .collect();
+    let refs: Vec<&Promotion> = promotions.iter().map(|p| p.as_ref()).collect();
+    let (current, last) = current_and_last(&refs);
+    let history = freight_history(&refs);
+    let current_freight = history
+        .first()
+        .and_then(|c| c.items.values().next().cloned());
+
+    let health = assess(stage, ctx, current, last).await;
+    let health_state = health.as_ref().and_then(|h| h.status);
+    let previous = stage.status.clone().unwrap_or_default();
+    let generation = stage.metadata.generation;
+    let promoting = current.map(|p| p.name_any());
+    let healthy_text = match health_state {
+        Some(HealthState::Healthy) | Some(HealthState::NotApplicable) => "True",
+        Some(HealthState::Unhealthy) | Some(HealthState::Progressing) => "False",
+        _ => "Unknown",
+    };
+    let issues = health
+        .as_ref()
+        .map(|h| h.issues.join("; "))
+        .unwrap_or_default();
+    let conditions = vec![
+        condition(
+            &previous.conditions,
+            CONDITION_PROMOTING,
+            if promoting.is_some() { "True" } else { "False" },
+            if promoting.is_some() {
+                "ActivePromotion"
+            } else {
+                "NoActivePromotion"
+            },
+            promoting
+                .as_ref()
+                .map(|p| format!("Promotion {p} is running"))
+                .unwrap_or_default(),
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            CONDITION_HEALTHY,
+            healthy_text,
+            &health_state
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "NoFreight".into()),
+            issues.clone(),
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            CONDITION_READY,
+            if promoting.is_none() && healthy_text == "True" {
+                "True"
+            } else {
+                "False"
+            },
+            match (&promoting, healthy_text) {
+                (Some(_), _) => "Promoting",
+                (None, "True") => "Ready",
+                (None, _) if current_freight.is_none() => "NoFreight",
+                _ => "NotHealthy",
+            },
+            match (&promoting, healthy_text) {
+                (Some(p), _) => format!("Promotion {p} is running"),
+                (None, "True") => String::new(),
+                _ => issues,
+            },
+            generation,
+            now,
+        ),
+    ];
+    let status = StageStatus {
+        conditions,
+        last_handled_refresh: previous.last_handled_refresh.clone(),
+        observed_generation: generation,
+        freight_summary: current_freight
+            .as_ref()
+            .map(|f| f.name.clone())
+            .unwrap_or_default(),
+        freight_history: history.clone(),
+        health: health.clone(),
+        current_promotion: current.map(reference),
+        last_promotion: last.map(reference),
+    };
+    if stage.status.as_ref() != Some(&status) {
+        let api = Api::<Stage>::namespaced(ctx.client.clone(), &namespace);
+        let body = json!({"apiVersion": Stage::api_version(&()), "kind": Stage::kind(&()), "status": status});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    }
+
+    record_freight_location(ctx, &namespace, &name, &history, last, health_state).await?;
+    auto_promote(
+        stage,
+        ctx,
+        &namespace,
+        &name,
+        current_freight.as_ref(),
+        &refs,
+    )
+    .await?;
+    Ok(Action::requeue(ctx.backstop))
+}
+
+/// Health from the last Promotion's health checks, only when it succeeded
+/// and nothing runs now. Registers the Applications as what wakes the Stage.
+async fn assess(
+    stage: &Stage,
+    ctx: &StageContext,
+    current: Option<&Promotion>,
+    last: Option<&Promotion>,
+) -> Option<Health> {
+    let key = (stage.namespace().unwrap_or_default(), stage.name_any());
+    let set_index = |targets: Vec<AwaitTarget>| {
+        if let Ok(mut index) = ctx.index.write() {
+            index.set(key.clone(), targets);
+        }
+    };
+    if let Some(p) = current {
+        set_index(Vec::new());
+        return Some(Health {
+            status: Some(HealthState::Unknown),
+            issues: vec![format!("Promotion {} is running", p.name_any())],
+            ..Health::default()
+        });
+    }
+    let last = last?;
+    if last.phase() != PromotionPhase::Succeeded {
+        set_index(Vec::new());
+        return Some(Health {
+            status: Some(HealthState::Unknown),
+            issues: vec![format!(
+                "last Promotion {} ended {}",
+                last.name_any(),
+                last.phase()
+            )],
+            ..Health::default()
+        });
+    }
+    let checks = last
+        .status
+        .as_ref()
+        .map(|s| s.health_checks.clone())
+        .unwrap_or_default();
+    let mut results = Vec::new();
+    let mut targets = Vec::new();
+    for check in checks
+        .iter()
+        .filter(|c| c.uses == crate::steps::argocd_update::KIND)
+    {
+        let apps = check
+            .config
+            .as_ref()
+            .and_then(|c| c.get("apps"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for app in apps {
+            let name = app
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let namespace = app
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let desired: Vec<String> = app
+                .get("desiredRevisions")
+                .and_then(|d| serde_json::from_value(d.clone()).ok())
+                .unwrap_or_default();
+            targets.push(AwaitTarget::Named {
+                kind: "Application".into(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            });
+            let cached = ctx
+                .applications
+                .get(&ObjectRef::new(&name).within(&namespace));
+            let what = format!("Application {namespace}/{name}");
+            let (state, issue) = match assess_health(cached.as_deref(), &desired) {
+                AppHealth::Healthy => (HealthState::Healthy, None),
+                AppHealth::Progressing(why) => (HealthState::Progressing, Some(why)),
+                AppHealth::Unhealthy(why) => (HealthState::Unhealthy, Some(why)),
+                AppHealth::Unknown { reason, refresh } => {
+                    if refresh && let Some(app) = cached.as_deref() {
+                        request_refresh(ctx, app).await;
+                    }
+                    (HealthState::Unknown, Some(reason))
+                }
+            };
+            results.push((what, state, issue));
+        }
+    }
+    set_index(targets);
+    let mut health = merge_health(&results);
+    health.config = Some(json!(
+        checks
+            .iter()
+            .map(|c| json!({"uses": c.uses, "config": c.config}))
+            .collect::<Vec<_>>()
+    ));
+    Some(health)
+}
+
+/// Asks Argo CD to compare the Application again, unless a request is pending.
+async fn request_refresh(ctx: &StageContext, app: &Application) {
+    if app.annotations().contains_key(REFRESH_ANNOTATION) {
+        return;
+    }
+    let namespace = app.namespace().unwrap_or_default();
+    let api = Api::<Application>::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "hard"}}});
+    if let Err(e) = api
+        .patch(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, application = %app.name_any(), "could not request a refresh");
+    }
+}
+
+/// `currentlyIn` on the Stage's current Freight (and off the Freight it
+/// replaced), and `verifiedIn` once the Stage is healthy with it.
+async fn record_freight_location(
+    ctx: &StageContext,
+    namespace: &str,
+    stage: &str,
+    history: &[crate::api::FreightCollection],
+    last: Option<&Promotion>,
+    health: Option<HealthState>,
+) -> Result<(), Error> {
+    let api = Api::<Freight>::namespaced(ctx.client.clone(), namespace);
+    let cached = |name: &str| ctx.freight.get(&ObjectRef::new(name).within(namespace));
+    let names: Vec<String> = history
+        .iter()
+        .flat_map(|c| c.items.values().map(|f| f.name.clone()))
+        .collect();
+    for (i, freight_name) in names.iter().enumerate() {
+        let Some(freight) = cached(freight_name) else {
+            continue;
+        };
+        let status = freight.status.clone().unwrap_or_default();
+        let mut patch = serde_json::Map::new();
+        if i == 0 {
+            if !status.currently_in.contains_key(stage) {
+                let since = last
+                    .and_then(|p| p.status.as_ref())
+                    .and_then(|s| s.finished_at.clone());
+                patch.insert("currentlyIn".into(), json!({stage: {"since": since}}));
+            }
+            if health == Some(HealthState::Healthy) && !status.verified_in.contains_key(stage) {
+                patch.insert(
+                    "verifiedIn".into(),
+                    json!({stage: {"verifiedAt": Time(Timestamp::now())}}),
+                );
+            }
+        } else if status.currently_in.contains_key(stage) {
+            patch.insert("currentlyIn".into(), json!({stage: null}));
+        }
+        if !patch.is_empty() {
+            let body = json!({"status": patch});
+            api.patch_status(freight_name, &PatchParams::default(), &Patch::Merge(&body))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the Promotions of auto-promotion, named after Stage and Freight
+/// so that racing reconciles can never create two.
+async fn auto_promote(
+    stage: &Stage,
+    ctx: &StageContext,
+    namespace: &str,
+    name: &str,
+    current: Option<&crate::api::FreightReference>,
+    promotions: &[&Promotion],
+) -> Result<(), Error> {
+    if !stage.spec.auto_promotion {
+        return Ok(());
+    }
+    let freight: Vec<Arc<Freight>> = ctx
+        .freight
+        .state()
+        .into_iter()
+        .filter(|f| f.namespace().as_deref() == Some(namespace))
+        .collect();
+    let refs: Vec<&Freight> = freight.iter().map(|f| f.as_ref()).collect();
+    let promoted: Vec<String> = promotions.iter().map(|p| p.spec.freight.clone()).collect();
+    let api = Api::<Promotion>::namespaced(ctx.client.clone(), namespace);
+    for candidate in auto_promotion_candidates(stage, current, &refs, &promoted) {
+        let freight_name = candidate.name_any();
+        let promotion = json!({
+            "apiVersion": Promotion::api_version(&()),
+            "kind": Promotion::kind(&()),
+            "metadata": {
+                "name": auto_promotion_name(name, &freight_name),
+                "namespace": namespace,
+                "labels": {"barge.dev/stage": name},
+                "ownerReferences": [owner(stage)],
+            },
+            "spec": {"stage": name, "freight": freight_name},
+        });
+        let promotion: Promotion = match serde_json::from_value(promotion) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build an automatic Promotion");
+                continue;
+            }
+        };
+        match api.create(&PostParams::default(), &promotion).await {
+            Ok(_) => {
+                tracing::info!(stage = name, freight = %freight_name, "auto-promotion created a Promotion")
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn owner(stage: &Stage) -> OwnerReference {
+    OwnerReference {
+        api_version: Stage::api_version(&()).to_string(),
+        kind: Stage::kind(&()).to_string(),
+        name: stage.name_any(),
+        uid: stage.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}

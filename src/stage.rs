@@ -1,0 +1,346 @@
+//! What a Stage's status should say, and which Freight it should promote
+//! next, as pure functions of the Stage, its Promotions, the Freight and the
+//! health of what it deployed.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use crate::api::{
+    Freight, FreightCollection, FreightReference, Health, HealthState, Promotion, PromotionPhase,
+    PromotionReference, Stage,
+};
+
+/// How many Freight collections a Stage remembers.
+pub const FREIGHT_HISTORY_LIMIT: usize = 10;
+
+fn finished(p: &Promotion) -> Option<Timestamp> {
+    p.status.as_ref()?.finished_at.as_ref().map(|t| t.0)
+}
+
+fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Timestamp> {
+    meta.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// A Promotion as a Stage records it.
+pub fn reference(p: &Promotion) -> PromotionReference {
+    PromotionReference {
+        name: p.name_any(),
+        freight: p.status.as_ref().and_then(|s| s.freight.clone()),
+        status: p.status.clone().map(Box::new),
+        finished_at: p.status.as_ref().and_then(|s| s.finished_at.clone()),
+    }
+}
+
+/// The Stage's Promotions: the one running (or next in line), and the one
+/// that ended last.
+pub fn current_and_last<'a>(
+    promotions: &[&'a Promotion],
+) -> (Option<&'a Promotion>, Option<&'a Promotion>) {
+    let current = promotions
+        .iter()
+        .copied()
+        .find(|p| p.phase() == PromotionPhase::Running);
+    let last = promotions
+        .iter()
+        .copied()
+        .filter(|p| p.is_terminal())
+        .max_by_key(|p| (finished(p), p.name_any()));
+    (current, last)
+}
+
+/// One Freight collection per succeeded Promotion, newest first, without
+/// repeating the same Freight twice in a row, at most 10.
+pub fn freight_history(promotions: &[&Promotion]) -> Vec<FreightCollection> {
+    let mut succeeded: Vec<&Promotion> = promotions
+        .iter()
+        .copied()
+        .filter(|p| p.phase() == PromotionPhase::Succeeded)
+        .collect();
+    succeeded.sort_by_key(|p| std::cmp::Reverse((finished(p), p.name_any())));
+    let mut history: Vec<FreightCollection> = Vec::new();
+    for p in succeeded {
+        let Some(freight) = p.status.as_ref().and_then(|s| s.freight.clone()) else {
+            continue;
+        };
+        let collection = collection_of(freight);
+        if history.last().is_some_and(|c| c.id == collection.id) {
+            continue;
+        }
+        history.push(collection);
+        if history.len() == FREIGHT_HISTORY_LIMIT {
+            break;
+        }
+    }
+    history
+}
+
+fn collection_of(freight: FreightReference) -> FreightCollection {
+    let key = freight.origin.key();
+    FreightCollection {
+        id: freight.name.clone(),
+        items: BTreeMap::from([(key, freight)]),
+        verification_history: Vec::new(),
+    }
+}
+
+/// A condition, keeping `lastTransitionTime` when its status did not change
+/// so that an unchanged Stage never rewrites its status.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let old = previous.iter().find(|c| c.type_ == type_);
+    let since = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// The Stage's overall health from the health of each Application checked.
+pub fn merge_health(results: &[(String, HealthState, Option<String>)]) -> Health {
+    if results.is_empty() {
+        return Health {
+            status: Some(HealthState::NotApplicable),
+            ..Health::default()
+        };
+    }
+    let status = results
+        .iter()
+        .fold(HealthState::Healthy, |acc, (_, s, _)| acc.merge(*s));
+    let issues = results
+        .iter()
+        .filter_map(|(what, _, issue)| issue.as_ref().map(|i| format!("{what}: {i}")))
+        .collect();
+    Health {
+        status: Some(status),
+        issues,
+        ..Health::default()
+    }
+}
+
+/// The Freight this Stage should get Promotions for: Freight of an origin it
+/// requests, available to it (directly, or verified in an upstream Stage),
+/// newer than what it has, and not promoted to it before. Oldest first, so
+/// Promotions queue in the order the Freight appeared.
+pub fn auto_promotion_candidates<'a>(
+    stage: &Stage,
+    current: Option<&FreightReference>,
+    freight: &[&'a Freight],
+    promoted: &[String],
+) -> Vec<&'a Freight> {
+    if !stage.spec.auto_promotion {
+        return Vec::new();
+    }
+    let newest_known = current
+        .and_then(|c| freight.iter().find(|f| f.name_any() == c.name))
+        .map(|f| (created(&f.metadata), f.name_any()));
+    let mut out: Vec<&Freight> = freight
+        .iter()
+        .copied()
+        .filter(|f| {
+            stage.spec.requested_freight.iter().any(|r| {
+                r.origin.name == f.spec.origin.name
+                    && r.origin.kind == f.spec.origin.kind
+                    && (r.sources.direct
+                        || r.sources.stages.iter().any(|up| {
+                            f.status
+                                .as_ref()
+                                .is_some_and(|s| s.verified_in.contains_key(up))
+                        }))
+            })
+        })
+        .filter(|f| !promoted.contains(&f.name_any()))
+        .filter(|f| {
+            newest_known
+                .as_ref()
+                .is_none_or(|known| (created(&f.metadata), f.name_any()) > *known)
+        })
+        .collect();
+    out.sort_by_key(|f| (created(&f.metadata), f.name_any()));
+    out
+}
+
+/// The deterministic name of the automatic Promotion of `freight` to
+/// `stage`, so racing reconciles can never create two.
+pub fn auto_promotion_name(stage: &str, freight: &str) -> String {
+    let name = format!("{stage}.{freight}");
+    if name.len() <= 253 {
+        return name;
+    }
+    // Keep it a valid name: cut and add a short, stable digest of the whole.
+    let digest = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    format!("{}-{digest:016x}", &name[..236])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn promotion(name: &str, phase: &str, freight: &str, finished: i64) -> Promotion {
+        let mut p: Promotion = serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"stage": "dev", "freight": freight},
+            "status": {"phase": phase, "freight": {"name": freight, "origin": {"kind": "Warehouse", "name": "w"}}},
+        }))
+        .unwrap_or_default();
+        if let Some(s) = p.status.as_mut() {
+            s.finished_at = Timestamp::from_second(1_800_000_000 + finished)
+                .ok()
+                .map(Time);
+        }
+        p
+    }
+
+    fn freight(name: &str, created: i64, verified_in: &[&str]) -> Freight {
+        let verified: serde_json::Map<String, serde_json::Value> = verified_in
+            .iter()
+            .map(|s| (s.to_string(), json!({})))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+            "metadata": {"name": name, "namespace": "demo",
+                         "creationTimestamp": Timestamp::from_second(1_800_000_000 + created).map(|t| t.to_string()).unwrap_or_default()},
+            "origin": {"kind": "Warehouse", "name": "w"},
+            "commits": [{"repoURL": "https://git.example/x", "id": name}],
+            "status": {"verifiedIn": verified},
+        }))
+        .unwrap_or_default()
+    }
+
+    fn stage(direct: bool, upstream: &[&str]) -> Stage {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": "dev", "namespace": "demo"},
+            "spec": {"autoPromotion": true, "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "w"},
+                     "sources": {"direct": direct, "stages": upstream}}]},
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn history_is_newest_first_without_repeats_and_bounded() {
+        let mut ps: Vec<Promotion> = (0..15)
+            .map(|i| promotion(&format!("p{i}"), "Succeeded", &format!("f{i}"), i))
+            .collect();
+        ps.push(promotion("again", "Succeeded", "f14", 100));
+        ps.push(promotion("failed", "Errored", "f99", 200));
+        let refs: Vec<&Promotion> = ps.iter().collect();
+        let history = freight_history(&refs);
+        assert_eq!(history.len(), FREIGHT_HISTORY_LIMIT);
+        assert_eq!(history[0].id, "f14");
+        assert_eq!(history[1].id, "f13");
+    }
+
+    #[test]
+    fn the_running_promotion_is_current_and_the_latest_finished_is_last() {
+        let ps = [
+            promotion("a", "Succeeded", "f1", 1),
+            promotion("b", "Errored", "f2", 5),
+            promotion("c", "Running", "f3", 0),
+        ];
+        let refs: Vec<&Promotion> = ps.iter().collect();
+        let (current, last) = current_and_last(&refs);
+        assert_eq!(current.map(|p| p.name_any()).as_deref(), Some("c"));
+        assert_eq!(last.map(|p| p.name_any()).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn direct_stages_promote_every_newer_freight_oldest_first() {
+        let fs = [
+            freight("f1", 1, &[]),
+            freight("f3", 3, &[]),
+            freight("f2", 2, &[]),
+        ];
+        let refs: Vec<&Freight> = fs.iter().collect();
+        let current = FreightReference {
+            name: "f1".into(),
+            ..FreightReference::default()
+        };
+        let picked: Vec<String> =
+            auto_promotion_candidates(&stage(true, &[]), Some(&current), &refs, &[])
+                .iter()
+                .map(|f| f.name_any())
+                .collect();
+        assert_eq!(picked, vec!["f2", "f3"]);
+    }
+
+    #[test]
+    fn downstream_stages_promote_only_freight_verified_upstream_and_not_yet_promoted() {
+        let fs = [
+            freight("f1", 1, &["dev"]),
+            freight("f2", 2, &[]),
+            freight("f3", 3, &["dev"]),
+        ];
+        let refs: Vec<&Freight> = fs.iter().collect();
+        let picked: Vec<String> =
+            auto_promotion_candidates(&stage(false, &["dev"]), None, &refs, &["f1".to_string()])
+                .iter()
+                .map(|f| f.name_any())
+                .collect();
+        assert_eq!(picked, vec!["f3"]);
+    }
+
+    #[test]
+    fn lasting_conditions_keep_their_transition_time() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
+        let t1 = Timestamp::from_second(1_800_000_100).unwrap_or(Timestamp::UNIX_EPOCH);
+        let first = condition(
+            &[],
+            "Healthy",
+            "True",
+            "Healthy",
+            String::new(),
+            Some(1),
+            t0,
+        );
+        let same = condition(
+            std::slice::from_ref(&first),
+            "Healthy",
+            "True",
+            "Healthy",
+            String::new(),
+            Some(1),
+            t1,
+        );
+        assert_eq!(same.last_transition_time, Time(t0));
+        let flipped = condition(
+            &[first],
+            "Healthy",
+            "False",
+            "Unhealthy",
+            String::new(),
+            Some(1),
+            t1,
+        );
+        assert_eq!(flipped.last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn long_names_stay_valid_and_stable() {
+        let long = "x".repeat(300);
+        let a = auto_promotion_name("dev", &long);
+        assert!(a.len() <= 253);
+        assert_eq!(a, auto_promotion_name("dev", &long));
+        assert_eq!(auto_promotion_name("dev", "f1"), "dev.f1");
+    }
+}
