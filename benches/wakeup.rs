@@ -44,7 +44,13 @@ fn summarize(mut samples: Vec<f64>) -> Summary {
         let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
         samples[i.min(samples.len() - 1)]
     };
-    Summary { n: samples.len(), p50_ms: at(0.50), p95_ms: at(0.95), p99_ms: at(0.99), max_ms: at(1.0) }
+    Summary {
+        n: samples.len(),
+        p50_ms: at(0.50),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
 }
 
 async fn apply(client: &Client, ns: &str, object: Value) -> BenchResult<()> {
@@ -55,27 +61,48 @@ async fn apply(client: &Client, ns: &str, object: Value) -> BenchResult<()> {
         "Stage" => ("barge.dev", "v1alpha1", "stages"),
         _ => ("barge.dev", "v1alpha1", "promotions"),
     };
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, &kind), plural);
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, &kind), plural);
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let object: DynamicObject = serde_json::from_value(object)?;
-    api.patch(&name, &PatchParams::apply("barge-bench").force(), &Patch::Apply(&object)).await?;
+    api.patch(
+        &name,
+        &PatchParams::apply("barge-bench").force(),
+        &Patch::Apply(&object),
+    )
+    .await?;
     Ok(())
 }
 
 /// One measured run: PROMOTIONS promotions, IN_FLIGHT at a time, each on its
 /// own Stage and Application.
-async fn measure(env: &TestEnv, settings_for: impl Fn(&str, &str) -> Settings) -> BenchResult<Summary> {
+async fn measure(
+    env: &TestEnv,
+    settings_for: impl Fn(&str, &str) -> Settings,
+) -> BenchResult<Summary> {
     let client = env.client();
     let ns = env.namespace().await?;
     let argocd_ns = env.namespace().await?;
-    let double = Double::new(client.clone(), DoubleConfig::namespaced(&argocd_ns).with_sync_delay(Duration::from_millis(50))).spawn();
+    let double = Double::new(
+        client.clone(),
+        DoubleConfig::namespaced(&argocd_ns).with_sync_delay(Duration::from_millis(50)),
+    )
+    .spawn();
     let journal = double.journal();
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let settings = settings_for(&ns, &argocd_ns);
-    let controller = tokio::spawn(controller::run(client.clone(), settings, Arc::new(Metrics::default()), async move {
-        let _ = stop_rx.await;
-    }));
+    let controller = tokio::spawn(controller::run(
+        client.clone(),
+        settings,
+        Arc::new(Metrics::default()),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     // Watch Promotions and note when each is first seen Succeeded.
     let succeeded: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -85,7 +112,9 @@ async fn measure(env: &TestEnv, settings_for: impl Fn(&str, &str) -> Settings) -
         let succeeded = succeeded.clone();
         let notify = notify.clone();
         tokio::spawn(async move {
-            let mut events = watcher(api, watcher::Config::default()).applied_objects().boxed();
+            let mut events = watcher(api, watcher::Config::default())
+                .applied_objects()
+                .boxed();
             while let Ok(Some(p)) = events.try_next().await {
                 if p.phase() == PromotionPhase::Succeeded
                     && let Ok(mut seen) = succeeded.lock()
@@ -134,7 +163,10 @@ async fn measure(env: &TestEnv, settings_for: impl Fn(&str, &str) -> Settings) -
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let notified = notify.notified();
-            let done = succeeded.lock().map(|s| names.iter().all(|n| s.contains_key(n))).unwrap_or(false);
+            let done = succeeded
+                .lock()
+                .map(|s| names.iter().all(|n| s.contains_key(n)))
+                .unwrap_or(false);
             if done {
                 break;
             }
@@ -144,10 +176,18 @@ async fn measure(env: &TestEnv, settings_for: impl Fn(&str, &str) -> Settings) -
             let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
         }
         for name in &names {
-            let Some(seen) = succeeded.lock().ok().and_then(|s| s.get(name).copied()) else { continue };
+            let Some(seen) = succeeded.lock().ok().and_then(|s| s.get(name).copied()) else {
+                continue;
+            };
             let syncs = journal.syncs_for_promotion(name);
-            let Some(written) = syncs.last().and_then(|s| s.final_write.clone()) else { continue };
-            samples.push(seen.saturating_duration_since(written.acknowledged).as_secs_f64() * 1000.0);
+            let Some(written) = syncs.last().and_then(|s| s.final_write.clone()) else {
+                continue;
+            };
+            samples.push(
+                seen.saturating_duration_since(written.acknowledged)
+                    .as_secs_f64()
+                    * 1000.0,
+            );
         }
     }
 
@@ -163,13 +203,17 @@ fn main() -> BenchResult<()> {
     runtime.block_on(async {
         let env = TestEnv::shared().await?;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         files.sort();
         let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
         env.apply_crd_files(&paths).await?;
         env.apply_crds(barge_argocd_double::CRD_YAML).await?;
 
-        eprintln!("wakeup: {PROMOTIONS} promotions, {IN_FLIGHT} in flight, event-driven (backstop 1 h)");
+        eprintln!(
+            "wakeup: {PROMOTIONS} promotions, {IN_FLIGHT} in flight, event-driven (backstop 1 h)"
+        );
         let event = measure(env, |ns, argocd| Settings {
             backstop: Duration::from_secs(3600),
             argocd_namespace: argocd.into(),
@@ -190,12 +234,18 @@ fn main() -> BenchResult<()> {
         println!("| mode | n | p50 ms | p95 ms | p99 ms | max ms |");
         println!("|---|---|---|---|---|---|");
         for (mode, s) in [("event", &event), ("backstop_only (10 s)", &backstop)] {
-            println!("| {mode} | {} | {:.1} | {:.1} | {:.1} | {:.1} |", s.n, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms);
+            println!(
+                "| {mode} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                s.n, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms
+            );
         }
         let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
         std::fs::create_dir_all(&out)?;
         let json = json!({"event": event, "backstop_only": backstop});
-        std::fs::write(out.join("wakeup.json"), serde_json::to_string_pretty(&json)?)?;
+        std::fs::write(
+            out.join("wakeup.json"),
+            serde_json::to_string_pretty(&json)?,
+        )?;
         println!("{}", serde_json::to_string(&json)?);
         Ok(())
     })
