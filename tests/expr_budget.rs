@@ -1,31 +1,34 @@
 //! The evaluation budget end to end: hostile expressions stop with
 //! `ExprError::Budget` (steps, memory or nesting) instead of running away.
 //!
-//! Measured on a debug build (`cargo test`, 2-core machine with other builds
-//! running), default limits, time to the error and peak RSS growth of the
-//! process (`EXPR_MEASURE=<expr> cargo test --test expr_budget -- --ignored
-//! measure --nocapture`):
+//! Measured on a debug build (`cargo test`) on a 2-core machine shared with
+//! other builds and a fuzzer (so times vary up to 2-3x between runs),
+//! default limits; time to the error and peak RSS growth of the process
+//! (`EXPR_MEASURE=<expr> cargo test --test expr_budget -- --ignored measure
+//! --nocapture`):
 //!
 //! | expression | stopped by | time | peak RSS |
 //! |---|---|---|---|
-//! | `len(map(1..3000000, {# * #}))` | steps (range refused before it is built) | 0.2 ms | +1 MiB |
-//! | `repeat("x", 1e9)` | memory (refused before allocating) | 0.2 ms | +1 MiB |
-//! | string doubling `let b = a + a; ...` 17 times | memory | 20 ms | +33 MiB |
-//! | `reduce(1..100000, #acc + #acc, "x")` | memory | 13 ms | +15 MiB |
-//! | `reduce(1..100000, [#acc], 0)` | nesting (200 levels) | 4 ms | +3 MiB |
-//! | `map(1..1000, map(1..1000, map(1..1000, #)))` | steps | 68 ms | +5 MiB |
-//! | `toJSON` of 1000 references to a 1 MB string | steps (output capped while written) | 55 ms | +10 MiB |
-//! | `s matches "a*b"` 10000 times on 100 KB | steps | 60 ms | +4 MiB |
-//! | 2000 distinct regexes | steps | 72 ms | +5 MiB |
-//! | `sort(map(1..100000, -#))` | steps | 87 ms | +6 MiB |
-//! | `split(repeat("ab", 500000), "")` | steps | 85 ms | +17 MiB |
-//! | `sortBy(map(1..100000, {{a: -#}}), .a)` | memory | 61 ms | +28 MiB |
-//! | `(((…1…)))` 5000 deep | nesting (parser) | < 1 ms | — |
+//! | `len(map(1..3000000, {# * #}))` | steps (range refused before it is built) | 0.2 ms | +1.4 MiB |
+//! | `repeat("x", 1e9)` | memory (refused before allocating) | 0.2 ms | +1.4 MiB |
+//! | string doubling `let b = a + a; ...` 17 times | memory | 20-56 ms | +33 MiB |
+//! | `reduce(1..100000, #acc + #acc, "x")` | memory | 13-64 ms | +15 MiB |
+//! | `reduce(1..100000, [#acc], 0)` | nesting (200 levels) | 4-9 ms | +3 MiB |
+//! | `(((…1…)))` 5000 deep | nesting (parser) | 2 ms | +2 MiB |
+//! | `map(1..1000, map(1..1000, map(1..1000, #)))` | steps | 59-68 ms | +5 MiB |
+//! | `toJSON` of 1000 references to a 1 MB string | steps (output capped while written) | 45-80 ms | +10 MiB |
+//! | `s matches "a*b"` 10000 times on 100 KB | steps | 60-110 ms | +4 MiB |
+//! | 2000 distinct regexes | steps | 72-100 ms | +5 MiB |
+//! | `sort(map(1..100000, -#))` | steps | 61-105 ms | +6 MiB |
+//! | `split(repeat("ab", 500000), "")` | steps | 50-85 ms | +17 MiB |
+//! | `sortBy(map(1..100000, {{a: -#}}), .a)` | memory | 60-140 ms | +27 MiB |
+//! | `fromJSON(toJSON(map(1..100000, #)))` | steps | 60-100 ms | +4 MiB |
+//! | `len(uniq(1..10000))` | steps | 21-65 ms | +1 MiB |
 //!
-//! Without a budget, `len(map(1..100000, {# * #}))` takes 36 ms: one step of
-//! fuel is about 60 ns of a debug build, so the default 1,000,000 steps is
-//! about 60–100 ms, and 32 MiB of charged values keeps the peak under
-//! 64 MiB.
+//! Without a budget, `len(map(1..100000, {# * #}))` takes 24-36 ms: one step
+//! of fuel is about 40-60 ns of a debug build, so the default 1,000,000
+//! steps is about 50-100 ms, and 32 MiB of charged values keeps the peak
+//! under 64 MiB.
 
 use std::time::Instant;
 
