@@ -24,10 +24,10 @@ fmt:
 	$(CARGO) fmt --all
 
 .PHONY: sandbox
-## sandbox: a local control plane with Barge's CRDs, kept up until Ctrl-C (SANDBOX_EXIT=1 to stop at once)
+## sandbox: Barge end to end: control plane, Argo CD double, controller, the quickstart promoted live (SANDBOX_EXIT=1 exits when done)
 sandbox:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
-	BARGE_K8S_BIN=$$bin $(CARGO) run -q -p barge-testenv --bin barge-sandbox -- crds
+	BARGE_K8S_BIN=$$bin $(CARGO) run -q --example sandbox
 
 .PHONY: crds
 ## crds: regenerate crds/<plural>.barge.dev.yaml from the types in src/api (tests/crds.rs checks they are current)
