@@ -1,8 +1,8 @@
 //! Kargo's expression functions (`pkg/expressions/json_templates.go`,
 //! `pkg/expressions/function/functions.go`), over the snapshots in
 //! [`Env`]: `quote`, `unsafeQuote`, `asJSON`, `asYAML` (always); `warehouse`,
-//! `commitFrom`, `imageFrom`, `chartFrom` (always); `success`, `failure`,
-//! `always`, `status` (in `if` and `config` only).
+//! `commitFrom`, `imageFrom`, `chartFrom`, `semverDiff` (always); `success`,
+//! `failure`, `always`, `status` (in `if` and `config` only).
 
 use serde_json::Value as Json;
 
@@ -76,6 +76,7 @@ impl Host for KargoFunctions<'_> {
             "commitFrom" => self.commit_from(args),
             "imageFrom" => self.image_from(args),
             "chartFrom" => self.chart_from(args),
+            "semverDiff" => semver_diff(args),
             "success" | "failure" | "always" | "status" if self.scope.has_status_functions() => {
                 self.status_function(name, args)
             }
@@ -387,6 +388,78 @@ impl KargoFunctions<'_> {
     }
 }
 
+/// A version as Masterminds' `semver.NewVersion` reads it (loosely: an
+/// optional `v`, minor and patch optional): major, minor, patch, metadata.
+fn parse_semver(s: &str) -> Option<(u64, u64, u64, String)> {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let (rest, metadata) = match s.split_once('+') {
+        Some((r, m)) => (r, m),
+        None => (s, ""),
+    };
+    let (core, prerelease) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let identifiers_ok = |part: &str| {
+        part.split('.')
+            .all(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    };
+    // Numeric pre-release identifiers may not have leading zeros.
+    let numbers_ok = |part: &str| {
+        part.split('.').all(|id| {
+            !(id.len() > 1 && id.starts_with('0') && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    if prerelease.is_some_and(|p| !identifiers_ok(p) || !numbers_ok(p))
+        || (s.contains('+') && !identifiers_ok(metadata))
+    {
+        return None;
+    }
+    let mut numbers = core.split('.');
+    let mut next = |required: bool| -> Option<u64> {
+        match numbers.next() {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok(),
+            Some(_) => None,
+            None if required => None,
+            None => Some(0),
+        }
+    };
+    let (major, minor, patch) = (next(true)?, next(false)?, next(false)?);
+    if numbers.next().is_some() {
+        return None;
+    }
+    Some((major, minor, patch, metadata.to_string()))
+}
+
+/// `semverDiff(a, b)`: the most significant part that differs: `Major`,
+/// `Minor`, `Patch`, `Metadata`, `None`, or `Incomparable` when either is
+/// not a version. Pre-releases are not compared, as in Kargo.
+fn semver_diff(args: &[Value]) -> Res<Value> {
+    let [a, b] = args else {
+        return Err(Fault::msg(format!(
+            "expected 2 arguments, got {}",
+            args.len()
+        )));
+    };
+    let text = |v: &Value, which: &str| match v {
+        Value::Str(s) => Ok(s.to_string()),
+        other => Err(Fault::msg(format!(
+            "{which} argument must be string, got {}",
+            other.go_type()
+        ))),
+    };
+    let (a, b) = (text(a, "first")?, text(b, "second")?);
+    let diff = match (parse_semver(&a), parse_semver(&b)) {
+        (Some(x), Some(y)) if x.0 != y.0 => "Major",
+        (Some(x), Some(y)) if x.1 != y.1 => "Minor",
+        (Some(x), Some(y)) if x.2 != y.2 => "Patch",
+        (Some(x), Some(y)) if x.3 != y.3 => "Metadata",
+        (Some(_), Some(_)) => "None",
+        _ => "Incomparable",
+    };
+    Ok(Value::str(diff))
+}
+
 /// A YAML rendering close to what Go's `yaml.v3` gives (Kargo's `asYAML`):
 /// block style, 4-space indentation, sequences of collections written
 /// compactly (`- a: 1`), sorted keys; strings plain when they read back as
@@ -572,6 +645,22 @@ fn write_yaml(v: &Value, indent: usize, out: &mut String, budget: &mut Budget) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn semver_diff_names_the_most_significant_difference() {
+        let diff = |a: &str, b: &str| match semver_diff(&[Value::str(a), Value::str(b)]) {
+            Ok(Value::Str(s)) => s.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(diff("1.2.3", "2.0.0"), "Major");
+        assert_eq!(diff("v1.2.3", "1.3"), "Minor");
+        assert_eq!(diff("1.2.3", "1.2.4-rc.1"), "Patch");
+        assert_eq!(diff("1.2.3+a", "1.2.3+b"), "Metadata");
+        assert_eq!(diff("1.2.3-alpha", "1.2.3"), "None");
+        assert_eq!(diff("1.2.3", "latest"), "Incomparable");
+        assert_eq!(diff("1.2.3-alpha.01", "1.2.3"), "Incomparable");
+        assert_eq!(diff("01.2", "1.2.0"), "None");
+    }
 
     #[test]
     fn git_urls_normalize_like_kargo() {

@@ -273,3 +273,13 @@ fn step_metas_read_with_go_field_names() {
     assert_eq!(eval("stepMetas['step-1'].Status"), json!("Succeeded"));
     assert_eq!(eval("stepMetas['step-1'].ErrorCount"), json!(0.0));
 }
+
+#[test]
+fn semver_diff_is_in_scope_everywhere() {
+    for scope in [Scope::Vars, Scope::Condition, Scope::Config] {
+        assert_eq!(
+            run("semverDiff('1.2.3', '1.3.0')", &env(), scope).ok(),
+            Some(json!("Minor"))
+        );
+    }
+}
