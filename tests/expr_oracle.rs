@@ -1,9 +1,16 @@
 //! Differential harness (ignored; run by hand): evaluates each line of the
 //! file named by `EXPR_CASES` and prints `<line>\tOK\t<json>` or
-//! `<line>\tERR\t<message>`, the format of a small Go program running
-//! expr-lang v1.17.8 on the same lines, so the two outputs can be diffed.
-//! With `EXPR_TEMPLATES=1` each line is a Kargo template instead
-//! (`evaluate_string`, Kargo's `EvaluateTemplate`).
+//! `<line>\tERR\t<message>`. With `EXPR_TEMPLATES=1` each line is a Kargo
+//! template instead (`evaluate_string`; `\n` in a line stands for a newline).
+//!
+//! The same lines run through the Go implementations give the reference
+//! output that `tests/expr_compat.rs` records. The Go side is a small
+//! program (module requiring `github.com/expr-lang/expr v1.17.8`, or
+//! `github.com/akuity/kargo v1.11.2` for templates) that reads lines from
+//! stdin and, for each, runs `expr.Compile(line)` + `expr.Run(program, env)`
+//! (or `expressions.EvaluateTemplate(line, env)`) with the environment of
+//! [`env`] below, printing `json.Marshal` of the result the same way. Diff
+//! the two outputs, comparing JSON values.
 
 use barge::expr::{Engine, Env, Evaluator, Scope, template};
 use serde_json::json;
