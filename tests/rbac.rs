@@ -1,0 +1,830 @@
+//! The chart's RBAC is exactly enough (design promise 6, least privilege).
+//!
+//! The chart's ServiceAccount, ClusterRole, Roles and bindings are rendered
+//! with `helm template` and applied with kubectl; the controller then runs
+//! in-process with a token the API server issued for that ServiceAccount
+//! (TokenRequest), so RBAC decides every request it makes. The Argo CD
+//! double runs as admin.
+//!
+//! The scenario is both examples at once: the quickstart (three Stages
+//! promoting one Freight automatically through a ClusterPromotionTask) and
+//! `examples/promotion-task` (a PromotionTask selecting its Application by
+//! labels), plus a second Promotion queued on the same Stage. It checks five
+//! behaviours. With the chart's RBAC every behaviour holds and no request is
+//! forbidden. Then, for every rule the chart grants the controller (the
+//! ClusterRole's and the Argo CD Role's), a run with a ClusterRole or Role
+//! missing just that rule must see a request forbidden that only that rule
+//! allowed, and a behaviour fail. The test prints which rule broke which
+//! behaviour.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use barge::api::{HealthState, Promotion, PromotionPhase, Stage};
+use barge::controller::{self, Metrics, Settings};
+use barge_argocd_double::{Double, DoubleConfig};
+use barge_testenv::TestEnv;
+use futures::channel::oneshot;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type TestResult = Result<(), Error>;
+
+/// Long enough that a missed wake-up fails instead of hiding behind a timer.
+const BACKSTOP: Duration = Duration::from_secs(3600);
+/// How long the run with the chart's full RBAC may take.
+const BASELINE_PATIENCE: Duration = Duration::from_secs(90);
+/// How long a run with one rule removed is given to show every behaviour.
+const REMOVED_RULE_PATIENCE: Duration = Duration::from_secs(20);
+/// Runs with one rule removed that run at once.
+const PARALLEL: usize = 8;
+/// The double's sync time: long enough that the second Promotion on `uat`
+/// is reconciled while the first still runs.
+const SYNC_DELAY: Duration = Duration::from_millis(500);
+
+/// The behaviours the scenario checks, in report order.
+const QUICKSTART: &str = "quickstart";
+const TASK: &str = "promotion-task";
+const QUEUE: &str = "queue";
+const HEALTH: &str = "health";
+const EVENTS: &str = "events";
+const BEHAVIOURS: [(&str, &str); 5] = [
+    (
+        QUICKSTART,
+        "dev, staging and prod each got an automatic Promotion that Succeeded",
+    ),
+    (
+        TASK,
+        "both uat Promotions (PromotionTask, label-selected Application) Succeeded",
+    ),
+    (
+        QUEUE,
+        "one uat Promotion reported waiting for the other (Pending, awaiting it)",
+    ),
+    (HEALTH, "all four Stages report Healthy"),
+    (
+        EVENTS,
+        "every Succeeded Promotion has a PromotionSucceeded Event",
+    ),
+];
+
+const UAT_FIRST: &str = "uat-guestbook-5d4c3b2";
+const UAT_SECOND: &str = "uat-guestbook-next";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// Which requests were forbidden: a client layer that records every 403.
+
+/// A forbidden request, as RBAC sees it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Denied {
+    verb: String,
+    group: String,
+    /// `plural` or `plural/subresource`.
+    resource: String,
+    namespace: String,
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        write!(f, "{} {}.{}", self.verb, self.resource, group)
+    }
+}
+
+/// Maps a request to RBAC's verb, group and resource.
+fn attributes(method: &http::Method, uri: &http::Uri) -> Option<Denied> {
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (*ns, rest),
+        _ => ("", rest),
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => return None,
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (method.as_str(), named) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return None,
+    };
+    Some(Denied {
+        verb: verb.into(),
+        group: group.into(),
+        resource,
+        namespace: namespace.into(),
+    })
+}
+
+#[derive(Clone, Default)]
+struct Denials(Arc<Mutex<Vec<Denied>>>);
+
+impl Denials {
+    fn all(&self) -> Vec<Denied> {
+        let mut all = self.0.lock().map(|d| d.clone()).unwrap_or_default();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+impl<S> tower::Layer<S> for Denials {
+    type Service = RecordDenials<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordDenials {
+            inner,
+            denials: self.clone(),
+        }
+    }
+}
+
+struct RecordDenials<S> {
+    inner: S,
+    denials: Denials,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RecordDenials<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let what = attributes(request.method(), request.uri());
+        let denials = self.denials.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if response.status() == http::StatusCode::FORBIDDEN
+                && let Some(what) = what
+                && let Ok(mut all) = denials.0.lock()
+            {
+                all.push(what);
+            }
+            Ok(response)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The chart's RBAC, rendered, optionally without one rule, and applied.
+
+/// One rule the chart grants the controller: where it is and what it allows.
+#[derive(Clone, Debug)]
+struct Rule {
+    /// `ClusterRole` or `Role`.
+    kind: String,
+    /// The object's name without the release prefix (`barge`, `barge-argocd`).
+    role: String,
+    index: usize,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+impl Rule {
+    fn from_json(kind: &str, role: &str, index: usize, rule: &Value) -> Self {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Rule {
+            kind: kind.into(),
+            role: role.into(),
+            index,
+            groups: strings("apiGroups"),
+            resources: strings("resources"),
+            verbs: strings("verbs"),
+        }
+    }
+
+    fn allows(&self, denied: &Denied) -> bool {
+        self.groups.contains(&denied.group)
+            && self.resources.contains(&denied.resource)
+            && self.verbs.contains(&denied.verb)
+    }
+
+    fn describe(&self) -> String {
+        let group = match self.groups.first().map(String::as_str) {
+            Some("") | None => "core",
+            Some(g) => g,
+        };
+        format!(
+            "{}/{} #{}: {} {} [{}]",
+            self.kind,
+            self.role,
+            self.index,
+            group,
+            self.resources.join(","),
+            self.verbs.join(",")
+        )
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn succeeded(what: &str, output: Output) -> Result<String, Error> {
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+async fn helm(env: &'static TestEnv, args: Vec<String>) -> Result<String, Error> {
+    blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        succeeded(&format!("helm {}", args.join(" ")), env.helm(&args)?)
+    })
+    .await
+}
+
+async fn kubectl(env: &'static TestEnv, args: Vec<String>) -> Result<String, Error> {
+    blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        succeeded(&format!("kubectl {}", args.join(" ")), env.kubectl(&args)?)
+    })
+    .await
+}
+
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
+/// The ServiceAccount and RBAC objects of `helm template <release>`.
+async fn render_rbac(
+    env: &'static TestEnv,
+    release: &str,
+    release_ns: &str,
+    argocd_ns: &str,
+) -> Result<Vec<Value>, Error> {
+    let chart = root().join("charts/barge");
+    let yaml = helm(
+        env,
+        vec![
+            "template".into(),
+            release.into(),
+            chart.display().to_string(),
+            "--namespace".into(),
+            release_ns.into(),
+            "--set".into(),
+            "crds.install=false".into(),
+            "--set".into(),
+            format!("controller.argocd.namespace={argocd_ns}"),
+        ],
+    )
+    .await?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml)?;
+    Ok(docs
+        .into_iter()
+        .filter(|d| RBAC_KINDS.iter().any(|k| d["kind"] == *k))
+        .collect())
+}
+
+/// Every rule of the roles bound to the controller (the ClusterRole and the
+/// Argo CD Role; the leader-election Role is not rendered with one replica).
+fn rules_of(docs: &[Value], release: &str) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for doc in docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if kind != "ClusterRole" && kind != "Role" {
+            continue;
+        }
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let role = name.replacen(&format!("rbac-{release}-"), "", 1);
+        for (i, rule) in doc["rules"].as_array().into_iter().flatten().enumerate() {
+            rules.push(Rule::from_json(kind, &role, i, rule));
+        }
+    }
+    rules
+}
+
+/// Applies the rendered objects, without `removed`, and returns a token the
+/// API server issued for the ServiceAccount.
+async fn apply_rbac(
+    env: &'static TestEnv,
+    mut docs: Vec<Value>,
+    removed: Option<&Rule>,
+    release: &str,
+    release_ns: &str,
+) -> Result<String, Error> {
+    let mut service_account = None;
+    for doc in &mut docs {
+        if doc["kind"] == "ServiceAccount" {
+            service_account = doc["metadata"]["name"].as_str().map(String::from);
+        }
+        let Some(rule) = removed else { continue };
+        let matches = doc["kind"] == rule.kind.as_str()
+            && doc["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&rule.role));
+        if matches && let Some(rules) = doc["rules"].as_array_mut() {
+            if rule.index >= rules.len() {
+                return Err(format!("{} has no rule #{}", rule.role, rule.index).into());
+            }
+            rules.remove(rule.index);
+        }
+    }
+    let Some(service_account) = service_account else {
+        return Err(format!("release {release} renders no ServiceAccount").into());
+    };
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("rbac.yaml");
+    let mut text = String::new();
+    for doc in &docs {
+        text.push_str("---\n");
+        text.push_str(&serde_json::to_string(doc)?);
+        text.push('\n');
+    }
+    std::fs::write(&file, text)?;
+    kubectl(
+        env,
+        vec!["apply".into(), "-f".into(), file.display().to_string()],
+    )
+    .await?;
+    let token = kubectl(
+        env,
+        vec![
+            "create".into(),
+            "token".into(),
+            service_account,
+            "-n".into(),
+            release_ns.into(),
+            "--duration".into(),
+            "1h".into(),
+        ],
+    )
+    .await?;
+    Ok(token.trim().to_string())
+}
+
+/// A client that authenticates with `token` and records forbidden requests.
+async fn client_with_token(
+    env: &'static TestEnv,
+    token: &str,
+    denials: &Denials,
+) -> Result<kube::Client, Error> {
+    let admin = Kubeconfig::read_from(env.kubeconfig_path())?;
+    let ca = admin
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority.clone())
+        .ok_or("the admin kubeconfig names no certificate authority")?;
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "barge-test", "cluster": {
+            "server": env.control_plane().server(),
+            "certificate-authority": ca,
+        }}],
+        "users": [{"name": "controller", "user": {"token": token}}],
+        "contexts": [{"name": "controller", "context": {"cluster": "barge-test", "user": "controller"}}],
+        "current-context": "controller",
+    });
+    let kubeconfig = Kubeconfig::from_yaml(&serde_json::to_string(&kubeconfig)?)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(denials)
+        .build())
+}
+
+// ---------------------------------------------------------------------------
+// The scenario: both examples in one project namespace.
+
+/// The example manifests, moved into this run's namespaces.
+fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
+    let mut text = String::new();
+    let mut add_dir = |dir: &str, project: &str| -> Result<(), Error> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples").join(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let yaml = std::fs::read_to_string(&file)?
+                .replace(project, ns)
+                .replace("namespace: argocd\n", &format!("namespace: {argocd_ns}\n"))
+                .replace("argocd-sync", &format!("argocd-sync-{ns}"));
+            for doc in serde_saphyr::from_multiple::<Value>(&yaml)? {
+                if doc.is_null() || doc["kind"] == "Namespace" {
+                    continue;
+                }
+                text.push_str("---\n");
+                text.push_str(&serde_json::to_string(&doc)?);
+                text.push('\n');
+            }
+        }
+        Ok(())
+    };
+    add_dir("quickstart", "barge-demo")?;
+    add_dir("promotion-task", "barge-tasks")?;
+    // A second Freight and a second Promotion on `uat`, queued behind the first.
+    for doc in [
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+            "metadata": {"name": "guestbook-next", "namespace": ns},
+            "origin": {"kind": "Warehouse", "name": "guestbook"},
+            "commits": [{"repoURL": "https://github.com/argoproj/argocd-example-apps.git",
+                         "id": "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"}],
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": UAT_SECOND, "namespace": ns},
+            "spec": {"stage": "uat", "freight": "guestbook-next"},
+        }),
+    ] {
+        text.push_str("---\n");
+        text.push_str(&serde_json::to_string(&doc)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Which behaviours hold now.
+async fn behaviours(
+    client: &kube::Client,
+    ns: &str,
+    queued: &AtomicBool,
+) -> Result<BTreeMap<&'static str, bool>, Error> {
+    let promotions = Api::<Promotion>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let succeeded = |p: &Promotion| p.phase() == PromotionPhase::Succeeded;
+    let quickstart = ["dev", "staging", "prod"].iter().all(|stage| {
+        promotions
+            .iter()
+            .any(|p| p.spec.stage == *stage && succeeded(p))
+    });
+    let task = [UAT_FIRST, UAT_SECOND].iter().all(|name| {
+        promotions
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(name) && succeeded(p))
+    });
+    let stages = Api::<Stage>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let healthy = |name: &str| {
+        stages.iter().any(|s| {
+            s.metadata.name.as_deref() == Some(name)
+                && s.status
+                    .as_ref()
+                    .and_then(|st| st.health.as_ref())
+                    .and_then(|h| h.status)
+                    == Some(HealthState::Healthy)
+        })
+    };
+    let health = ["dev", "staging", "prod", "uat"].iter().all(|s| healthy(s));
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let done: Vec<&Promotion> = promotions.iter().filter(|p| succeeded(p)).collect();
+    let events_ok = !done.is_empty()
+        && done.iter().all(|p| {
+            events.iter().any(|e| {
+                e.reason.as_deref() == Some("PromotionSucceeded")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                        == p.metadata.name.as_deref()
+            })
+        });
+    Ok(BTreeMap::from([
+        (QUICKSTART, quickstart),
+        (TASK, task),
+        (QUEUE, queued.load(Ordering::SeqCst)),
+        (HEALTH, health),
+        (EVENTS, events_ok),
+    ]))
+}
+
+/// Sets `queued` once either uat Promotion reports waiting for the other.
+fn watch_queue(client: kube::Client, ns: &str, queued: Arc<AtomicBool>) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let api = Api::<Promotion>::namespaced(client, ns);
+    let watch = watcher(api, watcher::Config::default())
+        .applied_objects()
+        .try_for_each(move |p| {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let other = if name == UAT_FIRST {
+                UAT_SECOND
+            } else {
+                UAT_FIRST
+            };
+            let waiting = p.status.as_ref().is_some_and(|s| {
+                s.phase == Some(PromotionPhase::Pending)
+                    && s.awaiting
+                        .iter()
+                        .any(|a| a.kind == "Promotion" && a.name.as_deref() == Some(other))
+            });
+            if (name == UAT_FIRST || name == UAT_SECOND) && waiting {
+                queued.store(true, Ordering::SeqCst);
+            }
+            futures::future::ready(Ok(()))
+        });
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = watch => {}
+            _ = stopped => {}
+        }
+    });
+    stop
+}
+
+/// What one run saw.
+struct Outcome {
+    behaviours: BTreeMap<&'static str, bool>,
+    denied: Vec<Denied>,
+    took: Duration,
+    syncs: Vec<(String, usize)>,
+}
+
+impl Outcome {
+    fn failed(&self) -> Vec<&'static str> {
+        self.behaviours
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+/// One run: fresh namespaces and release, the chart's RBAC without
+/// `removed`, the double, the controller with the ServiceAccount's token,
+/// and the scenario, until every behaviour holds or `patience` runs out.
+async fn run(
+    env: &'static TestEnv,
+    release: String,
+    removed: Option<Rule>,
+    scoped: bool,
+    patience: Duration,
+) -> Result<Outcome, Error> {
+    let admin = env.client();
+    let release_ns = env.namespace().await?;
+    let ns = env.namespace().await?;
+    let argocd_ns = env.namespace().await?;
+    let docs = render_rbac(env, &format!("rbac-{release}"), &release_ns, &argocd_ns).await?;
+    let token = apply_rbac(
+        env,
+        docs,
+        removed.as_ref(),
+        &format!("rbac-{release}"),
+        &release_ns,
+    )
+    .await?;
+    let denials = Denials::default();
+    let client = client_with_token(env, &token, &denials).await?;
+
+    let double = Double::new(
+        admin.clone(),
+        DoubleConfig::namespaced(&argocd_ns).with_sync_delay(SYNC_DELAY),
+    )
+    .spawn();
+    let journal = double.journal();
+    let settings = Settings {
+        backstop: BACKSTOP,
+        argocd_namespace: argocd_ns.clone(),
+        namespace: scoped.then(|| ns.clone()),
+        ..Settings::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let controller = tokio::spawn(async move {
+        controller::run(client, settings, Arc::new(Metrics::default()), async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let queued = Arc::new(AtomicBool::new(false));
+    let stop_queue_watch = watch_queue(admin.clone(), &ns, queued.clone());
+
+    let started = Instant::now();
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("scenario.yaml");
+    std::fs::write(&file, scenario(&ns, &argocd_ns)?)?;
+    kubectl(
+        env,
+        vec!["apply".into(), "-f".into(), file.display().to_string()],
+    )
+    .await?;
+
+    let deadline = started + patience;
+    let mut seen = behaviours(&admin, &ns, &queued).await?;
+    while seen.values().any(|ok| !ok) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        seen = behaviours(&admin, &ns, &queued).await?;
+    }
+    let took = started.elapsed();
+
+    let _ = stop.send(());
+    controller.abort();
+    let _ = controller.await;
+    let _ = stop_queue_watch.send(());
+    double.stop().await;
+
+    let promotions = Api::<Promotion>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let syncs = promotions
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .map(|name| {
+            let n = journal.syncs_for_promotion(&name).len();
+            (name, n)
+        })
+        .collect();
+    Ok(Outcome {
+        behaviours: seen,
+        denied: denials.all(),
+        took,
+        syncs,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_rbac_is_enough_and_every_rule_is_needed() -> TestResult {
+    let env = TestEnv::shared().await?;
+    let mut crd_files: Vec<PathBuf> = std::fs::read_dir(root().join("crds"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    crd_files.sort();
+    let paths: Vec<&Path> = crd_files.iter().map(PathBuf::as_path).collect();
+    env.apply_crd_files(&paths).await?;
+    env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+
+    // 1. The chart's RBAC as rendered, the controller watching every
+    //    namespace as the chart runs it: every behaviour, nothing forbidden.
+    let full = run(env, "full".into(), None, false, BASELINE_PATIENCE).await?;
+    println!(
+        "chart RBAC: every behaviour held after {:?}; forbidden: {:?}; syncs per Promotion: {:?}",
+        full.took, full.denied, full.syncs
+    );
+    assert!(
+        full.failed().is_empty(),
+        "with the chart's RBAC, behaviours failed: {:?} (forbidden: {:?})",
+        full.failed(),
+        full.denied
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        full.denied.is_empty(),
+        "with the chart's RBAC, requests were forbidden: {:?}",
+        full.denied
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        full.syncs.iter().all(|(_, n)| *n == 1),
+        "one Argo CD sync per Promotion: {:?}",
+        full.syncs
+    );
+
+    // 2. Each rule removed in turn (each run scoped to its own namespaces so
+    //    that runs cannot help each other).
+    let docs = render_rbac(env, "rbac-list", "default", "argocd").await?;
+    let rules = rules_of(&docs, "list");
+    assert!(rules.len() >= 10, "the chart grants {} rules", rules.len());
+    let runs = futures::stream::iter(rules.iter().cloned().enumerate().map(|(i, rule)| {
+        let release = format!("r{i}");
+        async move {
+            let outcome = run(
+                env,
+                release,
+                Some(rule.clone()),
+                true,
+                REMOVED_RULE_PATIENCE,
+            )
+            .await;
+            (rule, outcome)
+        }
+    }))
+    .buffer_unordered(PARALLEL)
+    .collect::<Vec<_>>()
+    .await;
+
+    let mut report = String::from("\nrule removed → forbidden requests → behaviours that failed\n");
+    let mut problems = Vec::new();
+    let mut results: Vec<(Rule, Outcome)> = Vec::new();
+    for (rule, outcome) in runs {
+        match outcome {
+            Ok(outcome) => results.push((rule, outcome)),
+            Err(e) => problems.push(format!("{}: the run failed: {e}", rule.describe())),
+        }
+    }
+    results.sort_by_key(|(rule, _)| (rule.kind.clone(), rule.role.clone(), rule.index));
+    for (rule, outcome) in &results {
+        let own: Vec<String> = outcome
+            .denied
+            .iter()
+            .filter(|d| rule.allows(d))
+            .map(ToString::to_string)
+            .collect();
+        let failed = outcome.failed();
+        report.push_str(&format!(
+            "- {}\n    forbidden: {}\n    failed: {} (after {:.1?})\n",
+            rule.describe(),
+            if own.is_empty() {
+                "nothing".to_string()
+            } else {
+                own.join(", ")
+            },
+            if failed.is_empty() {
+                "nothing".to_string()
+            } else {
+                failed.join(", ")
+            },
+            outcome.took
+        ));
+        if own.is_empty() {
+            problems.push(format!(
+                "{}: no request needed it (forbidden: {:?}); the rule may be unnecessary",
+                rule.describe(),
+                outcome
+                    .denied
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ));
+        }
+        if failed.is_empty() {
+            problems.push(format!(
+                "{}: every behaviour still held without it",
+                rule.describe()
+            ));
+        }
+    }
+    report.push_str("behaviours:\n");
+    for (name, what) in BEHAVIOURS {
+        report.push_str(&format!("  {name}: {what}\n"));
+    }
+    println!("{report}");
+    assert!(problems.is_empty(), "{report}\n{}", problems.join("\n"));
+    Ok(())
+}
