@@ -355,6 +355,7 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
     // Unset optional settings are not passed at all.
     assert_eq!(env_value(c, "BARGE_NAMESPACE"), None);
     assert_eq!(env_value(c, "BARGE_SHARD"), None);
+    assert_eq!(env_value(c, "BARGE_LEASE_NAME"), None);
     // No leader election with one replica: no Lease access either.
     assert!(
         !of_kind(&docs, "Role")
@@ -377,12 +378,23 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
     assert_eq!(lease_role["metadata"]["namespace"], "barge-system");
     assert_eq!(
         lease_role["rules"],
-        serde_json::json!([{
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["get", "create", "update", "patch"],
-        }])
+        serde_json::json!([
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["create"],
+            },
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": ["barge"],
+                "verbs": ["get", "patch"],
+            },
+        ])
     );
+    // The Lease it may read and renew is the one the controller is told to use.
+    assert_eq!(env_value(c, "BARGE_LEASE_NAME"), Some("barge"));
+    assert_eq!(env_value(c, "BARGE_LEASE_DURATION"), Some("15s"));
     Ok(())
 }
 
