@@ -209,13 +209,13 @@ async fn progress(client: &Client, started: Instant, interactive: bool) -> Resul
         watcher::Config::default(),
     )
     .applied_objects()
-    .map(|r| r.map(Either::Promotion));
+    .map(|r| r.map(|p| Either::Promotion(Box::new(p))));
     let stages = watcher(
         Api::<Stage>::namespaced(client.clone(), NAMESPACE),
         watcher::Config::default(),
     )
     .applied_objects()
-    .map(|r| r.map(Either::Stage));
+    .map(|r| r.map(|s| Either::Stage(Box::new(s))));
     let mut events = futures::stream::select(promotions.boxed(), stages.boxed());
     let mut rows: BTreeMap<&str, Row> = STAGES.iter().map(|s| (*s, Row::default())).collect();
     let mut shown: BTreeMap<&str, Row> = BTreeMap::new();
@@ -298,8 +298,8 @@ async fn progress(client: &Client, started: Instant, interactive: bool) -> Resul
 }
 
 enum Either {
-    Promotion(Promotion),
-    Stage(Stage),
+    Promotion(Box<Promotion>),
+    Stage(Box<Stage>),
 }
 
 fn draw(started: Instant, rows: &BTreeMap<&str, Row>) {

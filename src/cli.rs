@@ -86,6 +86,34 @@ struct RunArgs {
     #[arg(long, env = "BARGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
+    /// Only reconcile Stages and Promotions labelled barge.dev/shard=<SHARD>.
+    #[arg(long, env = "BARGE_SHARD")]
+    shard: Option<String>,
+
+    /// Address of the /healthz, /readyz and /metrics endpoints ("" turns them off).
+    #[arg(long, env = "BARGE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: String,
+
+    /// Run only while holding a Lease, so several replicas can stand by.
+    #[arg(long, env = "BARGE_LEADER_ELECTION")]
+    leader_election: bool,
+
+    /// Namespace of the leader Lease (the pod's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "BARGE_LEASE_NAME", default_value = "barge-controller")]
+    lease_name: String,
+
+    /// How long the Lease lasts without renewal (Go duration).
+    #[arg(long, env = "BARGE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+
+    /// This replica's identity in the Lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
     /// Do not wake Promotions on Application changes (measuring the backstop alone).
     #[arg(long, env = "BARGE_NO_APPLICATION_WAKEUPS", hide = true)]
     no_application_wakeups: bool,
@@ -168,15 +196,67 @@ fn run(args: RunArgs) -> ExitCode {
             namespace: args.namespace,
             concurrency: args.concurrency,
             wake_on_application_events: !args.no_application_wakeups,
+            shard: args.shard,
         };
         tracing::info!(?settings, "starting the controllers");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        };
-        crate::controller::run(client, settings, Arc::new(Metrics::default()), shutdown).await;
+        let metrics = Arc::new(Metrics::default());
+        if !args.http_addr.is_empty() {
+            let addr: std::net::SocketAddr = match args.http_addr.parse() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(addr = %args.http_addr, error = %e, "bad --http-addr");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::runtime::serve_http(addr, metrics).await {
+                    tracing::error!(error = %e, "HTTP endpoints stopped");
+                }
+            });
+        }
+        let leader = args
+            .leader_election
+            .then(|| crate::runtime::LeaderElection {
+                namespace: args.lease_namespace,
+                lease: args.lease_name,
+                identity: args.identity.unwrap_or_else(default_identity),
+                duration: args.lease_duration,
+            });
+        if let Err(e) =
+            crate::runtime::run(client, settings, metrics, leader, shutdown_signal()).await
+        {
+            tracing::error!(error = %e, "stopped");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Resolves on SIGINT or SIGTERM (what Kubernetes sends to stop a pod).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down: finishing running reconciles");
+}
+
+fn default_identity() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("barge-{}", std::process::id()))
 }
 
 async fn client(

@@ -10,5 +10,6 @@ pub mod expand;
 pub mod expr;
 pub mod inflate;
 pub mod promotion;
+pub mod runtime;
 pub mod stage;
 pub mod steps;

@@ -51,6 +51,8 @@ pub struct Settings {
     /// Map Application changes to waiting Promotions. Off only to measure
     /// what the backstop alone gives.
     pub wake_on_application_events: bool,
+    /// Only reconcile Stages and Promotions labelled `barge.dev/shard=<shard>`.
+    pub shard: Option<String>,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             namespace: None,
             concurrency: 16,
             wake_on_application_events: true,
+            shard: None,
         }
     }
 }
@@ -85,15 +88,15 @@ fn wake_all(
     namespace: &str,
     name: &str,
     labels: &BTreeMap<String, String>,
-) -> usize {
+) -> Vec<(String, String)> {
     let waiters = match index.read() {
         Ok(index) => index.waiters(kind, namespace, name, labels),
-        Err(_) => return 0,
+        Err(_) => return Vec::new(),
     };
     for (ns, promotion) in &waiters {
         let _ = wake.unbounded_send(ObjectRef::new(promotion).within(ns));
     }
-    waiters.len()
+    waiters
 }
 
 fn wake_stages(
@@ -130,6 +133,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = shutdown.shared();
+    let mut background = Vec::new();
     let index = Arc::new(RwLock::new(AwaitIndex::default()));
     let stage_index = Arc::new(RwLock::new(AwaitIndex::default()));
     let (wake_tx, wake_rx) = mpsc::unbounded::<ObjectRef<Promotion>>();
@@ -137,9 +141,15 @@ pub async fn run(
 
     // Stages: their own cache, read to fan Freight changes out.
     let (stages, stage_writer) = reflector::store::<Stage>();
+    let sharded = match &settings.shard {
+        Some(shard) => watcher::Config::default()
+            .any_semantic()
+            .labels(&format!("{}={shard}", crate::api::LABEL_SHARD)),
+        None => watcher::Config::default().any_semantic(),
+    };
     let stage_events = watcher(
         scoped::<Stage>(&client, &settings.namespace),
-        watcher::Config::default().any_semantic(),
+        sharded.clone(),
     )
     .default_backoff()
     .modify(|s| s.managed_fields_mut().clear())
@@ -166,7 +176,7 @@ pub async fn run(
         let stage_wake = stage_wake_tx.clone();
         let metrics = metrics.clone();
         let wake_on_events = settings.wake_on_application_events;
-        tokio::spawn(app_events.for_each(move |event| {
+        background.push(tokio::spawn(app_events.for_each(move |event| {
             match event {
                 Ok(app) if wake_on_events => {
                     let labels = app.labels().clone();
@@ -174,16 +184,17 @@ pub async fn run(
                     let name = app.name_any();
                     let woken = wake_all(&index, &wake, "Application", &namespace, &name, &labels);
                     wake_stages(&stage_index, &stage_wake, &namespace, &name, &labels);
-                    metrics.application_event(woken);
+                    metrics.application_event(&woken);
+                    metrics.watch_ok();
                 }
-                Ok(_) => {}
+                Ok(_) => metrics.watch_ok(),
                 Err(e) => {
                     metrics.watch_error("application");
                     tracing::warn!(error = %e, "Application watch error");
                 }
             }
             futures::future::ready(())
-        }));
+        })));
     }
 
     // Freight: cached for auto-promotion; a change wakes the namespace's Stages.
@@ -200,9 +211,10 @@ pub async fn run(
         .modify(|f| f.managed_fields_mut().clear())
         .reflect(freight_writer)
         .touched_objects();
-        tokio::spawn(events.for_each(move |event| {
+        background.push(tokio::spawn(events.for_each(move |event| {
             match event {
                 Ok(f) => {
+                    metrics.watch_ok();
                     let namespace = f.namespace();
                     for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
                         let _ = stage_wake.unbounded_send(ObjectRef::from(stage.as_ref()));
@@ -214,7 +226,7 @@ pub async fn run(
                 }
             }
             futures::future::ready(())
-        }));
+        })));
     }
 
     // Promotions: the controller's own cache; every event keeps the wait
@@ -224,38 +236,38 @@ pub async fn run(
     let (promotions, promotion_writer) = reflector::store::<Promotion>();
     let promotion_events = {
         let index = index.clone();
+        let metrics = metrics.clone();
         let wake = wake_tx.clone();
         let stage_wake = stage_wake_tx.clone();
-        watcher(
-            scoped::<Promotion>(&client, &settings.namespace),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
-        .reflect(promotion_writer)
-        .inspect(move |event| {
-            let (promotion, deleted) = match event {
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
-                Ok(watcher::Event::Delete(p)) => (p, true),
-                _ => return,
-            };
-            let key = (
-                promotion.namespace().unwrap_or_default(),
-                promotion.name_any(),
-            );
-            if let Ok(mut index) = index.write() {
-                if deleted {
-                    index.remove(&key);
-                } else {
-                    index.set(key.clone(), promotion::recorded_targets(promotion));
+        watcher(scoped::<Promotion>(&client, &settings.namespace), sharded)
+            .default_backoff()
+            .modify(|p| p.managed_fields_mut().clear())
+            .reflect(promotion_writer)
+            .inspect(move |event| {
+                let (promotion, deleted) = match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
+                    Ok(watcher::Event::Delete(p)) => (p, true),
+                    _ => return,
+                };
+                let key = (
+                    promotion.namespace().unwrap_or_default(),
+                    promotion.name_any(),
+                );
+                metrics.promotion_phase(key.clone(), (!deleted).then(|| promotion.phase()));
+                if let Ok(mut index) = index.write() {
+                    if deleted {
+                        index.remove(&key);
+                    } else {
+                        index.set(key.clone(), promotion::recorded_targets(promotion));
+                    }
                 }
-            }
-            if deleted || promotion.is_terminal() {
-                wake_all(&index, &wake, "Promotion", &key.0, &key.1, &BTreeMap::new());
-            }
-            let _ = stage_wake.unbounded_send(ObjectRef::new(&promotion.spec.stage).within(&key.0));
-        })
-        .touched_objects()
+                if deleted || promotion.is_terminal() {
+                    wake_all(&index, &wake, "Promotion", &key.0, &key.1, &BTreeMap::new());
+                }
+                let _ =
+                    stage_wake.unbounded_send(ObjectRef::new(&promotion.spec.stage).within(&key.0));
+            })
+            .touched_objects()
     };
 
     let ctx = Arc::new(Context {
@@ -263,6 +275,7 @@ pub async fn run(
             client: client.clone(),
             applications: applications.clone(),
             argocd_namespace: settings.argocd_namespace.clone(),
+            metrics: metrics.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),
@@ -272,6 +285,28 @@ pub async fn run(
         backstop: settings.backstop,
         metrics: metrics.clone(),
     });
+    // Ready once every cache has its first full list.
+    {
+        let (a, p, s, f, metrics) = (
+            applications.clone(),
+            promotions.clone(),
+            stages.clone(),
+            freight.clone(),
+            metrics.clone(),
+        );
+        background.push(tokio::spawn(async move {
+            let synced = futures::future::join4(
+                a.wait_until_ready(),
+                p.wait_until_ready(),
+                s.wait_until_ready(),
+                f.wait_until_ready(),
+            )
+            .await;
+            if let (Ok(()), Ok(()), Ok(()), Ok(())) = synced {
+                metrics.set_ready(true);
+            }
+        }));
+    }
     let stage_ctx = Arc::new(stage::StageContext {
         client,
         applications,
@@ -279,17 +314,16 @@ pub async fn run(
         freight,
         index: stage_index,
         backstop: settings.backstop,
-        metrics,
+        metrics: metrics.clone(),
     });
+    let watch_metrics = metrics.clone();
     let promotion_controller = Controller::for_stream(promotion_events, promotions)
         .reconcile_on(wake_rx)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(promotion::reconcile, promotion::error_policy, ctx)
         .for_each(|result| {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "promotion controller");
-            }
+            report(&watch_metrics, "promotion", result.err());
             futures::future::ready(())
         });
     let stage_controller = Controller::for_stream(stage_events, stages)
@@ -298,10 +332,24 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(stage::reconcile, stage::error_policy, stage_ctx)
         .for_each(|result| {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "stage controller");
-            }
+            report(&watch_metrics, "stage", result.err());
             futures::future::ready(())
         });
     futures::join!(promotion_controller, stage_controller);
+    // The watches outside the controllers end with them.
+    for task in background {
+        task.abort();
+    }
+}
+
+/// Logs a controller's error; a watch failure also counts against `/healthz`.
+fn report<E: std::fmt::Display>(metrics: &Metrics, controller: &str, error: Option<E>) {
+    let Some(error) = error else { return };
+    let text = error.to_string();
+    if text.contains("watch") || text.contains("Watch") {
+        metrics.watch_error(controller);
+        tracing::warn!(controller, error = %text, "watch error");
+    } else {
+        tracing::debug!(controller, error = %text, "controller");
+    }
 }

@@ -31,6 +31,7 @@ pub const FIELD_MANAGER: &str = "barge-controller";
 
 pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
+    ctx.metrics.reconcile_started(&key(&promotion));
     let result = reconcile_inner(&promotion, &ctx).await;
     ctx.metrics
         .reconciled("promotion", started.elapsed(), result.is_err());
@@ -40,6 +41,19 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
 pub fn error_policy(_promotion: Arc<Promotion>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "promotion reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// Waits a little for a cache's first list; false if it has not come yet
+/// (the caller looks again shortly: this only happens right after start-up).
+pub(crate) async fn cache_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), store.wait_until_ready()).await,
+        Ok(Ok(()))
+    )
 }
 
 fn key(promotion: &Promotion) -> (String, String) {
@@ -55,6 +69,11 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
     if promotion.is_terminal() {
         ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
+    }
+    // Steps read the Application cache: deciding from a cache that has not
+    // listed yet (just started, or just became leader) would see nothing.
+    if !cache_ready(&ctx.services.applications).await {
+        return Ok(Action::requeue(Duration::from_millis(500)));
     }
     if is_abort_requested(promotion) {
         return abort(promotion, ctx, status).await;

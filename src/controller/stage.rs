@@ -53,6 +53,13 @@ pub fn error_policy(_stage: Arc<Stage>, error: &Error, _ctx: Arc<StageContext>) 
 }
 
 async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Error> {
+    // Health, history and auto-promotion read the caches: wait for their first list.
+    let ready = super::promotion::cache_ready(&ctx.applications).await
+        && super::promotion::cache_ready(&ctx.promotions).await
+        && super::promotion::cache_ready(&ctx.freight).await;
+    if !ready {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let namespace = stage.namespace().unwrap_or_default();
     let name = stage.name_any();
     let now = Timestamp::now();
@@ -364,13 +371,17 @@ async fn auto_promote(
     let api = Api::<Promotion>::namespaced(ctx.client.clone(), namespace);
     for candidate in auto_promotion_candidates(stage, current, &refs, &promoted) {
         let freight_name = candidate.name_any();
+        let mut labels = json!({"barge.dev/stage": name});
+        if let Some(shard) = stage.labels().get(crate::api::LABEL_SHARD) {
+            labels[crate::api::LABEL_SHARD] = json!(shard);
+        }
         let promotion = json!({
             "apiVersion": Promotion::api_version(&()),
             "kind": Promotion::kind(&()),
             "metadata": {
                 "name": auto_promotion_name(name, &freight_name),
                 "namespace": namespace,
-                "labels": {"barge.dev/stage": name},
+                "labels": labels,
                 "ownerReferences": [owner(stage)],
             },
             "spec": {"stage": name, "freight": freight_name},

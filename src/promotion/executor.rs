@@ -135,6 +135,15 @@ pub async fn execute(
         {
             progress.state.insert(task.to_string(), output);
         }
+        if let Some(meta) = progress.metas.iter().find(|m| m.alias == alias)
+            && let (Some(status), Some(started), Some(finished)) =
+                (meta.status, meta.started_at, meta.finished_at)
+        {
+            let took = finished.duration_since(started).unsigned_abs();
+            services
+                .metrics
+                .step_finished(kind, &status.to_string(), took);
+        }
         if let Recorded::Wait { wake_at } = recorded {
             let message = progress
                 .metas

@@ -27,6 +27,7 @@ pub struct Services {
     pub applications: Store<Application>,
     /// Where Applications are looked up when a step names none.
     pub argocd_namespace: String,
+    pub metrics: Arc<crate::controller::Metrics>,
 }
 
 /// Everything one run of one step may look at.

@@ -35,6 +35,8 @@ pub struct Harness {
     pub journal: Journal,
     controller: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     pub settings: Settings,
+    /// The running controller's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 async fn install_crds(env: &TestEnv) -> TestResult {
@@ -79,6 +81,7 @@ impl Harness {
             journal,
             controller: None,
             settings,
+            metrics: Arc::new(Metrics::default()),
         };
         harness.start_controller();
         Ok(harness)
@@ -88,8 +91,9 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let client = self.env.client();
         let settings = self.settings.clone();
+        let metrics = self.metrics.clone();
         let task = tokio::spawn(async move {
-            controller::run(client, settings, Arc::new(Metrics::default()), async move {
+            controller::run(client, settings, metrics, async move {
                 let _ = stopped.await;
             })
             .await;

@@ -1,0 +1,224 @@
+//! `barge run` in production: /readyz, /metrics and leader election, against
+//! a real kube-apiserver and the Argo CD double.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use barge::api::PromotionPhase;
+use barge::controller::{Metrics, Settings};
+use barge::runtime::{self, LeaderElection};
+use barge_testenv::TestEnv;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use serde_json::json;
+use support::{Harness, TestResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minimal HTTP/1.0 GET: the status code and the body.
+async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+async fn until_status(addr: std::net::SocketAddr, path: &str, want: u16) -> TestResult {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        if let Ok((status, _)) = get(addr, path).await
+            && status == want
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{path} never answered {want}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
+    // A control plane of its own: no other test may install the
+    // Application CRD before this one checks that the cache cannot sync.
+    let env = TestEnv::from(barge_testenv::ControlPlane::start().await?);
+    let ns = env.namespace().await?;
+    let metrics = Arc::new(Metrics::default());
+    let addr = free_addr();
+    let server = tokio::spawn(runtime::serve_http(addr, metrics.clone()));
+    let settings = Settings {
+        backstop: support::BACKSTOP,
+        argocd_namespace: "not-installed-yet".into(),
+        namespace: Some(ns.clone()),
+        ..Settings::default()
+    };
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let controller = tokio::spawn(barge::controller::run(
+        env.client(),
+        settings,
+        metrics.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    until_status(addr, "/healthz", 200).await?;
+    let (status, body) = get(addr, "/readyz").await?;
+    assert_eq!(status, 503, "{body}");
+
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&crds)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    env.apply_crd_files(&paths).await?;
+    env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+    until_status(addr, "/readyz", 200).await?;
+
+    let _ = stop_tx.send(());
+    let _ = controller.await;
+    server.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_show_reconciles_steps_phases_and_wakeup_latency() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    let metrics = h.metrics.clone();
+    let addr = free_addr();
+    let server = tokio::spawn(runtime::serve_http(addr, metrics));
+    let app = format!("{}-dev", h.ns);
+    h.apply(json!([
+        h.application(&app, "dev"),
+        h.freight("f1", "abc1234"),
+        h.stage("dev", json!([{"as": "update", "uses": "argocd-update", "config": Harness::argocd_update(json!({"name": app}))}]), json!([])),
+        h.promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    assert_eq!(h.finished("p1").await?.phase(), PromotionPhase::Succeeded);
+
+    // The Stage controller records the Promotion's end asynchronously.
+    h.stage_until("dev", "last Promotion recorded", |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.last_promotion.as_ref())
+            .is_some()
+    })
+    .await?;
+    let (status, body) = get(addr, "/metrics").await?;
+    assert_eq!(status, 200);
+    for series in [
+        "barge_reconcile_duration_seconds_count{controller=\"promotion\"}",
+        "barge_reconcile_duration_seconds_count{controller=\"stage\"}",
+        "barge_promotions_finished_total{phase=\"Succeeded\"} 1",
+        "barge_promotions{phase=\"Succeeded\"} 1",
+        "barge_step_duration_seconds_count{kind=\"argocd-update\",status=\"Succeeded\"} 1",
+        "barge_wakeup_latency_seconds_count",
+        "barge_reconcile_queue_depth",
+        "barge_application_events_total",
+    ] {
+        assert!(body.contains(series), "no {series} in:\n{body}");
+    }
+    assert!(!body.contains("p1"), "object names must not be labels");
+    server.abort();
+    h.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_from_a_stopped_leader_and_the_promotion_syncs_once() -> TestResult {
+    let mut h = Harness::start(|c| c).await?;
+    h.stop_controller().await;
+    let lease = format!("barge-{}", h.ns);
+    let start = |identity: &str| {
+        let leader = LeaderElection {
+            namespace: h.ns.clone(),
+            lease: lease.clone(),
+            identity: identity.to_string(),
+            duration: Duration::from_secs(3),
+        };
+        let client = h.env.client();
+        let settings = h.settings.clone();
+        tokio::spawn(async move {
+            runtime::run(
+                client,
+                settings,
+                Arc::new(Metrics::default()),
+                Some(leader),
+                std::future::pending::<()>(),
+            )
+            .await
+        })
+    };
+    let first = start("replica-a");
+    // Let the first replica take the lease before the second starts.
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), &h.ns);
+    held_by(&leases, &lease, "replica-a").await?;
+    let second = start("replica-b");
+
+    let app = format!("{}-dev", h.ns);
+    h.apply(json!([
+        h.application_with(&app, "dev", json!({}), json!({"double.barge.dev/sync-delay": "4s"})),
+        h.freight("f1", "abc1234"),
+        h.stage("dev", json!([{"as": "update", "uses": "argocd-update", "config": Harness::argocd_update(json!({"name": app}))}]), json!([])),
+        h.promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let (ns, name) = (h.argocd_ns.clone(), app.clone());
+    h.journal
+        .wait_for(support::PATIENCE, |j| !j.syncs_for(&ns, &name).is_empty())
+        .await?;
+    // The leader stops in the middle of the sync.
+    first.abort();
+    let _ = first.await;
+    held_by(&leases, &lease, "replica-b").await?;
+
+    let p = h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    assert_eq!(h.syncs_for("p1"), 1);
+    second.abort();
+    h.shutdown().await;
+    Ok(())
+}
+
+/// Waits until the Lease names `holder`.
+async fn held_by(leases: &Api<Lease>, lease: &str, holder: &str) -> TestResult {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        let current = leases
+            .get_opt(lease)
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        if current.as_deref() == Some(holder) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{holder} never held the lease (holder: {current:?})").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
