@@ -677,3 +677,31 @@ async fn argocd_wait_errors_when_the_application_becomes_degraded() -> TestResul
     h.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hostile_expression_is_cut_off_and_the_promotion_errors_saying_so() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    h.apply(json!([
+        h.freight("f1", "abc1234"),
+        h.stage(
+            "dev",
+            json!([step(
+                "boom",
+                "compose-output",
+                json!({"n": "${{ len(map(1..3000000, {# * #})) }}"})
+            )]),
+            json!([])
+        ),
+        h.promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Errored);
+    let message = p.status.map(|s| s.message).unwrap_or_default();
+    assert!(
+        message.contains("budget") && message.contains("\"boom\"") && message.contains("config.n"),
+        "{message}"
+    );
+    h.shutdown().await;
+    Ok(())
+}
