@@ -6,16 +6,20 @@
 //! (TokenRequest), so RBAC decides every request it makes. The Argo CD
 //! double runs as admin.
 //!
+//! The controller runs as the chart runs it with leader election on
+//! (`barge::runtime::run` on the release's Lease), watching every namespace
+//! in the first run.
+//!
 //! The scenario is both examples at once: the quickstart (three Stages
 //! promoting one Freight automatically through a ClusterPromotionTask) and
 //! `examples/promotion-task` (a PromotionTask selecting its Application by
 //! labels), plus a second Promotion queued on the same Stage. It checks five
 //! behaviours. With the chart's RBAC every behaviour holds and no request is
 //! forbidden. Then, for every rule the chart grants the controller (the
-//! ClusterRole's and the Argo CD Role's), a run with a ClusterRole or Role
-//! missing just that rule must see a request forbidden that only that rule
-//! allowed, and a behaviour fail. The test prints which rule broke which
-//! behaviour.
+//! ClusterRole's, the Argo CD Role's and the leader-election Role's), a run
+//! with a ClusterRole or Role missing just that rule must see a request
+//! forbidden that only that rule allowed, and a behaviour fail. The test
+//! prints which rule broke which behaviour.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,7 +32,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use barge::api::{HealthState, Promotion, PromotionPhase, Stage};
-use barge::controller::{self, Metrics, Settings};
+use barge::controller::{Metrics, Settings};
+use barge::runtime::{self, LeaderElection};
 use barge_argocd_double::{Double, DoubleConfig};
 use barge_testenv::TestEnv;
 use futures::channel::oneshot;
@@ -333,6 +338,8 @@ async fn render_rbac(
             "crds.install=false".into(),
             "--set".into(),
             format!("controller.argocd.namespace={argocd_ns}"),
+            "--set".into(),
+            "controller.leaderElection.enabled=true".into(),
         ],
     )
     .await?;
@@ -343,8 +350,8 @@ async fn render_rbac(
         .collect())
 }
 
-/// Every rule of the roles bound to the controller (the ClusterRole and the
-/// Argo CD Role; the leader-election Role is not rendered with one replica).
+/// Every rule of the roles bound to the controller: the ClusterRole, the
+/// Argo CD Role and the leader-election Role.
 fn rules_of(docs: &[Value], release: &str) -> Vec<Rule> {
     let mut rules = Vec::new();
     for doc in docs {
@@ -601,6 +608,8 @@ struct Outcome {
     denied: Vec<Denied>,
     took: Duration,
     syncs: Vec<(String, usize)>,
+    /// Why the controller stopped on its own, if it did.
+    error: Option<String>,
 }
 
 impl Outcome {
@@ -651,13 +660,32 @@ async fn run(
         namespace: scoped.then(|| ns.clone()),
         ..Settings::default()
     };
+    // As the chart runs it with leader election: on the release's Lease.
+    let leader = LeaderElection {
+        namespace: release_ns.clone(),
+        lease: format!("rbac-{release}-barge"),
+        identity: format!("rbac-{release}-0"),
+        duration: Duration::from_secs(15),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
-    let controller = tokio::spawn(async move {
-        controller::run(client, settings, Arc::new(Metrics::default()), async move {
-            let _ = stopped.await;
+    let stopped_with = Arc::new(Mutex::new(None::<String>));
+    let mut controller = {
+        let stopped_with = stopped_with.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            let metrics = Arc::new(Metrics::default());
+            if let Err(e) = runtime::run(client, settings, metrics, Some(leader), shutdown).await
+                && let Ok(mut stopped_with) = stopped_with.lock()
+            {
+                // The API error's first sentence is enough for the report.
+                let text = e.to_string();
+                let short = text.split(" (Status {").next().unwrap_or(&text);
+                *stopped_with = Some(short.to_string());
+            }
         })
-        .await;
-    });
+    };
     let queued = Arc::new(AtomicBool::new(false));
     let stop_queue_watch = watch_queue(admin.clone(), &ns, queued.clone());
 
@@ -680,8 +708,15 @@ async fn run(
     let took = started.elapsed();
 
     let _ = stop.send(());
-    controller.abort();
-    let _ = controller.await;
+    // Let it release the Lease, then make sure it is gone.
+    if tokio::time::timeout(Duration::from_secs(5), &mut controller)
+        .await
+        .is_err()
+    {
+        controller.abort();
+        let _ = controller.await;
+    }
+    let error = stopped_with.lock().ok().and_then(|e| e.clone());
     let _ = stop_queue_watch.send(());
     double.stop().await;
 
@@ -702,6 +737,7 @@ async fn run(
         denied: denials.all(),
         took,
         syncs,
+        error,
     })
 }
 
@@ -722,6 +758,11 @@ async fn the_charts_rbac_is_enough_and_every_rule_is_needed() -> TestResult {
     println!(
         "chart RBAC: every behaviour held after {:?}; forbidden: {:?}; syncs per Promotion: {:?}",
         full.took, full.denied, full.syncs
+    );
+    assert!(
+        full.error.is_none(),
+        "the controller stopped: {:?}",
+        full.error
     );
     assert!(
         full.failed().is_empty(),
@@ -779,6 +820,7 @@ async fn the_charts_rbac_is_enough_and_every_rule_is_needed() -> TestResult {
         }
     }
     results.sort_by_key(|(rule, _)| (rule.kind.clone(), rule.role.clone(), rule.index));
+    let mut failed_with = Vec::new();
     for (rule, outcome) in &results {
         let own: Vec<String> = outcome
             .denied
@@ -787,6 +829,9 @@ async fn the_charts_rbac_is_enough_and_every_rule_is_needed() -> TestResult {
             .map(ToString::to_string)
             .collect();
         let failed = outcome.failed();
+        if let Some(error) = &outcome.error {
+            failed_with.push(format!("{}: controller stopped: {error}", rule.describe()));
+        }
         report.push_str(&format!(
             "- {}\n    forbidden: {}\n    failed: {} (after {:.1?})\n",
             rule.describe(),
@@ -819,6 +864,9 @@ async fn the_charts_rbac_is_enough_and_every_rule_is_needed() -> TestResult {
                 rule.describe()
             ));
         }
+    }
+    for line in &failed_with {
+        report.push_str(&format!("{line}\n"));
     }
     report.push_str("behaviours:\n");
     for (name, what) in BEHAVIOURS {
