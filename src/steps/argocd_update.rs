@@ -9,19 +9,17 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::{Selector, SelectorExt};
-use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::applications::{AppEntry, describe, resolve};
 use super::{StepContext, StepRun, StepRunner, parse_config, retryable, terminal};
 use crate::argocd::{
-    AUTHORIZED_STAGE_ANNOTATION, Application, SourceUpdate, SyncDecision, decide_sync,
-    desired_revisions, is_authorized, sync_patch, updated_sources,
+    Application, SourceUpdate, SyncDecision, decide_sync, desired_revisions, is_authorized,
+    sync_patch, updated_sources,
 };
-use crate::controller::await_index::AwaitTarget;
 use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "argocd-update";
@@ -65,108 +63,6 @@ impl StepRunner for ArgoCdUpdate {
     }
 }
 
-fn describe(app: &Application) -> String {
-    format!(
-        "Argo CD Application \"{}\" in namespace \"{}\"",
-        app.metadata.name.as_deref().unwrap_or_default(),
-        app.metadata.namespace.as_deref().unwrap_or_default()
-    )
-}
-
-/// The Applications one `apps[]` entry resolves to, and what the step waits on for it.
-fn resolve(
-    ctx: &StepContext<'_>,
-    index: usize,
-    entry: &AppUpdate,
-) -> (Result<Vec<Arc<Application>>, StepError>, AwaitTarget) {
-    let namespace = entry
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| ctx.services.argocd_namespace.clone());
-    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
-    match (&entry.name, &entry.selector) {
-        (Some(name), None) => {
-            let target = AwaitTarget::Named {
-                kind: "Application".into(),
-                namespace: namespace.clone(),
-                name: name.clone(),
-            };
-            let found = ctx
-                .services
-                .applications
-                .get(&ObjectRef::new(name).within(&namespace));
-            let result = match found {
-                None => Err(retryable(format!(
-                    "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
-                ))),
-                Some(app) if !is_authorized(&app, ctx.namespace, ctx.stage) => {
-                    Err(terminal(format!(
-                        "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
-                        describe(&app)
-                    )))
-                }
-                Some(app) => Ok(vec![app]),
-            };
-            (result, target)
-        }
-        (None, Some(selector)) => {
-            let target = AwaitTarget::Selected {
-                kind: "Application".into(),
-                namespace: namespace.clone(),
-                selector: selector.clone(),
-            };
-            if selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                && selector
-                    .match_expressions
-                    .as_ref()
-                    .is_none_or(|e| e.is_empty())
-            {
-                let message =
-                    format!("config.apps[{index}].selector: needs matchLabels or matchExpressions");
-                return (Err(terminal(message)), target);
-            }
-            let parsed = match Selector::try_from(selector.clone()) {
-                Ok(s) => s,
-                Err(e) => {
-                    let message = format!("config.apps[{index}].selector: {e}");
-                    return (Err(terminal(message)), target);
-                }
-            };
-            let mut apps: Vec<Arc<Application>> = ctx
-                .services
-                .applications
-                .state()
-                .into_iter()
-                .filter(|a| a.metadata.namespace.as_deref() == Some(namespace.as_str()))
-                .filter(|a| {
-                    parsed.matches(a.metadata.labels.as_ref().unwrap_or(&Default::default()))
-                })
-                .filter(|a| is_authorized(a, ctx.namespace, ctx.stage))
-                .collect();
-            apps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-            let result = if apps.is_empty() {
-                Err(retryable(format!(
-                    "no Argo CD Application in namespace \"{namespace}\" authorized for Stage \"{stage}\" matches config.apps[{index}].selector"
-                )))
-            } else {
-                Ok(apps)
-            };
-            (result, target)
-        }
-        _ => {
-            let target = AwaitTarget::Named {
-                kind: "Application".into(),
-                namespace,
-                name: String::new(),
-            };
-            let message =
-                format!("config.apps[{index}]: exactly one of name and selector must be set");
-            (Err(terminal(message)), target)
-        }
-    }
-}
-
 async fn run(ctx: &StepContext<'_>) -> StepRun {
     let config: Config = match parse_config(ctx.config) {
         Ok(c) => c,
@@ -181,7 +77,12 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
     let mut awaiting = Vec::new();
     let mut targets: Vec<(usize, Arc<Application>)> = Vec::new();
     for (index, entry) in config.apps.iter().enumerate() {
-        let (resolved, target) = resolve(ctx, index, entry);
+        let app_entry = AppEntry {
+            name: entry.name.as_deref(),
+            namespace: entry.namespace.as_deref(),
+            selector: entry.selector.as_ref(),
+        };
+        let (resolved, target) = resolve(ctx, index, &app_entry, true);
         awaiting.push(target);
         match resolved {
             Ok(apps) => targets.extend(apps.into_iter().map(|a| (index, a))),

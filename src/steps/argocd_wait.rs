@@ -8,14 +8,12 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::core::{Selector, SelectorExt};
-use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{StepContext, StepRun, StepRunner, parse_config, retryable, terminal};
+use super::applications::{AppEntry, describe, resolve};
+use super::{StepContext, StepRun, StepRunner, parse_config, terminal};
 use crate::argocd::{AppHealth, Application, assess_health};
-use crate::controller::await_index::AwaitTarget;
 use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "argocd-wait";
@@ -98,14 +96,6 @@ impl StepRunner for ArgoCdWait {
     }
 }
 
-fn label(app: &Application) -> String {
-    format!(
-        "Argo CD Application \"{}\" in namespace \"{}\"",
-        app.metadata.name.as_deref().unwrap_or_default(),
-        app.metadata.namespace.as_deref().unwrap_or_default()
-    )
-}
-
 /// The health the step saw last time, from its previous output.
 fn previous_health(ctx: &StepContext<'_>, app: &Application) -> Option<String> {
     ctx.previous_output?
@@ -135,74 +125,20 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             Ok(c) => c,
             Err(e) => return StepRun::done(Err(e)),
         };
-        let namespace = entry
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| ctx.services.argocd_namespace.clone());
-        match (&entry.name, &entry.selector) {
-            (Some(name), None) => {
-                awaiting.push(AwaitTarget::Named {
-                    kind: "Application".into(),
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                });
-                match ctx
-                    .services
-                    .applications
-                    .get(&ObjectRef::new(name).within(&namespace))
-                {
-                    Some(app) => targets.push((wanted, app)),
-                    None => {
-                        let message = format!(
-                            "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
-                        );
-                        return StepRun {
-                            result: Err(retryable(message)),
-                            awaiting,
-                        };
-                    }
-                }
-            }
-            (None, Some(selector)) => {
-                awaiting.push(AwaitTarget::Selected {
-                    kind: "Application".into(),
-                    namespace: namespace.clone(),
-                    selector: selector.clone(),
-                });
-                let parsed = match Selector::try_from(selector.clone()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return StepRun::done(Err(terminal(format!(
-                            "config.apps[{index}].selector: {e}"
-                        ))));
-                    }
+        let app_entry = AppEntry {
+            name: entry.name.as_deref(),
+            namespace: entry.namespace.as_deref(),
+            selector: entry.selector.as_ref(),
+        };
+        let (resolved, target) = resolve(ctx, index, &app_entry, false);
+        awaiting.push(target);
+        match resolved {
+            Ok(apps) => targets.extend(apps.into_iter().map(|a| (wanted, a))),
+            Err(e) => {
+                return StepRun {
+                    result: Err(e),
+                    awaiting,
                 };
-                let matched: Vec<_> = ctx
-                    .services
-                    .applications
-                    .state()
-                    .into_iter()
-                    .filter(|a| a.metadata.namespace.as_deref() == Some(namespace.as_str()))
-                    .filter(|a| {
-                        parsed.matches(a.metadata.labels.as_ref().unwrap_or(&Default::default()))
-                    })
-                    .collect();
-                if matched.is_empty() {
-                    let message = format!(
-                        "no Argo CD Application in namespace \"{namespace}\" matches config.apps[{index}].selector"
-                    );
-                    return StepRun {
-                        result: Err(retryable(message)),
-                        awaiting,
-                    };
-                }
-                targets.extend(matched.into_iter().map(|a| (wanted, a)));
-            }
-            _ => {
-                let message =
-                    format!("config.apps[{index}]: exactly one of name and selector must be set");
-                return StepRun::done(Err(terminal(message)));
             }
         }
     }
@@ -213,7 +149,11 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
         let errors = app.comparison_errors();
         if !errors.is_empty() {
             return StepRun {
-                result: Err(terminal(format!("{}: {}", label(app), errors.join("; ")))),
+                result: Err(terminal(format!(
+                    "{}: {}",
+                    describe(app),
+                    errors.join("; ")
+                ))),
                 awaiting,
             };
         }
@@ -225,7 +165,7 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             .unwrap_or_default();
         observed.push(json!({"name": app.metadata.name, "namespace": app.metadata.namespace, "health": health}));
         if app.operation_in_progress() {
-            waiting.push(format!("{} to finish its operation", label(app)));
+            waiting.push(format!("{} to finish its operation", describe(app)));
             continue;
         }
         if wanted.health {
@@ -237,7 +177,7 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             if fell {
                 let message = format!(
                     "{} became Degraded while waiting for it to be healthy",
-                    label(app)
+                    describe(app)
                 );
                 return StepRun {
                     result: Err(terminal(message)),
@@ -249,13 +189,13 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
                 AppHealth::Progressing(why)
                 | AppHealth::Unhealthy(why)
                 | AppHealth::Unknown { reason: why, .. } => {
-                    waiting.push(format!("{} to be healthy ({why})", label(app)));
+                    waiting.push(format!("{} to be healthy ({why})", describe(app)));
                     continue;
                 }
             }
         }
         if wanted.sync && status.sync.as_ref().map(|s| s.status.as_str()) != Some("Synced") {
-            waiting.push(format!("{} to be synced", label(app)));
+            waiting.push(format!("{} to be synced", describe(app)));
         }
     }
     let output = json!({"apps": observed});

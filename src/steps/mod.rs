@@ -2,6 +2,7 @@
 //! a registry. A runner gets its config already evaluated and reports a
 //! result plus, while it waits, exactly what it waits on.
 
+pub mod applications;
 pub mod argocd_update;
 pub mod argocd_wait;
 pub mod compose_output;

@@ -1,0 +1,134 @@
+//! Resolving a step's `apps[]` entry (a name or a label selector) to cached
+//! Applications, and what the step waits on for it. Shared by argocd-update
+//! (which also requires authorization) and argocd-wait (read-only).
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::ObjectRef;
+
+use super::{StepContext, retryable, terminal};
+use crate::argocd::{AUTHORIZED_STAGE_ANNOTATION, Application, is_authorized};
+use crate::controller::await_index::AwaitTarget;
+use crate::promotion::engine::StepError;
+
+/// `Argo CD Application "<name>" in namespace "<namespace>"`, for messages.
+pub fn describe(app: &Application) -> String {
+    format!(
+        "Argo CD Application \"{}\" in namespace \"{}\"",
+        app.metadata.name.as_deref().unwrap_or_default(),
+        app.metadata.namespace.as_deref().unwrap_or_default()
+    )
+}
+
+/// One `apps[]` entry as written.
+pub struct AppEntry<'a> {
+    pub name: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub selector: Option<&'a LabelSelector>,
+}
+
+/// The Applications entry `index` names, and what to wait on for it. With
+/// `authorize`, only Applications authorizing the Promotion's Stage count:
+/// a named one that does not is an error; selected ones that do not are
+/// skipped.
+pub fn resolve(
+    ctx: &StepContext<'_>,
+    index: usize,
+    entry: &AppEntry<'_>,
+    authorize: bool,
+) -> (Result<Vec<Arc<Application>>, StepError>, AwaitTarget) {
+    let namespace = entry
+        .namespace
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .unwrap_or_else(|| ctx.services.argocd_namespace.clone());
+    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
+    let allowed = |app: &Application| !authorize || is_authorized(app, ctx.namespace, ctx.stage);
+    match (entry.name, entry.selector) {
+        (Some(name), None) => {
+            let target = AwaitTarget::Named {
+                kind: "Application".into(),
+                namespace: namespace.clone(),
+                name: name.to_string(),
+            };
+            let found = ctx
+                .services
+                .applications
+                .get(&ObjectRef::new(name).within(&namespace));
+            let result = match found {
+                None => Err(retryable(format!(
+                    "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
+                ))),
+                Some(app) if !allowed(&app) => Err(terminal(format!(
+                    "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
+                    describe(&app)
+                ))),
+                Some(app) => Ok(vec![app]),
+            };
+            (result, target)
+        }
+        (None, Some(selector)) => {
+            let target = AwaitTarget::Selected {
+                kind: "Application".into(),
+                namespace: namespace.clone(),
+                selector: selector.clone(),
+            };
+            let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && selector
+                    .match_expressions
+                    .as_ref()
+                    .is_none_or(|e| e.is_empty());
+            if empty {
+                let message =
+                    format!("config.apps[{index}].selector: needs matchLabels or matchExpressions");
+                return (Err(terminal(message)), target);
+            }
+            let parsed = match Selector::try_from(selector.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    return (
+                        Err(terminal(format!("config.apps[{index}].selector: {e}"))),
+                        target,
+                    );
+                }
+            };
+            let mut apps: Vec<Arc<Application>> = ctx
+                .services
+                .applications
+                .state()
+                .into_iter()
+                .filter(|a| a.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                .filter(|a| {
+                    parsed.matches(a.metadata.labels.as_ref().unwrap_or(&Default::default()))
+                })
+                .filter(|a| allowed(a))
+                .collect();
+            apps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            let result = if apps.is_empty() {
+                let which = if authorize {
+                    format!(" authorized for Stage \"{stage}\"")
+                } else {
+                    String::new()
+                };
+                Err(retryable(format!(
+                    "no Argo CD Application in namespace \"{namespace}\"{which} matches config.apps[{index}].selector"
+                )))
+            } else {
+                Ok(apps)
+            };
+            (result, target)
+        }
+        _ => {
+            let target = AwaitTarget::Named {
+                kind: "Application".into(),
+                namespace,
+                name: String::new(),
+            };
+            let message =
+                format!("config.apps[{index}]: exactly one of name and selector must be set");
+            (Err(terminal(message)), target)
+        }
+    }
+}
