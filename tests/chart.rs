@@ -650,3 +650,64 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crds() -> Tes
     helm_in(env, &["uninstall", "ha", "-n", &ha_ns, "--wait"])?;
     Ok(())
 }
+
+/// The image: built with the lock file, from a build context that holds
+/// every workspace member (a new member missing from `.dockerignore`'s
+/// allow-list would break `docker build`), run as the non-root user.
+#[test]
+fn the_dockerfile_builds_the_release_binary_and_runs_it_as_non_root() -> TestResult {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile"))?;
+    let ignore = std::fs::read_to_string(root().join(".dockerignore"))?;
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(has("cargo build --release --locked --bin barge"));
+    assert!(has("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    assert!(
+        has("-bookworm AS build"),
+        "build on Debian 12, the runtime image's glibc"
+    );
+    assert!(lines.contains(&"USER 65532:65532"));
+    assert!(lines.contains(&r#"ENTRYPOINT ["/barge"]"#));
+    assert!(lines.contains(&r#"CMD ["run"]"#));
+
+    let allowed: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix('!'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "an allow-list");
+    let manifest = toml_like_members(&std::fs::read_to_string(root().join("Cargo.toml"))?);
+    assert!(
+        manifest.as_array().is_some_and(|m| !m.is_empty()),
+        "no [workspace] members found in Cargo.toml"
+    );
+    for member in manifest.as_array().into_iter().flatten() {
+        let member = member.as_str().unwrap_or_default();
+        let (cargo_toml, src) = if member == "." {
+            ("Cargo.toml".to_string(), "src".to_string())
+        } else {
+            (format!("{member}/Cargo.toml"), format!("{member}/src"))
+        };
+        for path in [cargo_toml, src] {
+            assert!(
+                allowed.contains(&path.as_str()),
+                ".dockerignore does not let {path} into the build context"
+            );
+        }
+    }
+    for path in ["Cargo.lock", "benches"] {
+        assert!(allowed.contains(&path), ".dockerignore drops {path}");
+    }
+    Ok(())
+}
+
+/// `[workspace] members = [...]` of a Cargo.toml, as a JSON array.
+fn toml_like_members(cargo_toml: &str) -> Value {
+    cargo_toml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members"))
+        .and_then(|rest| rest.trim().strip_prefix('='))
+        .and_then(|list| serde_json::from_str(list.trim()).ok())
+        .unwrap_or(Value::Null)
+}
