@@ -202,13 +202,8 @@ fn main() -> BenchResult<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let env = TestEnv::shared().await?;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        files.sort();
-        let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-        env.apply_crd_files(&paths).await?;
+        env.apply_crd_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+            .await?;
         env.apply_crds(barge_argocd_double::CRD_YAML).await?;
 
         eprintln!(

@@ -60,12 +60,7 @@ async fn run() -> Result<ExitCode, Error> {
         ),
     );
 
-    let mut crds: Vec<PathBuf> = std::fs::read_dir(repo_path("crds"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    crds.sort();
-    let paths: Vec<&Path> = crds.iter().map(|p| p.as_path()).collect();
-    env.apply_crd_files(&paths).await?;
+    env.apply_crd_dir(&repo_path("crds")).await?;
     env.apply_crds(barge_argocd_double::CRD_YAML).await?;
     say(
         started,

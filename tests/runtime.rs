@@ -88,13 +88,8 @@ async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
     let (status, body) = get(addr, "/readyz").await?;
     assert_eq!(status, 503, "{body}");
 
-    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let mut files: Vec<_> = std::fs::read_dir(&crds)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    env.apply_crd_files(&paths).await?;
+    env.apply_crd_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await?;
     env.apply_crds(barge_argocd_double::CRD_YAML).await?;
     until_status(addr, "/readyz", 200).await?;
 

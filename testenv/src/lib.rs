@@ -502,6 +502,18 @@ impl TestEnv {
         Ok(names)
     }
 
+    /// Applies every `*.yaml` CRD file of a directory, in name order.
+    pub async fn apply_crd_dir(&self, dir: &Path) -> Result<Vec<String>, Error> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        self.apply_crd_files(&paths).await
+    }
+
     /// Waits until the CRD is Established, so its kind can be served.
     pub async fn wait_crd_established(&self, name: &str) -> Result<(), Error> {
         let api = Api::<CustomResourceDefinition>::all(self.client());

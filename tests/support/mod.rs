@@ -40,13 +40,8 @@ pub struct Harness {
 }
 
 async fn install_crds(env: &TestEnv) -> TestResult {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    env.apply_crd_files(&paths).await?;
+    env.apply_crd_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await?;
     env.apply_crds(barge_argocd_double::CRD_YAML).await?;
     Ok(())
 }
