@@ -295,15 +295,33 @@ pub async fn run(
             metrics.clone(),
         );
         background.push(tokio::spawn(async move {
-            let synced = futures::future::join4(
-                a.wait_until_ready(),
-                p.wait_until_ready(),
-                s.wait_until_ready(),
-                f.wait_until_ready(),
-            )
-            .await;
-            if let (Ok(()), Ok(()), Ok(()), Ok(())) = synced {
-                metrics.set_ready(true);
+            // Store::wait_until_ready keeps a single waker, so with reconciles
+            // also waiting on the same stores a wake-up can be lost: look
+            // again every second until every cache has listed.
+            let synced = |store_ready: Result<Result<(), _>, _>| matches!(store_ready, Ok(Ok(())));
+            let second = Duration::from_secs(1);
+            loop {
+                let states = futures::future::join4(
+                    tokio::time::timeout(second, a.wait_until_ready()),
+                    tokio::time::timeout(second, p.wait_until_ready()),
+                    tokio::time::timeout(second, s.wait_until_ready()),
+                    tokio::time::timeout(second, f.wait_until_ready()),
+                )
+                .await;
+                // A dropped writer means the controllers are stopping.
+                let stopping = [
+                    matches!(states.0, Ok(Err(_))),
+                    matches!(states.1, Ok(Err(_))),
+                    matches!(states.2, Ok(Err(_))),
+                    matches!(states.3, Ok(Err(_))),
+                ];
+                if stopping.iter().any(|s| *s) {
+                    return;
+                }
+                if synced(states.0) && synced(states.1) && synced(states.2) && synced(states.3) {
+                    metrics.set_ready(true);
+                    return;
+                }
             }
         }));
     }

@@ -45,6 +45,8 @@ pub fn error_policy(_promotion: Arc<Promotion>, error: &Error, _ctx: Arc<Context
 
 /// Waits a little for a cache's first list; false if it has not come yet
 /// (the caller looks again shortly: this only happens right after start-up).
+/// Bounded because `Store::wait_until_ready` keeps one waker only: with
+/// several tasks waiting, all but the last can miss the wake-up.
 pub(crate) async fn cache_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
 where
     K: kube::Resource + Clone + 'static,
