@@ -413,7 +413,11 @@ async fn abort_while_running_ends_the_promotion_aborted() -> TestResult {
         h.promotion("p1", "dev", "f1"),
     ]))
     .await?;
-    h.reaches("p1", PromotionPhase::Running).await?;
+    // Abort while the step is waiting on Argo CD.
+    h.until("p1", "waiting on the Application", |p| {
+        p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
+    })
+    .await?;
     let promotions: Api<barge::api::Promotion> = Api::namespaced(h.client.clone(), &h.ns);
     let abort = json!({"metadata": {"annotations": {"barge.dev/abort": "terminate"}}});
     promotions

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, ListParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::ObjectRef;
 
@@ -33,7 +34,7 @@ pub struct AppEntry<'a> {
 /// `authorize`, only Applications authorizing the Promotion's Stage count:
 /// a named one that does not is an error; selected ones that do not are
 /// skipped.
-pub fn resolve(
+pub async fn resolve(
     ctx: &StepContext<'_>,
     index: usize,
     entry: &AppEntry<'_>,
@@ -53,10 +54,28 @@ pub fn resolve(
                 namespace: namespace.clone(),
                 name: name.to_string(),
             };
-            let found = ctx
+            let cached = ctx
                 .services
                 .applications
                 .get(&ObjectRef::new(name).within(&namespace));
+            // The cache may not have seen an Application created a moment ago:
+            // ask the API server before calling it missing.
+            let found = match cached {
+                Some(app) => Some(app),
+                None => {
+                    let api: Api<Application> =
+                        Api::namespaced(ctx.services.client.clone(), &namespace);
+                    match api.get_opt(name).await {
+                        Ok(app) => app.map(Arc::new),
+                        Err(e) => {
+                            let message = format!(
+                                "reading Argo CD Application \"{name}\" in namespace \"{namespace}\": {e}"
+                            );
+                            return (Err(retryable(message)), target);
+                        }
+                    }
+                }
+            };
             let result = match found {
                 None => Err(retryable(format!(
                     "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
@@ -105,6 +124,20 @@ pub fn resolve(
                 })
                 .filter(|a| allowed(a))
                 .collect();
+            if apps.is_empty() {
+                // As for names: confirm with the API server before giving up.
+                let api: Api<Application> =
+                    Api::namespaced(ctx.services.client.clone(), &namespace);
+                let params = ListParams::default().labels(&parsed.to_string());
+                if let Ok(list) = api.list(&params).await {
+                    apps = list
+                        .items
+                        .into_iter()
+                        .filter(|a| allowed(a))
+                        .map(Arc::new)
+                        .collect();
+                }
+            }
             apps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
             let result = if apps.is_empty() {
                 let which = if authorize {

@@ -130,7 +130,7 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             namespace: entry.namespace.as_deref(),
             selector: entry.selector.as_ref(),
         };
-        let (resolved, target) = resolve(ctx, index, &app_entry, false);
+        let (resolved, target) = resolve(ctx, index, &app_entry, false).await;
         awaiting.push(target);
         match resolved {
             Ok(apps) => targets.extend(apps.into_iter().map(|a| (wanted, a))),
