@@ -4,11 +4,15 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: test control-plane lint fmt
+.PHONY: test control-plane argocd lint fmt
 
 ## control-plane: build etcd, kube-apiserver, kubectl and helm from Go modules (cached by version)
 control-plane:
 	@bash hack/control-plane/build.sh
+
+## argocd: build Argo CD's application-controller and repo-server, and miniredis, from Go modules (cached by version)
+argocd:
+	@bash hack/argocd/build.sh
 
 ## test: build the control plane if needed, then run every test against it
 test:

@@ -8,6 +8,7 @@
 //! The servers stop and their directories are removed when the test binary
 //! ends, however it ends (see [`process`]).
 
+pub mod argocd;
 mod pki;
 pub mod process;
 
@@ -33,12 +34,14 @@ pub const KUBERNETES_VERSION: &str = "1.36.3";
 
 /// How long the servers may take to become ready on a busy 2-core machine.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
-const FIELD_MANAGER: &str = "barge-testenv";
+pub(crate) const FIELD_MANAGER: &str = "barge-testenv";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("control plane binary {0} not found: run `make control-plane` (or set BARGE_K8S_BIN)")]
     MissingBinary(PathBuf),
+    #[error("Argo CD file {0} not found: run `make argocd` (or set BARGE_ARGOCD_DIR)")]
+    MissingArgoCd(PathBuf),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -85,11 +88,17 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("BARGE_K8S_BIN") {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("BARGE_CACHE")
+    cache_dir()
+        .join(format!("k8s-{KUBERNETES_VERSION}"))
+        .join("bin")
+}
+
+/// `$BARGE_CACHE`, else `~/.cache/barge`: where the Go-built servers are kept by version.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("BARGE_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/barge")))
-        .unwrap_or_else(|| PathBuf::from("/tmp/barge-cache"));
-    cache.join(format!("k8s-{KUBERNETES_VERSION}")).join("bin")
+        .unwrap_or_else(|| PathBuf::from("/tmp/barge-cache"))
 }
 
 /// A running etcd and kube-apiserver. Dropping it stops both and removes
@@ -401,11 +410,15 @@ fn write_kubeconfig(
 /// The test-facing view of a control plane: clients, fresh namespaces, CRDs.
 pub struct TestEnv {
     control_plane: ControlPlane,
+    argocd: tokio::sync::OnceCell<argocd::ArgoCd>,
 }
 
 impl From<ControlPlane> for TestEnv {
     fn from(control_plane: ControlPlane) -> Self {
-        TestEnv { control_plane }
+        TestEnv {
+            control_plane,
+            argocd: tokio::sync::OnceCell::new(),
+        }
     }
 }
 
@@ -418,15 +431,21 @@ impl TestEnv {
     pub async fn shared() -> Result<&'static TestEnv, Error> {
         SHARED
             .get_or_try_init(|| async {
-                Ok(TestEnv {
-                    control_plane: ControlPlane::start().await?,
-                })
+                Ok(TestEnv::from(ControlPlane::start().await?))
             })
             .await
     }
 
     pub fn control_plane(&self) -> &ControlPlane {
         &self.control_plane
+    }
+
+    /// The real Argo CD of this test binary, started next to the control
+    /// plane by the first test that asks for it.
+    pub async fn argocd(&self) -> Result<&argocd::ArgoCd, Error> {
+        self.argocd
+            .get_or_try_init(|| argocd::ArgoCd::start(&self.control_plane))
+            .await
     }
 
     /// A new admin client. Make one per test: a client belongs to the tokio
@@ -453,8 +472,18 @@ impl TestEnv {
 
     /// Creates a namespace no other test uses and returns its name.
     pub async fn namespace(&self) -> Result<String, Error> {
+        self.namespace_named("test").await
+    }
+
+    /// A namespace of its own for a test's Applications that real Argo CD
+    /// reconciles (see [`argocd::APPLICATION_NAMESPACES`]).
+    pub async fn argocd_namespace(&self) -> Result<String, Error> {
+        self.namespace_named("argocd-apps").await
+    }
+
+    async fn namespace_named(&self, prefix: &str) -> Result<String, Error> {
         let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
-        let name = format!("test-{}-{n}", std::process::id());
+        let name = format!("{prefix}-{}-{n}", std::process::id());
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -472,24 +501,7 @@ impl TestEnv {
     /// Applies CustomResourceDefinitions from a multi-document YAML string
     /// and waits until each is Established. Returns their names.
     pub async fn apply_crds(&self, yaml: &str) -> Result<Vec<String>, Error> {
-        let crds: Vec<CustomResourceDefinition> =
-            serde_saphyr::from_multiple(yaml).map_err(|e| Error::Yaml(e.to_string()))?;
-        let api = Api::<CustomResourceDefinition>::all(self.client());
-        let mut names = Vec::new();
-        for crd in crds {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
-            names.push(name);
-        }
-        for name in &names {
-            self.wait_crd_established(name).await?;
-        }
-        Ok(names)
+        apply_crds(&self.client(), yaml).await
     }
 
     /// Applies every CRD in the given files.
@@ -516,15 +528,43 @@ impl TestEnv {
 
     /// Waits until the CRD is Established, so its kind can be served.
     pub async fn wait_crd_established(&self, name: &str) -> Result<(), Error> {
-        let api = Api::<CustomResourceDefinition>::all(self.client());
-        let wait = await_condition(api, name, conditions::is_crd_established());
-        match tokio::time::timeout(Duration::from_secs(30), wait).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Error::Wait(format!("CRD {name}"), e.to_string())),
-            Err(_) => Err(Error::Wait(
-                format!("CRD {name}"),
-                "not Established after 30s".into(),
-            )),
-        }
+        wait_crd_established(&self.client(), name).await
+    }
+}
+
+/// Server-side applies the CRDs of a multi-document YAML string and waits
+/// until each is Established. Returns their names.
+pub async fn apply_crds(client: &Client, yaml: &str) -> Result<Vec<String>, Error> {
+    let crds: Vec<CustomResourceDefinition> =
+        serde_saphyr::from_multiple(yaml).map_err(|e| Error::Yaml(e.to_string()))?;
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let mut names = Vec::new();
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        names.push(name);
+    }
+    for name in &names {
+        wait_crd_established(client, name).await?;
+    }
+    Ok(names)
+}
+
+/// Waits until the CRD is Established, so its kind can be served.
+pub async fn wait_crd_established(client: &Client, name: &str) -> Result<(), Error> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let wait = await_condition(api, name, conditions::is_crd_established());
+    match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::Wait(format!("CRD {name}"), e.to_string())),
+        Err(_) => Err(Error::Wait(
+            format!("CRD {name}"),
+            "not Established after 30s".into(),
+        )),
     }
 }

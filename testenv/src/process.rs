@@ -42,6 +42,8 @@ while [ $i -lt 300 ]; do
   [ -z "$alive" ] && break
   sleep 0.05; i=$((i+1))
 done
+# Argo CD's repo-server makes its checkout directory 0300.
+chmod -R u+rwx "$1" 2>/dev/null
 rm -rf "$1"
 "#;
 
@@ -107,8 +109,24 @@ pub struct Server {
 
 impl Server {
     pub fn spawn(dir: &Path, name: &str, program: &Path, args: &[String]) -> Result<Self, Error> {
-        let mut argv: Vec<&std::ffi::OsStr> =
-            vec![dir.as_os_str(), name.as_ref(), program.as_os_str()];
+        Self::spawn_with_env(dir, name, program, args, &[])
+    }
+
+    /// As [`Server::spawn`], with extra environment variables for the server.
+    pub fn spawn_with_env(
+        dir: &Path,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Self, Error> {
+        let assignments: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut argv: Vec<&std::ffi::OsStr> = vec![dir.as_os_str(), name.as_ref()];
+        if !assignments.is_empty() {
+            argv.push("env".as_ref());
+            argv.extend(assignments.iter().map(std::ffi::OsStr::new));
+        }
+        argv.push(program.as_os_str());
         argv.extend(args.iter().map(|a| std::ffi::OsStr::new(a.as_str())));
         let mut lifeline = Lifeline::spawn(SERVER_WRAPPER, &argv, Stdio::piped())?;
         let mut line = String::new();
