@@ -15,6 +15,7 @@
 //! | `double.barge.dev/unresolvable` | `,`-separated revisions that cannot be resolved (`*` for all): the refresh raises a `ComparisonError` and a sync ends in `Error` | none |
 //! | `double.barge.dev/retry` | `"false"`: ignore `operation.retry` (fail at once) | `DoubleConfig::honor_retry` |
 //! | `double.barge.dev/live-health` | a health status the workload has now, whatever the last sync left: every refresh reports it (a recovery, or a later degradation) | none |
+//! | `double.barge.dev/permanent-diff` | `"true"`: the live state never matches the target (a field the API server drops or defaults), so every refresh reports `OutOfSync`, even right after a successful sync, as real Argo CD does | `"false"` |
 //! | `double.barge.dev/post-sync-refresh` | `immediate` \| Go duration (delay it) \| `skip` (leave `reconciledAt < finishedAt` until something else triggers a refresh) | `immediate` |
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ pub const UNRESOLVABLE: &str = "double.barge.dev/unresolvable";
 pub const RETRY: &str = "double.barge.dev/retry";
 pub const POST_SYNC_REFRESH: &str = "double.barge.dev/post-sync-refresh";
 pub const LIVE_HEALTH: &str = "double.barge.dev/live-health";
+pub const PERMANENT_DIFF: &str = "double.barge.dev/permanent-diff";
 
 /// How one sync attempt ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +163,8 @@ pub struct Knobs {
     pub post_sync_refresh: PostSyncRefresh,
     /// The workload's health now: reported by every refresh when set.
     pub live_health: Option<HealthStatus>,
+    /// The live state never compares equal to the target.
+    pub permanent_diff: bool,
 }
 
 impl Knobs {
@@ -182,6 +186,7 @@ impl Knobs {
             honor_retry: config.honor_retry,
             post_sync_refresh: PostSyncRefresh::Immediate,
             live_health: None,
+            permanent_diff: false,
         };
         let mut problems = Vec::new();
         let mut bad = |key: &str, problem: String| problems.push((key.to_string(), problem));
@@ -231,6 +236,10 @@ impl Knobs {
                 },
                 WINDOW_BLOCKED => match parse_bool(value) {
                     Some(b) => knobs.window_blocked = b,
+                    None => bad(key, format!("{value:?}: expected true or false")),
+                },
+                PERMANENT_DIFF => match parse_bool(value) {
+                    Some(b) => knobs.permanent_diff = b,
                     None => bad(key, format!("{value:?}: expected true or false")),
                 },
                 RETRY => match parse_bool(value) {

@@ -124,6 +124,13 @@ fn due(ctx: &Ctx, key: &AppKey, app: &Value) -> Due {
     if compared_to(app) != at(app, "/status/sync/comparedTo").cloned() {
         return Due::Now("spec differs from comparedTo");
     }
+    // Argo CD watches the resources it manages: a workload whose health
+    // changed makes it compare again at once.
+    if let Some(live) = ctx.knobs(key, app).live_health
+        && str_at(app, "/status/health/status") != Some(live.as_str())
+    {
+        return Due::Now("the workload's health changed");
+    }
     let now = Instant::now();
     let mut next: Option<Instant> = None;
     let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
@@ -243,7 +250,7 @@ fn refresh_plan(cur: &Value, knobs: &Knobs, health: Option<HealthStatus>) -> Pla
     let mut sync = Map::new();
     match resolve(knobs, &sources, &sources.target_revisions()) {
         Ok(revisions) => {
-            let status = if synced(cur, &revisions, &sources) {
+            let status = if synced(cur, &revisions, &sources) && !knobs.permanent_diff {
                 "Synced"
             } else {
                 "OutOfSync"

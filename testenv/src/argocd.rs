@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, Patch, PatchParams,
+};
 
 use crate::process::{Server, Watchdog, free_port, rss_kib};
 use crate::{ControlPlane, Error, FIELD_MANAGER};
@@ -164,7 +166,10 @@ impl ArgoCd {
                 ("PATH", path.clone()),
                 ("HOME", dir.display().to_string()),
                 ("TMPDIR", tmp.display().to_string()),
-                ("KUBECONFIG", control_plane.kubeconfig_path().display().to_string()),
+                (
+                    "KUBECONFIG",
+                    control_plane.kubeconfig_path().display().to_string(),
+                ),
                 ("ARGOCD_FAKE_IN_CLUSTER", "true".into()),
                 ("ARGOCD_GPG_ENABLED", "false".into()),
             ];
@@ -224,7 +229,10 @@ impl ArgoCd {
             startup: Duration::ZERO,
             watchdog,
         };
-        if let Err(e) = argocd.wait_healthy(&[repo_metrics, controller_metrics]).await {
+        if let Err(e) = argocd
+            .wait_healthy(&[repo_metrics, controller_metrics])
+            .await
+        {
             argocd.stop();
             return Err(e);
         }
@@ -321,11 +329,8 @@ async fn healthz(port: u16) -> bool {
         return false;
     }
     let mut response = Vec::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(2),
-        stream.read_to_end(&mut response),
-    )
-    .await;
+    let read =
+        tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response)).await;
     matches!(read, Ok(Ok(_)))
         && (response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200"))
 }

@@ -430,9 +430,7 @@ impl TestEnv {
     /// asks for it.
     pub async fn shared() -> Result<&'static TestEnv, Error> {
         SHARED
-            .get_or_try_init(|| async {
-                Ok(TestEnv::from(ControlPlane::start().await?))
-            })
+            .get_or_try_init(|| async { Ok(TestEnv::from(ControlPlane::start().await?)) })
             .await
     }
 

@@ -42,8 +42,24 @@ pub struct Harness {
 async fn install_crds(env: &TestEnv) -> TestResult {
     env.apply_crd_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
         .await?;
-    env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+    // Where Argo CD is built, every test uses its own Application CRD (the
+    // double runs on it too), so tests of both kinds can share one binary.
+    if barge_testenv::argocd::is_built() {
+        let crd = barge_testenv::argocd::argocd_dir().join("crds/application-crd.yaml");
+        env.apply_crd_files(&[&crd]).await?;
+    } else {
+        env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+    }
     Ok(())
+}
+
+/// Which Argo CD a harness runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgoCdKind {
+    /// The project's double, in this process.
+    Double,
+    /// The real application-controller and repo-server, one per test binary.
+    Real,
 }
 
 impl Harness {
@@ -51,16 +67,35 @@ impl Harness {
     pub async fn start(
         double: impl FnOnce(DoubleConfig) -> DoubleConfig,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::start_on(ArgoCdKind::Double, double).await
+    }
+
+    /// As [`Harness::start`], against the double or real Argo CD. With real
+    /// Argo CD there is no journal: tests read Argo CD's own `status.history`.
+    pub async fn start_on(
+        kind: ArgoCdKind,
+        double: impl FnOnce(DoubleConfig) -> DoubleConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let env = TestEnv::shared().await?;
         install_crds(env).await?;
         let ns = env.namespace().await?;
-        let argocd_ns = env.namespace().await?;
         let client = env.client();
-        let config = double(
-            DoubleConfig::namespaced(&argocd_ns).with_sync_delay(Duration::from_millis(300)),
-        );
-        let double = Double::new(client.clone(), config).spawn();
-        let journal = double.journal();
+        let (argocd_ns, double, journal) = match kind {
+            ArgoCdKind::Double => {
+                let argocd_ns = env.namespace().await?;
+                let config = double(
+                    DoubleConfig::namespaced(&argocd_ns)
+                        .with_sync_delay(Duration::from_millis(300)),
+                );
+                let double = Double::new(client.clone(), config).spawn();
+                let journal = double.journal();
+                (argocd_ns, Some(double), journal)
+            }
+            ArgoCdKind::Real => {
+                env.argocd().await?;
+                (env.argocd_namespace().await?, None, Journal::default())
+            }
+        };
         let settings = Settings {
             backstop: BACKSTOP,
             argocd_namespace: argocd_ns.clone(),
@@ -72,7 +107,7 @@ impl Harness {
             client,
             ns,
             argocd_ns,
-            double: Some(double),
+            double,
             journal,
             controller: None,
             settings,

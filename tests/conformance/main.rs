@@ -1,0 +1,631 @@
+//! The conformance suite: every scenario runs, with the same assertions,
+//! against real Argo CD (application-controller and repo-server built by
+//! `make argocd`, deploying from git repositories served over `file://`) and
+//! against the project's Argo CD double. Where they disagree the double is
+//! wrong. The controller's backstop requeue is one hour, so every Promotion
+//! here finishes only if watch events wake it.
+
+#[path = "../support/mod.rs"]
+mod support;
+mod world;
+
+use barge::api::{HealthState, Promotion, PromotionPhase, PromotionStepStatus};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::{ArgoCdKind, TestResult, current_freight, stage_health};
+use world::{GitRepo, Workload, World, update_sources};
+
+fn step(alias: &str, uses: &str, config: Value) -> Value {
+    json!({"as": alias, "uses": uses, "config": config})
+}
+
+fn stage(name: &str, steps: Value) -> Value {
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
+            "promotionTemplate": {"spec": {"steps": steps}},
+        },
+    })
+}
+
+fn promotion(name: &str, stage: &str, freight: &str) -> Value {
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+        "metadata": {"name": name},
+        "spec": {"stage": stage, "freight": freight},
+    })
+}
+
+/// `argocd-update` of one Application (by name or selector) to the Freight's commits.
+fn update(app: Value, repos: &[&GitRepo]) -> Value {
+    let mut entry = app;
+    entry["sources"] = update_sources(repos);
+    json!({"apps": [entry]})
+}
+
+fn step_status(p: &Promotion, alias: &str) -> Option<PromotionStepStatus> {
+    p.status
+        .as_ref()?
+        .step_execution_metadata
+        .iter()
+        .find(|m| m.alias == alias)?
+        .status
+}
+
+fn message(p: &Promotion) -> String {
+    p.status
+        .as_ref()
+        .map(|s| s.message.clone())
+        .unwrap_or_default()
+}
+
+/// The revision(s) Argo CD reports the Application synced to.
+fn synced_revisions(app: &Value) -> Vec<String> {
+    let sync = &app["status"]["sync"];
+    match sync["revisions"].as_array() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .filter_map(|r| r.as_str().map(String::from))
+            .collect(),
+        _ => sync["revision"]
+            .as_str()
+            .map(String::from)
+            .into_iter()
+            .collect(),
+    }
+}
+
+// 1
+async fn a_cluster_promotion_task_names_the_app_through_a_task_var(kind: ArgoCdKind) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Ready)?;
+    let sha = repo.commit()?;
+    let task = format!("argocd-sync-{}", w.h.ns);
+    w.h.apply(json!([
+        {
+            "apiVersion": "barge.dev/v1alpha1", "kind": "ClusterPromotionTask",
+            "metadata": {"name": task},
+            "spec": {
+                "vars": [{"name": "argocdAppName", "value": "${{ ctx.project }}-${{ ctx.stage }}"}],
+                "steps": [step("update", "argocd-update", update(json!({"name": "${{ vars.argocdAppName }}"}), &[&repo]))],
+            },
+        },
+        w.application(&w.app_name("dev"), "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage("dev", json!([{"task": {"name": task, "kind": "ClusterPromotionTask"}, "as": "deploy"}])),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    assert_eq!(
+        step_status(&p, "deploy::update"),
+        Some(PromotionStepStatus::Succeeded)
+    );
+    let app = w.app(&w.app_name("dev")).await?;
+    assert_eq!(synced_revisions(&app), vec![sha.clone()]);
+    assert_eq!(app["spec"]["source"]["targetRevision"], json!(sha));
+    assert_eq!(w.deployments_of(&w.app_name("dev"), &sha).await?, 1);
+    w.shutdown().await;
+    Ok(())
+}
+
+// 2
+async fn applications_chosen_by_label_selector_are_synced_if_authorized(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Ready)?;
+    let sha = repo.commit()?;
+    let labels = json!({"metadata": {"labels": {"team": "web"}}});
+    let (ours, other) = (w.app_name("dev"), format!("{}-other", w.h.ns));
+    w.h.apply(json!([
+        w.application(&ours, "dev", &[&repo], labels.clone())
+            .await?,
+        w.application(&other, "other", &[&repo], labels).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                update(
+                    json!({"selector": {"matchLabels": {"team": "web"}}}),
+                    &[&repo]
+                )
+            )])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    assert_eq!(w.deployments_of(&ours, &sha).await?, 1);
+    assert_eq!(
+        w.deployments_of(&other, &sha).await?,
+        0,
+        "an Application not authorizing the Stage was synced"
+    );
+    let outputs = p.status.map(|s| s.state).unwrap_or_default();
+    assert_eq!(
+        outputs["update"]["apps"],
+        json!([{"name": ours, "namespace": w.h.argocd_ns}])
+    );
+    w.shutdown().await;
+    Ok(())
+}
+
+// 3
+async fn two_applications_in_one_step_are_each_synced_once(kind: ArgoCdKind) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Ready)?;
+    let sha = repo.commit()?;
+    let (a, b) = (format!("{}-a", w.h.ns), format!("{}-b", w.h.ns));
+    let mut config = update(json!({"name": a}), &[&repo]);
+    config["apps"]
+        .as_array_mut()
+        .ok_or("apps")?
+        .push(json!({"name": b, "sources": update_sources(&[&repo])}));
+    w.h.apply(json!([
+        w.application(&a, "dev", &[&repo], json!({})).await?,
+        w.application(&b, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage("dev", json!([step("update", "argocd-update", config)])),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    for app in [&a, &b] {
+        assert_eq!(w.deployments_of(app, &sha).await?, 1, "{app}");
+        assert_eq!(
+            synced_revisions(&w.app(app).await?),
+            vec![sha.clone()],
+            "{app}"
+        );
+    }
+    w.shutdown().await;
+    Ok(())
+}
+
+// 4
+async fn a_sync_the_api_server_rejects_fails_the_promotion_with_argo_cds_message(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Rejected)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                update(json!({"name": app}), &[&repo])
+            )])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
+    let argo = w.app(&app).await?;
+    assert_eq!(
+        argo["status"]["operationState"]["phase"],
+        json!("Failed"),
+        "{}",
+        argo["status"]["operationState"]
+    );
+    let argo_message = argo["status"]["operationState"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!argo_message.is_empty());
+    let message = message(&p);
+    assert!(
+        message.contains(argo_message),
+        "Promotion message {message:?} lacks Argo CD's {argo_message:?}"
+    );
+    assert!(message.contains(&app), "{message}");
+    assert_eq!(w.deployments_of(&app, &sha).await?, 0);
+    w.shutdown().await;
+    Ok(())
+}
+
+// 5
+async fn health_that_turns_degraded_after_the_sync_fails_argocd_wait(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Progressing)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage(
+            "dev",
+            json!([
+                step(
+                    "update",
+                    "argocd-update",
+                    update(json!({"name": app}), &[&repo])
+                ),
+                step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
+            ])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    // Held: the synced workload reports Progressing until the test says otherwise.
+    w.h.until(
+        "p1",
+        "argocd-wait seeing the Application Progressing",
+        |p| {
+            step_status(p, "wait") == Some(PromotionStepStatus::Running)
+                && p.status
+                    .as_ref()
+                    .is_some_and(|s| s.state["wait"]["apps"][0]["health"] == json!("Progressing"))
+        },
+    )
+    .await?;
+    w.set_health(&app, "Degraded").await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
+    assert_eq!(
+        step_status(&p, "update"),
+        Some(PromotionStepStatus::Succeeded)
+    );
+    assert_eq!(step_status(&p, "wait"), Some(PromotionStepStatus::Errored));
+    assert!(message(&p).contains("Degraded"), "{}", message(&p));
+    w.shutdown().await;
+    Ok(())
+}
+
+// 6
+async fn a_controller_killed_mid_sync_and_restarted_syncs_exactly_once(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let mut w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::HeldSync)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                update(json!({"name": app}), &[&repo])
+            )])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    w.until_sync_running(&app).await?;
+    w.h.stop_controller().await;
+    w.h.start_controller();
+    // Whether the restarted controller first sees the sync running or
+    // finished, it must recognise it as its own and never start another.
+    w.release_sync(&app).await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    assert_eq!(w.deployments_of(&app, &sha).await?, 1, "Argo CD's history");
+    w.shutdown().await;
+    Ok(())
+}
+
+// 7
+async fn abort_ends_a_promotion_waiting_on_a_sync(kind: ArgoCdKind) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::HeldSync)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                update(json!({"name": app}), &[&repo])
+            )])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    w.until_sync_running(&app).await?;
+    w.h.until("p1", "waiting on the Application", |p| {
+        p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
+    })
+    .await?;
+    let promotions: Api<Promotion> = Api::namespaced(w.h.client.clone(), &w.h.ns);
+    let abort = json!({"metadata": {"annotations": {"barge.dev/abort": "terminate"}}});
+    promotions
+        .patch("p1", &PatchParams::default(), &Patch::Merge(abort))
+        .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Aborted, "{:?}", p.status);
+    assert_eq!(
+        step_status(&p, "update"),
+        Some(PromotionStepStatus::Aborted)
+    );
+    w.release_sync(&app).await?;
+    w.shutdown().await;
+    Ok(())
+}
+
+// 8
+async fn a_step_timeout_ends_a_sync_that_does_not_finish(kind: ArgoCdKind) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::HeldSync)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    let mut update_step = step(
+        "update",
+        "argocd-update",
+        update(json!({"name": app}), &[&repo]),
+    );
+    update_step["retry"] = json!({"timeout": "5s"});
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        stage("dev", json!([update_step])),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
+    assert!(
+        message(&p).contains("timed out after 5s"),
+        "{}",
+        message(&p)
+    );
+    assert_eq!(w.deployments_of(&app, &sha).await?, 0);
+    w.release_sync(&app).await?;
+    w.shutdown().await;
+    Ok(())
+}
+
+// 9
+async fn freight_flows_dev_staging_prod_by_auto_promotion_and_health(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Ready)?;
+    let sha = repo.commit()?;
+    let auto_stage = |name: &str, upstream: Option<&str>| {
+        let sources = match upstream {
+            Some(up) => json!({"stages": [up]}),
+            None => json!({"direct": true}),
+        };
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": name},
+            "spec": {
+                "autoPromotion": true,
+                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": sources}],
+                "promotionTemplate": {"spec": {"steps": [
+                    step("update", "argocd-update", update(json!({"name": "${{ ctx.project }}-${{ ctx.stage }}"}), &[&repo])),
+                ]}},
+            },
+        })
+    };
+    let mut objects = Vec::new();
+    for name in ["dev", "staging", "prod"] {
+        objects.push(
+            w.application(&w.app_name(name), name, &[&repo], json!({}))
+                .await?,
+        );
+    }
+    objects.push(auto_stage("dev", None));
+    objects.push(auto_stage("staging", Some("dev")));
+    objects.push(auto_stage("prod", Some("staging")));
+    w.h.apply(Value::Array(objects)).await?;
+    let started = std::time::Instant::now();
+    w.h.apply(w.freight("f1", &[(&repo, &sha)])).await?;
+    w.h.stage_until("prod", "Healthy with f1", |s| {
+        stage_health(s) == Some(HealthState::Healthy) && current_freight(s).as_deref() == Some("f1")
+    })
+    .await?;
+    println!(
+        "{kind:?}: Freight → prod Healthy in {:?}",
+        started.elapsed()
+    );
+    for name in ["dev", "staging", "prod"] {
+        assert_eq!(
+            w.deployments_of(&w.app_name(name), &sha).await?,
+            1,
+            "{name}"
+        );
+    }
+    w.shutdown().await;
+    Ok(())
+}
+
+// 10
+async fn a_multi_source_application_moves_each_source_to_its_commit(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    // Differently named objects, so both sources deploy side by side.
+    let (first, second) = (
+        GitRepo::named(Workload::Ready, "first")?,
+        GitRepo::named(Workload::Ready, "second")?,
+    );
+    let (a, b) = (first.commit()?, second.commit()?);
+    let app = w.app_name("dev");
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&first, &second], json!({}))
+            .await?,
+        w.freight("f1", &[(&first, &a), (&second, &b)]),
+        stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                update(json!({"name": app}), &[&first, &second])
+            )])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    let argo = w.app(&app).await?;
+    assert_eq!(synced_revisions(&argo), vec![a.clone(), b.clone()]);
+    assert_eq!(argo["spec"]["sources"][0]["targetRevision"], json!(a));
+    assert_eq!(argo["spec"]["sources"][1]["targetRevision"], json!(b));
+    assert_eq!(w.deployments_of(&app, &a).await?, 1);
+    w.shutdown().await;
+    Ok(())
+}
+
+// 11
+async fn an_application_with_automated_sync_is_promoted_to_the_freights_commit(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::Ready)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    let automated = json!({"spec": {"syncPolicy": {"automated": {"prune": true}}}});
+    w.h.apply(w.application(&app, "dev", &[&repo], automated).await?)
+        .await?;
+    // Argo CD deploys main on its own first.
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        w.h.client.clone(),
+        &w.h.argocd_ns,
+        &world::application_resource(),
+    );
+    let synced = |o: Option<&kube::api::DynamicObject>| {
+        o.and_then(|o| o.data.pointer("/status/sync/status"))
+            .and_then(Value::as_str)
+            == Some("Synced")
+    };
+    tokio::time::timeout(
+        support::PATIENCE,
+        kube::runtime::wait::await_condition(api, &app, synced),
+    )
+    .await
+    .map_err(|_| "the automated Application never synced on its own")??;
+    // A newer commit lands on main; the Freight names the older one.
+    let newer = repo.commit()?;
+    w.h.apply(json!([
+        w.freight("f1", &[(&repo, &sha)]),
+        stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                update(json!({"name": app}), &[&repo])
+            )])
+        ),
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    let argo = w.app(&app).await?;
+    assert_eq!(synced_revisions(&argo), vec![sha.clone()]);
+    assert_eq!(argo["spec"]["source"]["targetRevision"], json!(sha));
+    assert_eq!(
+        w.deployments_of(&app, &newer).await?,
+        0,
+        "the branch head was deployed"
+    );
+    w.shutdown().await;
+    Ok(())
+}
+
+// 12
+async fn an_application_that_stays_out_of_sync_after_its_sync_is_healthy(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let repo = GitRepo::new(Workload::PermanentDiff)?;
+    let sha = repo.commit()?;
+    let app = w.app_name("dev");
+    let mut dev = stage(
+        "dev",
+        json!([
+            step(
+                "update",
+                "argocd-update",
+                update(json!({"name": app}), &[&repo])
+            ),
+            step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
+        ]),
+    );
+    dev["spec"]["autoPromotion"] = json!(false);
+    w.h.apply(json!([
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+        w.freight("f1", &[(&repo, &sha)]),
+        dev,
+        promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    // The widget reports itself healthy once it exists.
+    w.set_health(&app, "Healthy").await?;
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    let argo = w.app(&app).await?;
+    assert_eq!(
+        argo["status"]["sync"]["status"],
+        json!("OutOfSync"),
+        "the scenario needs a permanent diff"
+    );
+    w.h.stage_until("dev", "Healthy with f1", |s| {
+        stage_health(s) == Some(HealthState::Healthy) && current_freight(s).as_deref() == Some("f1")
+    })
+    .await?;
+    w.shutdown().await;
+    Ok(())
+}
+
+/// Each scenario once against the double and once against real Argo CD.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod double {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $scenario() -> TestResult {
+                    super::$scenario(ArgoCdKind::Double).await
+                }
+            )*
+        }
+        mod real_argocd {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $scenario() -> TestResult {
+                    super::$scenario(ArgoCdKind::Real).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_cluster_promotion_task_names_the_app_through_a_task_var,
+    applications_chosen_by_label_selector_are_synced_if_authorized,
+    two_applications_in_one_step_are_each_synced_once,
+    a_sync_the_api_server_rejects_fails_the_promotion_with_argo_cds_message,
+    health_that_turns_degraded_after_the_sync_fails_argocd_wait,
+    a_controller_killed_mid_sync_and_restarted_syncs_exactly_once,
+    abort_ends_a_promotion_waiting_on_a_sync,
+    a_step_timeout_ends_a_sync_that_does_not_finish,
+    freight_flows_dev_staging_prod_by_auto_promotion_and_health,
+    a_multi_source_application_moves_each_source_to_its_commit,
+    an_application_with_automated_sync_is_promoted_to_the_freights_commit,
+    an_application_that_stays_out_of_sync_after_its_sync_is_healthy,
+);
