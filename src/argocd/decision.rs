@@ -250,6 +250,34 @@ fn seconds(t: &Time) -> i64 {
     t.0.as_second()
 }
 
+/// The revision(s) the Application runs: those its last sync deployed when
+/// that sync succeeded, else those Argo CD compared against when it reports
+/// them Synced; `None` when neither tells.
+fn deployed_revisions(app: &Application) -> Option<Vec<String>> {
+    let status = app.status.as_ref()?;
+    let from_sync_result = status
+        .operation_state
+        .as_ref()
+        .filter(|o| o.phase == "Succeeded")
+        .and_then(|o| o.sync_result.as_ref())
+        .map(|r| {
+            if app.has_multiple_sources() {
+                r.revisions.clone()
+            } else {
+                vec![r.revision.clone()]
+            }
+        });
+    if from_sync_result.is_some() {
+        return from_sync_result;
+    }
+    let sync = status.sync.as_ref().filter(|s| s.status == "Synced")?;
+    Some(if app.has_multiple_sources() {
+        sync.revisions.clone()
+    } else {
+        sync.revision.clone().into_iter().collect()
+    })
+}
+
 /// Kargo's Application health check, made strict about staleness: health is
 /// only believed once Argo CD compared after the last operation finished.
 pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth {
@@ -278,21 +306,22 @@ pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth
             };
         }
         // Timestamps have second precision, so a comparison made in the same
-        // second as the sync may still predate it; until Argo CD reports the
-        // synced revision as Synced, its health describes the old state.
+        // second as the sync may still predate it: until Argo CD reports the
+        // Application Synced, ask it to compare again. A later comparison is
+        // believed even when it says OutOfSync: a permanent diff (a field the
+        // API server drops or defaults) or a branch that moved on must not
+        // leave health unknown forever; which revision was deployed is
+        // checked below against the sync result, not the sync status.
         let synced = status.sync.as_ref().is_some_and(|s| s.status == "Synced");
-        if state.phase == "Succeeded" && !synced {
-            // Only a comparison from the sync's own second is ambiguous; a
-            // later one that says OutOfSync means the Application drifted,
-            // and asking again would only make Argo CD refresh in a loop.
-            let same_second = status
-                .reconciled_at
-                .as_ref()
-                .is_some_and(|r| seconds(r) == finished);
+        let same_second = status
+            .reconciled_at
+            .as_ref()
+            .is_some_and(|r| seconds(r) == finished);
+        if state.phase == "Succeeded" && !synced && same_second {
             return AppHealth::Unknown {
-                reason: "Argo CD has not reported the Application Synced since its last sync"
+                reason: "Argo CD has not compared the Application since its last sync finished"
                     .into(),
-                refresh: same_second,
+                refresh: true,
             };
         }
     }
@@ -307,11 +336,11 @@ pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth
                 refresh: false,
             };
         }
-        let sync = status.sync.clone().unwrap_or_default();
-        let live: Vec<String> = if app.has_multiple_sources() {
-            sync.revisions.clone()
-        } else {
-            sync.revision.clone().into_iter().collect()
+        let Some(live) = deployed_revisions(app) else {
+            return AppHealth::Unknown {
+                reason: "Application is OutOfSync and its last sync did not succeed".into(),
+                refresh: false,
+            };
         };
         if live.len() != desired.len() {
             return AppHealth::Unknown {

@@ -4,6 +4,7 @@
 
 mod application;
 mod decision;
+mod refresh;
 mod sources;
 
 pub use application::{
@@ -14,6 +15,7 @@ pub use decision::{
     AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, SyncDecision, assess_health,
     authorized_stages, decide_sync, is_authorized, sync_patch,
 };
+pub use refresh::request_refresh;
 pub use sources::{
     HelmImageUpdate, HelmUpdate, KustomizeImageUpdate, KustomizeUpdate, SourceError, SourceUpdate,
     desired_revisions, updated_sources,

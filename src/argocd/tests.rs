@@ -345,3 +345,29 @@ fn health_from_a_comparison_in_the_same_second_as_the_sync_is_not_believed_until
         AppHealth::Unknown { refresh: true, .. }
     ));
 }
+
+#[test]
+fn health_after_a_successful_sync_that_left_a_permanent_diff_is_believed_from_a_later_comparison() {
+    let mut a = healthy_app("2026-11-25T10:00:09Z", "abc", "Healthy");
+    if let Some(sync) = a.status.as_mut().and_then(|s| s.sync.as_mut()) {
+        sync.status = "OutOfSync".into();
+    }
+    assert_eq!(assess_health(Some(&a), &["abc".into()]), AppHealth::Healthy);
+    assert_eq!(assess_health(Some(&a), &[]), AppHealth::Healthy);
+}
+
+#[test]
+fn an_out_of_sync_application_is_judged_by_the_revision_its_last_sync_deployed() {
+    // The branch moved on (Argo CD compares against the new head), but what
+    // runs is what the Promotion's sync deployed.
+    let mut a = healthy_app("2026-11-25T10:00:09Z", "abc", "Healthy");
+    if let Some(sync) = a.status.as_mut().and_then(|s| s.sync.as_mut()) {
+        sync.status = "OutOfSync".into();
+        sync.revision = Some("newer".into());
+    }
+    assert_eq!(assess_health(Some(&a), &["abc".into()]), AppHealth::Healthy);
+    assert!(matches!(
+        assess_health(Some(&a), &["newer".into()]),
+        AppHealth::Unhealthy(_)
+    ));
+}

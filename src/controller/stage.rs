@@ -19,7 +19,7 @@ use super::await_index::{AwaitIndex, AwaitTarget};
 use super::metrics::Metrics;
 use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
 use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage, StageStatus};
-use crate::argocd::{AppHealth, Application, REFRESH_ANNOTATION, assess_health};
+use crate::argocd::{AppHealth, Application, assess_health, request_refresh};
 use crate::stage::{
     auto_promotion_candidates, auto_promotion_name, condition, current_and_last, freight_history,
     merge_health, reference,
@@ -261,7 +261,7 @@ async fn assess(
                 AppHealth::Unhealthy(why) => (HealthState::Unhealthy, Some(why)),
                 AppHealth::Unknown { reason, refresh } => {
                     if refresh && let Some(app) = cached.as_deref() {
-                        request_refresh(ctx, app).await;
+                        request_refresh(&ctx.client, app).await;
                     }
                     (HealthState::Unknown, Some(reason))
                 }
@@ -278,26 +278,6 @@ async fn assess(
             .collect::<Vec<_>>()
     ));
     Some(health)
-}
-
-/// Asks Argo CD to compare the Application again, unless a request is pending.
-async fn request_refresh(ctx: &StageContext, app: &Application) {
-    if app.annotations().contains_key(REFRESH_ANNOTATION) {
-        return;
-    }
-    let namespace = app.namespace().unwrap_or_default();
-    let api = Api::<Application>::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "hard"}}});
-    if let Err(e) = api
-        .patch(
-            &app.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        tracing::warn!(error = %e, application = %app.name_any(), "could not request a refresh");
-    }
 }
 
 /// `currentlyIn` on the Stage's current Freight (and off the Freight it

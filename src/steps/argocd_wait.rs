@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::applications::{AppEntry, describe, resolve};
 use super::{StepContext, StepRun, StepRunner, parse_config, terminal};
-use crate::argocd::{AppHealth, Application, assess_health};
+use crate::argocd::{AppHealth, Application, assess_health, request_refresh};
 use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "argocd-wait";
@@ -186,6 +186,16 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             }
             match assess_health(Some(app), &[]) {
                 AppHealth::Healthy => {}
+                AppHealth::Unknown {
+                    reason,
+                    refresh: true,
+                } => {
+                    // Argo CD's last comparison may predate the sync: ask for
+                    // another, whose status change wakes this step.
+                    request_refresh(&ctx.services.client, app).await;
+                    waiting.push(format!("{} to be healthy ({reason})", describe(app)));
+                    continue;
+                }
                 AppHealth::Progressing(why)
                 | AppHealth::Unhealthy(why)
                 | AppHealth::Unknown { reason: why, .. } => {
