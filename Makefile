@@ -14,10 +14,11 @@ control-plane:
 argocd:
 	@bash hack/argocd/build.sh
 
-## test: build the control plane if needed, then run every test against it
+## test: build the control plane and Argo CD if needed, then run every test against them
 test:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
-	BARGE_K8S_BIN=$$bin $(CARGO) test --workspace
+	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) test --workspace
 
 ## lint: formatting and clippy, as CI runs them
 lint:
@@ -28,7 +29,7 @@ fmt:
 	$(CARGO) fmt --all
 
 .PHONY: sandbox
-## sandbox: Barge end to end: control plane, Argo CD double, controller, the quickstart promoted live (SANDBOX_EXIT=1 exits when done)
+## sandbox: Barge end to end: control plane, real Argo CD (SANDBOX_ARGOCD=double: the double), controller, the quickstart promoted live (SANDBOX_EXIT=1 exits when done)
 sandbox:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	BARGE_K8S_BIN=$$bin $(CARGO) run -q --example sandbox
@@ -39,10 +40,11 @@ crds:
 	$(CARGO) run -q --bin barge -- crds --out-dir crds
 
 .PHONY: bench
-## bench: wake-up latency, event-driven vs backstop only (prints a table, writes target/bench/wakeup.json)
+## bench: wake-up latency, event-driven (double and real Argo CD) vs backstop only (prints a table, writes target/bench/wakeup.json)
 bench:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
-	BARGE_K8S_BIN=$$bin $(CARGO) bench --bench wakeup
+	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) bench --bench wakeup
 
 .PHONY: chart-crds chart-lint
 ## chart-crds: copy crds/ into the Helm chart (charts/barge/files/crds; tests/chart.rs fails when they differ)
