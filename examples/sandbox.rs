@@ -1,29 +1,50 @@
 //! `make sandbox`: Barge end to end on this machine. Starts a real etcd and
-//! kube-apiserver, installs Barge's CRDs and the Application CRD, runs the
-//! Argo CD double and the controller, applies `examples/quickstart`, and
-//! shows the promotions progressing dev → staging → prod.
+//! kube-apiserver, installs Barge's CRDs, runs an Argo CD and the controller,
+//! applies `examples/quickstart`, and shows the promotions progressing
+//! dev → staging → prod, then how long the Freight took to reach a Healthy
+//! prod.
+//!
+//! `SANDBOX_ARGOCD` picks the Argo CD:
+//!
+//! - `real` (the default): Argo CD's own application-controller, repo-server
+//!   and a redis-compatible server, built once from Go modules by
+//!   `hack/argocd/build.sh` into `~/.cache/barge/argocd-<version>` (the
+//!   sandbox runs the script when they are missing: 5–10 minutes on 2
+//!   cores). The sandbox makes a git repository of its own in a temporary
+//!   directory, one directory per environment holding a ConfigMap, and
+//!   rewrites the quickstart in memory to use it: the Applications move to a
+//!   namespace real Argo CD reconciles (`argocd-apps-*`) and deploy
+//!   `file://<repository>/<stage>`, the Stages' `repoURL` names it and the
+//!   Freight carries its real commit. Argo CD really syncs the ConfigMaps
+//!   into `guestbook-<stage>`. Its logs are in the directory printed once it
+//!   runs (removed on exit).
+//! - `double`: the project's Argo CD double and the quickstart applied as
+//!   the files say; nothing is fetched from git.
 //!
 //! On a terminal it keeps the sandbox up afterwards (Ctrl-C tears it down).
 //! With `SANDBOX_EXIT=1`, or when stdout is not a terminal, it prints plain
-//! progress lines and exits 0 once every quickstart promotion succeeded, or
-//! 1 with the reason if they have not within 5 minutes.
+//! progress lines and exits 0 once every quickstart promotion succeeded and
+//! prod is Healthy, or 1 with the reason if not within 5 minutes of the
+//! Freight's creation. Every process it starts ends with it.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barge::api::{Promotion, PromotionPhase, Stage};
 use barge::controller::{self, Metrics, Settings};
-use barge_argocd_double::{Double, DoubleConfig, HealthAfterSync};
+use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, HealthAfterSync};
+use barge_testenv::argocd::{self, ARGOCD_VERSION};
 use barge_testenv::{ControlPlane, TestEnv};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const NAMESPACE: &str = "barge-demo";
 const STAGES: [&str; 3] = ["dev", "staging", "prod"];
@@ -46,10 +67,40 @@ fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// Which Argo CD reconciles the quickstart's Applications.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArgoCdKind {
+    Real,
+    Double,
+}
+
+impl ArgoCdKind {
+    /// From `SANDBOX_ARGOCD`: unset or empty means `real`.
+    fn from_env() -> Result<Self, Error> {
+        let value = match std::env::var("SANDBOX_ARGOCD") {
+            Ok(value) => value,
+            Err(std::env::VarError::NotPresent) => String::new(),
+            Err(std::env::VarError::NotUnicode(value)) => value.to_string_lossy().into_owned(),
+        };
+        match value.as_str() {
+            "" | "real" => Ok(Self::Real),
+            "double" => Ok(Self::Double),
+            other => Err(format!(
+                "SANDBOX_ARGOCD={other:?} is not accepted: use `real` (the default, Argo CD {ARGOCD_VERSION}) or `double` (the Argo CD double)"
+            )
+            .into()),
+        }
+    }
+}
+
 async fn run() -> Result<ExitCode, Error> {
+    let kind = ArgoCdKind::from_env()?;
     let interactive = std::io::stdout().is_terminal()
         && std::env::var("SANDBOX_EXIT").ok().as_deref() != Some("1");
     let started = Instant::now();
+    if kind == ArgoCdKind::Real {
+        build_argocd(started).await?;
+    }
     say(started, "starting etcd and kube-apiserver");
     let env = TestEnv::from(ControlPlane::start().await?);
     say(
@@ -61,32 +112,59 @@ async fn run() -> Result<ExitCode, Error> {
     );
 
     env.apply_crd_dir(&repo_path("crds")).await?;
-    env.apply_crds(barge_argocd_double::CRD_YAML).await?;
-    say(
-        started,
-        "installed Barge's CRDs and the Argo CD Application CRD",
-    );
+    let mut docs = load_dir(&repo_path("examples/quickstart"))?;
+    // Held until the end: the real Argo CD clones from it.
+    let mut git_repo = None;
+    let mut argocd_dir = None;
+    let argocd_namespace = match kind {
+        ArgoCdKind::Double => {
+            env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+            say(
+                started,
+                "installed Barge's CRDs and the Argo CD Application CRD",
+            );
+            Settings::default().argocd_namespace
+        }
+        ArgoCdKind::Real => {
+            say(started, "installed Barge's CRDs; starting Argo CD");
+            let argocd = env.argocd().await?;
+            say(
+                started,
+                &format!(
+                    "Argo CD {ARGOCD_VERSION} (application-controller, repo-server, redis) ready in {:?}; its CRDs installed; logs in {}",
+                    argocd.startup_time(),
+                    argocd.dir().display()
+                ),
+            );
+            argocd_dir = Some(argocd.dir().to_path_buf());
+            let namespace = env.argocd_namespace().await?;
+            let repo = DemoRepo::create()?;
+            say(
+                started,
+                &format!(
+                    "git repository {} at {} (a ConfigMap per Stage); Applications in namespace {namespace}",
+                    repo.url(),
+                    repo.sha
+                ),
+            );
+            for_real_argocd(&mut docs, &repo, &namespace)?;
+            git_repo = Some(repo);
+            namespace
+        }
+    };
 
     let client = env.client();
-    apply_dir(&client, &repo_path("examples/quickstart"), |kind| {
-        kind != "Freight"
-    })
-    .await?;
+    apply(&client, docs.iter().filter(|d| d["kind"] != "Freight")).await?;
     say(
         started,
         "applied examples/quickstart (the Freight comes once the controller runs)",
     );
 
-    let double = Double::new(
-        client.clone(),
-        DoubleConfig::namespaced("argocd")
-            .with_sync_delay(Duration::from_secs(2))
-            .with_health_after_sync(HealthAfterSync::ProgressingThenHealthy),
-    )
-    .spawn();
+    let double = (kind == ArgoCdKind::Double).then(|| spawn_double(&client));
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let settings = Settings {
         namespace: Some(NAMESPACE.into()),
+        argocd_namespace: argocd_namespace.clone(),
         ..Settings::default()
     };
     let controller = tokio::spawn(controller::run(
@@ -97,11 +175,15 @@ async fn run() -> Result<ExitCode, Error> {
             let _ = stop_rx.await;
         },
     ));
-    say(started, "Argo CD double and Barge controller running");
-    apply_dir(&client, &repo_path("examples/quickstart"), |kind| {
-        kind == "Freight"
-    })
-    .await?;
+    say(
+        started,
+        match kind {
+            ArgoCdKind::Real => "Barge controller running next to Argo CD",
+            ArgoCdKind::Double => "Argo CD double and Barge controller running",
+        },
+    );
+    apply(&client, docs.iter().filter(|d| d["kind"] == "Freight")).await?;
+    let freight_created = Instant::now();
     say(
         started,
         "Freight created: watch it flow dev → staging → prod",
@@ -112,28 +194,68 @@ async fn run() -> Result<ExitCode, Error> {
         _ = tokio::time::sleep(DEADLINE) => Err(format!("the quickstart promotions did not all succeed within {DEADLINE:?}").into()),
     };
     let code = match outcome {
-        Ok(()) => {
+        Ok(prod_healthy) => {
             say(started, "every quickstart promotion succeeded");
+            say(
+                started,
+                &format!(
+                    "Freight created → prod Healthy in {:.1}s ({})",
+                    prod_healthy.duration_since(freight_created).as_secs_f64(),
+                    match kind {
+                        ArgoCdKind::Real => format!("real Argo CD {ARGOCD_VERSION}"),
+                        ArgoCdKind::Double => "Argo CD double".to_string(),
+                    }
+                ),
+            );
+            if kind == ArgoCdKind::Real {
+                report_deployed(&client, &docs, &argocd_namespace, started).await?;
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("sandbox: {e}");
+            if kind == ArgoCdKind::Real
+                && let Ok(argocd) = env.argocd().await
+            {
+                eprintln!(
+                    "sandbox: the last lines of Argo CD's application-controller log:\n{}",
+                    argocd.log_tail("application-controller", 20)
+                );
+            }
             ExitCode::FAILURE
         }
     };
+    if let Some(dir) = &argocd_dir {
+        say(
+            started,
+            &format!(
+                "Argo CD's logs: {} (application-controller.log, repo-server.log, miniredis.log; removed on exit)",
+                dir.display()
+            ),
+        );
+    }
     if interactive && code == ExitCode::SUCCESS {
         println!();
         println!("The sandbox stays up. In another terminal:");
         println!("  export KUBECONFIG={}", env.kubeconfig_path().display());
         println!("  export PATH={}:$PATH", env.bin_dir().display());
         println!("  kubectl get stages,promotions -n {NAMESPACE}");
+        if kind == ArgoCdKind::Real {
+            println!("  kubectl get applications -n {argocd_namespace}");
+            println!("  kubectl get configmaps -n guestbook-prod");
+        }
         println!("Press Ctrl-C to stop and clean up.");
         let _ = tokio::signal::ctrl_c().await;
     }
     let _ = stop_tx.send(());
     let _ = controller.await;
-    double.stop().await;
+    if let Some(double) = double {
+        double.stop().await;
+    }
     env.control_plane().stop();
+    // Stops Argo CD (when it runs) and removes its directory.
+    drop(env);
+    drop(git_repo);
     say(started, "stopped; nothing left behind");
     Ok(code)
 }
@@ -142,48 +264,283 @@ fn say(started: Instant, message: &str) {
     println!("[{:>6.1}s] {message}", started.elapsed().as_secs_f64());
 }
 
-/// Server-side applies the manifests of a directory whose kind passes `keep`.
-async fn apply_dir(client: &Client, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<(), Error> {
+fn spawn_double(client: &Client) -> DoubleHandle {
+    Double::new(
+        client.clone(),
+        DoubleConfig::namespaced("argocd")
+            .with_sync_delay(Duration::from_secs(2))
+            .with_health_after_sync(HealthAfterSync::ProgressingThenHealthy),
+    )
+    .spawn()
+}
+
+/// Runs `hack/argocd/build.sh` unless Argo CD is built already.
+async fn build_argocd(started: Instant) -> Result<(), Error> {
+    if argocd::is_built() {
+        return Ok(());
+    }
+    say(
+        started,
+        &format!(
+            "building Argo CD {ARGOCD_VERSION} from Go modules into {}: once, it takes 5–10 minutes on 2 cores",
+            argocd::argocd_dir().display()
+        ),
+    );
+    let building = Instant::now();
+    let script = repo_path("hack/argocd/build.sh");
+    // tokio's `output()` would capture stderr too: spawn, so the build's
+    // progress reaches the terminal.
+    let child = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("bash {}: {e}", script.display()))?;
+    let output = child.wait_with_output().await?;
+    if !output.status.success() {
+        return Err(format!("bash {} failed: {}", script.display(), output.status).into());
+    }
+    if !argocd::is_built() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        return Err(format!(
+            "bash {} built Argo CD into {}, but the sandbox looks for it in {} (BARGE_ARGOCD_DIR)",
+            script.display(),
+            stdout.lines().last().unwrap_or("?"),
+            argocd::argocd_dir().display()
+        )
+        .into());
+    }
+    say(
+        started,
+        &format!("built Argo CD in {:.0}s", building.elapsed().as_secs_f64()),
+    );
+    Ok(())
+}
+
+/// The git repository the real Argo CD deploys from: on `main`, one
+/// directory per Stage, each holding a ConfigMap `guestbook`.
+struct DemoRepo {
+    dir: tempfile::TempDir,
+    sha: String,
+    message: String,
+}
+
+impl DemoRepo {
+    fn create() -> Result<Self, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("barge-sandbox-git-")
+            .tempdir()?;
+        git(dir.path(), &["init", "-q", "-b", "main"])?;
+        for stage in STAGES {
+            let path = dir.path().join(stage);
+            std::fs::create_dir_all(&path)?;
+            std::fs::write(
+                path.join("guestbook.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: guestbook\n  labels:\n    app.kubernetes.io/name: guestbook\ndata:\n  stage: {stage}\n  greeting: \"Hello from {stage}, deployed by Argo CD for Barge\"\n"
+                ),
+            )?;
+        }
+        let message = "guestbook: first light";
+        git(dir.path(), &["add", "-A"])?;
+        git(dir.path(), &["commit", "-q", "-m", message])?;
+        let sha = git(dir.path(), &["rev-parse", "HEAD"])?.trim().to_string();
+        Ok(Self {
+            dir,
+            sha,
+            message: message.to_string(),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
+    let output = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=Barge Sandbox",
+            "-c",
+            "user.email=sandbox@barge.dev",
+        ])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("git {}: {e} (is git installed?)", args.join(" ")))?;
+    if !output.status.success() {
+        return Err(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Rewrites the quickstart for the real Argo CD: Applications in `namespace`
+/// deploying `<repo>/<stage>`, the Stages' `repoURL` and the Freight's
+/// commit naming the sandbox's repository.
+fn for_real_argocd(docs: &mut [Value], repo: &DemoRepo, namespace: &str) -> Result<(), Error> {
+    let url = repo.url();
+    let mut applications = 0;
+    for doc in docs.iter_mut() {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match doc["kind"].as_str().unwrap_or_default() {
+            "Application" => {
+                let stage = STAGES
+                    .iter()
+                    .find(|s| name == format!("{NAMESPACE}-{s}"))
+                    .ok_or_else(|| {
+                        format!(
+                            "quickstart Application {name:?} is not named <{NAMESPACE}>-<stage>"
+                        )
+                    })?;
+                doc["metadata"]["namespace"] = json!(namespace);
+                doc["spec"]["project"] = json!(argocd::PROJECT);
+                doc["spec"]["source"] =
+                    json!({"repoURL": url, "path": stage, "targetRevision": "main"});
+                applications += 1;
+            }
+            "Stage" => {
+                let vars = doc["spec"]["vars"]
+                    .as_array_mut()
+                    .ok_or_else(|| format!("quickstart Stage {name:?} has no spec.vars"))?;
+                let var = vars
+                    .iter_mut()
+                    .find(|v| v["name"] == "repoURL")
+                    .ok_or_else(|| format!("quickstart Stage {name:?} has no repoURL var"))?;
+                var["value"] = json!(url);
+            }
+            "Freight" => {
+                doc["commits"] = json!([{
+                    "repoURL": url,
+                    "id": repo.sha,
+                    "branch": "main",
+                    "message": repo.message,
+                }]);
+            }
+            _ => {}
+        }
+    }
+    if applications != STAGES.len() {
+        return Err(format!(
+            "the quickstart has {applications} Applications, expected one per Stage ({})",
+            STAGES.join(", ")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// What Argo CD deployed: each Application's revision and health, and the
+/// ConfigMap it synced into its destination namespace.
+async fn report_deployed(
+    client: &Client,
+    docs: &[Value],
+    namespace: &str,
+    started: Instant,
+) -> Result<(), Error> {
+    let applications: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &resource_of("argoproj.io/v1alpha1", "Application"),
+    );
+    for doc in docs.iter().filter(|d| d["kind"] == "Application") {
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let destination = doc["spec"]["destination"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let app = applications.get(name).await?;
+        let field = |pointer: &str| {
+            app.data
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string()
+        };
+        let revision = field("/status/sync/revision");
+        let config_map = match Api::<ConfigMap>::namespaced(client.clone(), destination)
+            .get_opt("guestbook")
+            .await?
+        {
+            Some(cm) => format!(
+                "ConfigMap {destination}/guestbook stage={}",
+                cm.data
+                    .as_ref()
+                    .and_then(|d| d.get("stage"))
+                    .map(String::as_str)
+                    .unwrap_or("?")
+            ),
+            None => format!("no ConfigMap {destination}/guestbook"),
+        };
+        say(
+            started,
+            &format!(
+                "Application {name}: {} {} at {}; {config_map}",
+                field("/status/sync/status"),
+                field("/status/health/status"),
+                revision.get(..7).unwrap_or(&revision),
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Every document of the directory's `*.yaml` files, in name order.
+fn load_dir(dir: &Path) -> Result<Vec<Value>, Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
+    let mut docs = Vec::new();
     for file in files {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&std::fs::read_to_string(&file)?)?;
-        for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-            if !keep(&kind) {
-                continue;
-            }
-            let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
-            let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-            let plural = match kind.as_str() {
-                "Freight" => "freights".to_string(),
-                "ClusterPromotionTask" => "clusterpromotiontasks".to_string(),
-                "PromotionTask" => "promotiontasks".to_string(),
-                other => format!("{}s", other.to_ascii_lowercase()),
-            };
-            let resource = ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk(group, version, &kind),
-                &plural,
-            );
-            let name = doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-                None => Api::all_with(client.clone(), &resource),
-            };
-            let object: DynamicObject = serde_json::from_value(doc)?;
-            api.patch(
-                &name,
-                &PatchParams::apply("barge-sandbox").force(),
-                &Patch::Apply(&object),
-            )
-            .await?;
-        }
+        let text = std::fs::read_to_string(&file)?;
+        let parsed: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
+    }
+    Ok(docs)
+}
+
+fn resource_of(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "Freight" => "freights".to_string(),
+        "ClusterPromotionTask" => "clusterpromotiontasks".to_string(),
+        "PromotionTask" => "promotiontasks".to_string(),
+        other => format!("{}s", other.to_ascii_lowercase()),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
+}
+
+/// Server-side applies the manifests, in order.
+async fn apply(client: &Client, docs: impl Iterator<Item = &Value>) -> Result<(), Error> {
+    for doc in docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let resource = resource_of(doc["apiVersion"].as_str().unwrap_or_default(), kind);
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let object: DynamicObject = serde_json::from_value(doc.clone())?;
+        api.patch(
+            name,
+            &PatchParams::apply("barge-sandbox").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| format!("applying {kind} {name}: {e}"))?;
     }
     Ok(())
 }
@@ -197,8 +554,8 @@ struct Row {
 }
 
 /// Follows Promotions and Stages and reports each change, until every Stage
-/// is healthy with a succeeded Promotion.
-async fn progress(client: &Client, started: Instant, interactive: bool) -> Result<(), Error> {
+/// is healthy with a succeeded Promotion; returns when that was seen.
+async fn progress(client: &Client, started: Instant, interactive: bool) -> Result<Instant, Error> {
     let promotions = watcher(
         Api::<Promotion>::namespaced(client.clone(), NAMESPACE),
         watcher::Config::default(),
@@ -276,7 +633,7 @@ async fn progress(client: &Client, started: Instant, interactive: bool) -> Resul
             .values()
             .all(|r| r.phase == "Succeeded" && r.health == "Healthy");
         if done {
-            return Ok(());
+            return Ok(Instant::now());
         }
         if let Some((stage, row)) = rows
             .iter()
