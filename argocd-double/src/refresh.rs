@@ -59,7 +59,10 @@ pub(crate) async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<
             let (request, mut plan) =
                 ctx.with_memory(&key, |m| (m.refresh_request.clone(), m.health_plan.clone()));
             consumed = None;
-            if let Some(request) = request.filter(|r| r.due <= now) {
+            // Any comparison after the sync sees the workload it deployed:
+            // a refresh someone requested before the double's own post-sync
+            // refresh was due serves that request too, as in Argo CD.
+            if let Some(request) = request {
                 match request_state(cur, &request) {
                     RequestState::Applies => {
                         if request.succeeded {
