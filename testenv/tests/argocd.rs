@@ -53,8 +53,7 @@ fn pinned_version_matches_the_go_wrapper_module() {
 }
 
 #[tokio::test]
-async fn argo_cd_syncs_a_git_commit_and_reports_widget_health_from_its_lua_check() -> TestResult
-{
+async fn argo_cd_syncs_a_git_commit_and_reports_widget_health_from_its_lua_check() -> TestResult {
     let env = env().await;
     let argocd = env.argocd().await?;
     let [controller, repo_server, redis] = argocd.rss_kib();
@@ -78,8 +77,7 @@ async fn argo_cd_syncs_a_git_commit_and_reports_widget_health_from_its_lua_check
 
     let apps_ns = env.argocd_namespace().await?;
     let destination = env.namespace().await?;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(env.client(), &apps_ns, &applications());
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client(), &apps_ns, &applications());
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
         "metadata": {"name": "harness", "namespace": apps_ns},
