@@ -109,6 +109,17 @@ async fn a_cluster_promotion_task_names_the_app_through_a_task_var(kind: ArgoCdK
     assert_eq!(synced_revisions(&app), vec![sha.clone()]);
     assert_eq!(app["spec"]["source"]["targetRevision"], json!(sha));
     assert_eq!(w.deployments_of(&w.app_name("dev"), &sha).await?, 1);
+    // The hard refresh Barge asks for with the sync is consumed: a pending
+    // request would stop Barge from asking again when health is stale.
+    w.until_app(
+        &w.app_name("dev"),
+        "the refresh annotation removed",
+        |app| {
+            app.pointer("/metadata/annotations/argocd.argoproj.io~1refresh")
+                .is_none()
+        },
+    )
+    .await?;
     w.shutdown().await;
     Ok(())
 }
@@ -226,6 +237,7 @@ async fn a_sync_the_api_server_rejects_fails_the_promotion_with_argo_cds_message
         .as_str()
         .unwrap_or_default();
     assert!(!argo_message.is_empty());
+    println!("{kind:?}: Argo CD's message: {argo_message}");
     let message = message(&p);
     assert!(
         message.contains(argo_message),

@@ -279,20 +279,40 @@ impl World {
     /// Waits until Argo CD has started the Application's sync (its operation
     /// state is Running).
     pub async fn until_sync_running(&self, app: &str) -> TestResult {
+        self.until_app(app, "Argo CD syncing", |a| {
+            a.pointer("/status/operationState/phase")
+                .and_then(Value::as_str)
+                == Some("Running")
+        })
+        .await
+    }
+
+    /// Waits (on watch events) until `condition` holds for the Application,
+    /// given as JSON.
+    pub async fn until_app(
+        &self,
+        app: &str,
+        what: &str,
+        condition: impl Fn(&Value) -> bool + Send + 'static,
+    ) -> TestResult {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.h.client.clone(),
             &self.h.argocd_ns,
             &application_resource(),
         );
-        let running = |o: Option<&DynamicObject>| {
-            o.and_then(|o| o.data.pointer("/status/operationState/phase"))
-                .and_then(Value::as_str)
-                == Some("Running")
+        let holds = move |o: Option<&DynamicObject>| {
+            o.and_then(|o| serde_json::to_value(o).ok())
+                .is_some_and(|v| condition(&v))
         };
-        let wait = kube::runtime::wait::await_condition(api, app, running);
+        let wait = kube::runtime::wait::await_condition(api, app, holds);
         tokio::time::timeout(crate::support::PATIENCE, wait)
             .await
-            .map_err(|_| format!("Argo CD did not start syncing {app}"))??;
+            .map_err(|_| {
+                format!(
+                    "{app}: {what} did not happen within {:?}",
+                    crate::support::PATIENCE
+                )
+            })??;
         Ok(())
     }
 
