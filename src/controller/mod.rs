@@ -4,8 +4,6 @@
 //! index in step with `status.awaiting` and wakes Promotions queued behind
 //! one that ended.
 
-pub mod await_index;
-pub mod metrics;
 pub mod promotion;
 pub mod stage;
 
@@ -24,14 +22,29 @@ use kube::{Client, ResourceExt};
 
 use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::Application;
+use crate::await_index::AwaitIndex;
+pub use crate::metrics::Metrics;
 use crate::steps::{Registry, Services};
-use await_index::AwaitIndex;
-pub use metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+}
+
+/// Waits a little for a cache's first list; false if it has not come yet
+/// (the caller looks again shortly: this only happens right after start-up).
+/// Bounded because `Store::wait_until_ready` keeps one waker only: with
+/// several tasks waiting, all but the last can miss the wake-up.
+pub(crate) async fn cache_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), store.wait_until_ready()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// How the controllers run; every field has a flag and an env var in `barge run`.
@@ -275,7 +288,6 @@ pub async fn run(
             client: client.clone(),
             applications: applications.clone(),
             argocd_namespace: settings.argocd_namespace.clone(),
-            metrics: metrics.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),

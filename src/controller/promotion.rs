@@ -14,17 +14,17 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error};
+use super::{Context, Error, cache_ready};
 use crate::api::{
     ABORT_TERMINATE, ANNOTATION_ABORT, AwaitedObject, ClusterPromotionTask, Freight,
     HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus, PromotionTask,
     Stage, StepExecutionMetadata, TaskKind,
 };
-use crate::controller::await_index::AwaitTarget;
+use crate::await_index::AwaitTarget;
 use crate::inflate::{self, TaskMap, TaskSpec};
 use crate::promotion::engine::{self, FinalPhase, Progress, StepMeta};
 use crate::promotion::evaluate::ExprEvaluator;
-use crate::promotion::executor::{self, Stop, Subject};
+use crate::steps::executor::{self, Stop, Subject};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "barge-controller";
@@ -41,21 +41,6 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
 pub fn error_policy(_promotion: Arc<Promotion>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "promotion reconcile failed");
     Action::requeue(Duration::from_secs(5))
-}
-
-/// Waits a little for a cache's first list; false if it has not come yet
-/// (the caller looks again shortly: this only happens right after start-up).
-/// Bounded because `Store::wait_until_ready` keeps one waker only: with
-/// several tasks waiting, all but the last can miss the wake-up.
-pub(crate) async fn cache_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), store.wait_until_ready()).await,
-        Ok(Ok(()))
-    )
 }
 
 fn key(promotion: &Promotion) -> (String, String) {
@@ -105,6 +90,7 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
         &plan.vars,
         status.freight.as_ref(),
     );
+    let metas_before = progress.metas.clone();
     let stop = executor::execute(
         &subject,
         &plan.steps,
@@ -114,6 +100,10 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
         &evaluator,
     )
     .await;
+    for step in executor::finished_since(&plan.steps, &metas_before, &progress.metas) {
+        ctx.metrics
+            .step_finished(&step.kind, &step.status, step.took);
+    }
     apply_progress(&mut status, &progress);
 
     let now = Timestamp::now();

@@ -14,12 +14,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::Error;
-use super::await_index::{AwaitIndex, AwaitTarget};
-use super::metrics::Metrics;
+use super::{Error, cache_ready};
 use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
 use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage, StageStatus};
 use crate::argocd::{AppHealth, Application, assess_health, request_refresh};
+use crate::await_index::{AwaitIndex, AwaitTarget};
+use crate::metrics::Metrics;
 use crate::stage::{
     auto_promotion_candidates, auto_promotion_name, condition, current_and_last, freight_history,
     merge_health, reference,
@@ -54,9 +54,9 @@ pub fn error_policy(_stage: Arc<Stage>, error: &Error, _ctx: Arc<StageContext>) 
 
 async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Error> {
     // Health, history and auto-promotion read the caches: wait for their first list.
-    let ready = super::promotion::cache_ready(&ctx.applications).await
-        && super::promotion::cache_ready(&ctx.promotions).await
-        && super::promotion::cache_ready(&ctx.freight).await;
+    let ready = cache_ready(&ctx.applications).await
+        && cache_ready(&ctx.promotions).await
+        && cache_ready(&ctx.freight).await;
     if !ready {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }

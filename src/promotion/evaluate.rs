@@ -5,9 +5,27 @@
 use serde_json::{Map, Value};
 
 use super::engine::Progress;
-use super::executor::StepEvaluator;
 use crate::api::{ExpressionVariable, FreightReference, PromotionStep};
 use crate::expr::{self, Ctx, Env, FreightSnapshot, Scope, StepStatus, StepStatuses};
+
+/// Evaluates the expressions of one step against the Promotion's progress.
+pub trait StepEvaluator: Send + Sync {
+    /// Whether the step runs: its `if`, or `success()` when it has none.
+    fn should_run(
+        &self,
+        step: &PromotionStep,
+        alias: &str,
+        progress: &Progress,
+    ) -> Result<bool, String>;
+
+    /// The step's config with every expression evaluated.
+    fn config(
+        &self,
+        step: &PromotionStep,
+        alias: &str,
+        progress: &Progress,
+    ) -> Result<Value, String>;
+}
 
 /// Evaluates one Promotion's expressions.
 #[derive(Clone, Debug)]

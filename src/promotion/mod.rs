@@ -1,8 +1,8 @@
-//! Running a Promotion: the pure step engine and the executor around it.
+//! Running a Promotion, purely: the step engine and expression evaluation.
+//! The executor that drives them with real step runners is `steps::executor`.
 
 pub mod engine;
 pub mod evaluate;
-pub mod executor;
 
 #[cfg(test)]
 mod engine_tests;

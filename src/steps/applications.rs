@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::{StepContext, retryable, terminal};
 use crate::argocd::{AUTHORIZED_STAGE_ANNOTATION, Application, is_authorized};
-use crate::controller::await_index::AwaitTarget;
+use crate::await_index::AwaitTarget;
 use crate::promotion::engine::StepError;
 
 /// `Argo CD Application "<name>" in namespace "<namespace>"`, for messages.

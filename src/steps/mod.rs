@@ -6,6 +6,7 @@ pub mod applications;
 pub mod argocd_update;
 pub mod argocd_wait;
 pub mod compose_output;
+pub mod executor;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::argocd::Application;
-use crate::controller::await_index::AwaitTarget;
+use crate::await_index::AwaitTarget;
 use crate::promotion::engine::{StepDefaults, StepError, StepResult};
 
 /// What the controller shares with every step run.
@@ -28,7 +29,6 @@ pub struct Services {
     pub applications: Store<Application>,
     /// Where Applications are looked up when a step names none.
     pub argocd_namespace: String,
-    pub metrics: Arc<crate::controller::Metrics>,
 }
 
 /// Everything one run of one step may look at.

@@ -4,31 +4,12 @@
 //! the caller persists it.
 
 use jiff::Timestamp;
-use serde_json::Value;
 
-use super::engine::{self, FinalPhase, Next, Progress, Recorded};
+use super::{Registry, Services, StepContext};
 use crate::api::PromotionStep;
-use crate::controller::await_index::AwaitTarget;
-use crate::steps::{Registry, Services, StepContext};
-
-/// Evaluates the expressions of one step against the Promotion's progress.
-pub trait StepEvaluator: Send + Sync {
-    /// Whether the step runs: its `if`, or `success()` when it has none.
-    fn should_run(
-        &self,
-        step: &PromotionStep,
-        alias: &str,
-        progress: &Progress,
-    ) -> Result<bool, String>;
-
-    /// The step's config with every expression evaluated.
-    fn config(
-        &self,
-        step: &PromotionStep,
-        alias: &str,
-        progress: &Progress,
-    ) -> Result<Value, String>;
-}
+use crate::await_index::AwaitTarget;
+use crate::promotion::engine::{self, FinalPhase, Next, Progress, Recorded, StepMeta};
+use crate::promotion::evaluate::StepEvaluator;
 
 /// Who is promoting what, where.
 pub struct Subject<'a> {
@@ -135,15 +116,6 @@ pub async fn execute(
         {
             progress.state.insert(task.to_string(), output);
         }
-        if let Some(meta) = progress.metas.iter().find(|m| m.alias == alias)
-            && let (Some(status), Some(started), Some(finished)) =
-                (meta.status, meta.started_at, meta.finished_at)
-        {
-            let took = finished.duration_since(started).unsigned_abs();
-            services
-                .metrics
-                .step_finished(kind, &status.to_string(), took);
-        }
         if let Recorded::Wait { wake_at } = recorded {
             let message = progress
                 .metas
@@ -157,5 +129,84 @@ pub async fn execute(
                 wake_at,
             };
         }
+    }
+}
+
+/// A step that finished during one run of the executor, for the step
+/// duration metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTiming {
+    pub kind: String,
+    pub status: String,
+    pub took: std::time::Duration,
+}
+
+/// The steps that finished between two snapshots of a Promotion's step
+/// metadata (before and after [`execute`]).
+pub fn finished_since(
+    steps: &[PromotionStep],
+    before: &[StepMeta],
+    after: &[StepMeta],
+) -> Vec<StepTiming> {
+    let was_finished = |alias: &str| {
+        before
+            .iter()
+            .any(|m| m.alias == alias && m.finished_at.is_some())
+    };
+    after
+        .iter()
+        .filter(|m| !was_finished(&m.alias))
+        .filter_map(|m| {
+            let (status, started, finished) = (m.status?, m.started_at?, m.finished_at?);
+            let kind = (0..steps.len())
+                .find(|&i| engine::alias_of(steps, i) == m.alias)
+                .and_then(|i| steps[i].uses.clone())
+                .unwrap_or_default();
+            Some(StepTiming {
+                kind,
+                status: status.to_string(),
+                took: finished.duration_since(started).unsigned_abs(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promotion::engine::StepStatus;
+
+    fn step(alias: &str, uses: &str) -> PromotionStep {
+        serde_json::from_value(serde_json::json!({"as": alias, "uses": uses}))
+            .unwrap_or_else(|e| panic!("bad fixture: {e}"))
+    }
+
+    fn meta(alias: &str, finished: Option<i64>) -> StepMeta {
+        StepMeta {
+            alias: alias.into(),
+            started_at: Some(Timestamp::UNIX_EPOCH),
+            finished_at: finished.and_then(|s| Timestamp::from_second(s).ok()),
+            status: Some(if finished.is_some() {
+                StepStatus::Succeeded
+            } else {
+                StepStatus::Running
+            }),
+            ..StepMeta::default()
+        }
+    }
+
+    #[test]
+    fn only_steps_that_finished_during_the_run_are_timed_with_their_kind() {
+        let steps = [step("a", "compose-output"), step("b", "argocd-update")];
+        let before = [meta("a", Some(1)), meta("b", None)];
+        let after = [meta("a", Some(1)), meta("b", Some(3))];
+        assert_eq!(
+            finished_since(&steps, &before, &after),
+            vec![StepTiming {
+                kind: "argocd-update".into(),
+                status: "Succeeded".into(),
+                took: std::time::Duration::from_secs(3),
+            }]
+        );
     }
 }
