@@ -3,6 +3,7 @@
 //! Promotions are mapped through it to the exact Promotions to reconcile.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
@@ -145,6 +146,53 @@ impl AwaitIndex {
     }
 }
 
+/// The index shared by the watches and the reconcilers. A panic while one
+/// of them held the lock must not switch wake-ups off for good, so a
+/// poisoned lock is recovered: every method leaves the index consistent.
+#[derive(Clone, Default, Debug)]
+pub struct SharedAwaitIndex(Arc<RwLock<AwaitIndex>>);
+
+impl SharedAwaitIndex {
+    /// Replaces what `promotion` waits on; an empty list removes it.
+    pub fn set(&self, promotion: PromotionKey, targets: Vec<AwaitTarget>) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set(promotion, targets);
+    }
+
+    /// Forgets `promotion`.
+    pub fn remove(&self, promotion: &PromotionKey) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(promotion);
+    }
+
+    /// Who waits on the object `kind` `namespace/name` with these labels.
+    pub fn waiters(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<PromotionKey> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .waiters(kind, namespace, name, labels)
+    }
+
+    /// How many waiters the index holds.
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +294,26 @@ mod tests {
         let mut hits = index.waiters("Application", "argocd", "a", &labels(&[("x", "y")]));
         hits.sort();
         assert_eq!(hits, vec![key("p1"), key("p2")]);
+    }
+
+    #[test]
+    fn a_panic_while_the_index_is_locked_does_not_switch_wake_ups_off() {
+        let shared = SharedAwaitIndex::default();
+        let poisoner = shared.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.0.write();
+            panic!("a bug while holding the lock");
+        })
+        .join();
+        let target = AwaitTarget::Named {
+            kind: "Application".into(),
+            namespace: "argocd".into(),
+            name: "demo".into(),
+        };
+        shared.set(("ns".into(), "p1".into()), vec![target]);
+        assert_eq!(
+            shared.waiters("Application", "argocd", "demo", &BTreeMap::new()),
+            vec![("ns".to_string(), "p1".to_string())]
+        );
     }
 }

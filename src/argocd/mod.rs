@@ -4,6 +4,7 @@
 
 mod application;
 mod decision;
+mod health_check;
 mod refresh;
 mod sources;
 
@@ -15,6 +16,7 @@ pub use decision::{
     AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, SyncDecision, assess_health,
     authorized_stages, decide_sync, is_authorized, sync_patch,
 };
+pub use health_check::{AppHealthCheck, HealthCheckRecord};
 pub use refresh::request_refresh;
 pub use sources::{
     HelmImageUpdate, HelmUpdate, KustomizeImageUpdate, KustomizeUpdate, SourceError, SourceUpdate,

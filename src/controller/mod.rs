@@ -8,7 +8,7 @@ pub mod promotion;
 pub mod stage;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -22,7 +22,7 @@ use kube::{Client, ResourceExt};
 
 use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::Application;
-use crate::await_index::AwaitIndex;
+use crate::await_index::SharedAwaitIndex;
 pub use crate::metrics::Metrics;
 use crate::steps::{Registry, Services};
 
@@ -87,7 +87,7 @@ pub struct Context {
     pub services: Services,
     pub registry: Registry,
     pub promotions: Store<Promotion>,
-    pub index: Arc<RwLock<AwaitIndex>>,
+    pub index: SharedAwaitIndex,
     wake: mpsc::UnboundedSender<ObjectRef<Promotion>>,
     recorder: Recorder,
     pub backstop: Duration,
@@ -95,17 +95,14 @@ pub struct Context {
 }
 
 fn wake_all(
-    index: &RwLock<AwaitIndex>,
+    index: &SharedAwaitIndex,
     wake: &mpsc::UnboundedSender<ObjectRef<Promotion>>,
     kind: &str,
     namespace: &str,
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> Vec<(String, String)> {
-    let waiters = match index.read() {
-        Ok(index) => index.waiters(kind, namespace, name, labels),
-        Err(_) => return Vec::new(),
-    };
+    let waiters = index.waiters(kind, namespace, name, labels);
     for (ns, promotion) in &waiters {
         let _ = wake.unbounded_send(ObjectRef::new(promotion).within(ns));
     }
@@ -113,16 +110,13 @@ fn wake_all(
 }
 
 fn wake_stages(
-    index: &RwLock<AwaitIndex>,
+    index: &SharedAwaitIndex,
     wake: &mpsc::UnboundedSender<ObjectRef<Stage>>,
     namespace: &str,
     name: &str,
     labels: &BTreeMap<String, String>,
 ) {
-    let waiters = match index.read() {
-        Ok(index) => index.waiters("Application", namespace, name, labels),
-        Err(_) => return,
-    };
+    let waiters = index.waiters("Application", namespace, name, labels);
     for (ns, stage) in waiters {
         let _ = wake.unbounded_send(ObjectRef::new(&stage).within(&ns));
     }
@@ -147,8 +141,8 @@ pub async fn run(
 ) {
     let shutdown = shutdown.shared();
     let mut background = Vec::new();
-    let index = Arc::new(RwLock::new(AwaitIndex::default()));
-    let stage_index = Arc::new(RwLock::new(AwaitIndex::default()));
+    let index = SharedAwaitIndex::default();
+    let stage_index = SharedAwaitIndex::default();
     let (wake_tx, wake_rx) = mpsc::unbounded::<ObjectRef<Promotion>>();
     let (stage_wake_tx, stage_wake_rx) = mpsc::unbounded::<ObjectRef<Stage>>();
 
@@ -267,12 +261,10 @@ pub async fn run(
                     promotion.name_any(),
                 );
                 metrics.promotion_phase(key.clone(), (!deleted).then(|| promotion.phase()));
-                if let Ok(mut index) = index.write() {
-                    if deleted {
-                        index.remove(&key);
-                    } else {
-                        index.set(key.clone(), promotion::recorded_targets(promotion));
-                    }
+                if deleted {
+                    index.remove(&key);
+                } else {
+                    index.set(key.clone(), promotion::recorded_targets(promotion));
                 }
                 if deleted || promotion.is_terminal() {
                     wake_all(&index, &wake, "Promotion", &key.0, &key.1, &BTreeMap::new());

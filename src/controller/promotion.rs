@@ -564,16 +564,14 @@ fn apply_progress(status: &mut PromotionStatus, progress: &Progress) {
 
 impl Context {
     fn index_set(&self, namespace: &str, name: &str, targets: Vec<AwaitTarget>) {
-        if let Ok(mut index) = self.index.write() {
-            index.set((namespace.to_string(), name.to_string()), targets);
-        }
+        self.index
+            .set((namespace.to_string(), name.to_string()), targets);
     }
 
     /// Drops the Promotion from the index and wakes whoever waits on it.
     fn forget(&self, namespace: &str, name: &str) {
-        if let Ok(mut index) = self.index.write() {
-            index.remove(&(namespace.to_string(), name.to_string()));
-        }
+        self.index
+            .remove(&(namespace.to_string(), name.to_string()));
         super::wake_all(
             &self.index,
             &self.wake,

@@ -3,7 +3,7 @@
 //! changes), where each Freight is and is verified, and creates the
 //! Promotions of auto-promotion.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -12,13 +12,15 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Error, cache_ready};
 use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
 use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage, StageStatus};
-use crate::argocd::{AppHealth, Application, assess_health, request_refresh};
-use crate::await_index::{AwaitIndex, AwaitTarget};
+use crate::argocd::{
+    AppHealth, AppHealthCheck, Application, HealthCheckRecord, assess_health, request_refresh,
+};
+use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::stage::{
     auto_promotion_candidates, auto_promotion_name, condition, current_and_last, freight_history,
@@ -34,7 +36,7 @@ pub struct StageContext {
     pub promotions: Store<Promotion>,
     pub freight: Store<Freight>,
     /// Application → Stages whose health depends on it.
-    pub index: Arc<RwLock<AwaitIndex>>,
+    pub index: SharedAwaitIndex,
     pub backstop: Duration,
     pub metrics: Arc<Metrics>,
 }
@@ -188,9 +190,7 @@ async fn assess(
 ) -> Option<Health> {
     let key = (stage.namespace().unwrap_or_default(), stage.name_any());
     let set_index = |targets: Vec<AwaitTarget>| {
-        if let Ok(mut index) = ctx.index.write() {
-            index.set(key.clone(), targets);
-        }
+        ctx.index.set(key.clone(), targets);
     };
     if let Some(p) = current {
         set_index(Vec::new());
@@ -224,28 +224,25 @@ async fn assess(
         .iter()
         .filter(|c| c.uses == crate::steps::argocd_update::KIND)
     {
-        let apps = check
+        let record = check
             .config
-            .as_ref()
-            .and_then(|c| c.get("apps"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for app in apps {
-            let name = app
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let namespace = app
-                .get("namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let desired: Vec<String> = app
-                .get("desiredRevisions")
-                .and_then(|d| serde_json::from_value(d.clone()).ok())
-                .unwrap_or_default();
+            .clone()
+            .map(serde_json::from_value::<HealthCheckRecord>)
+            .transpose();
+        let apps = match record {
+            Ok(record) => record.unwrap_or_default().apps,
+            Err(e) => {
+                let what = format!("health check of {}", last.name_any());
+                results.push((what, HealthState::Unknown, Some(format!("unreadable: {e}"))));
+                continue;
+            }
+        };
+        for AppHealthCheck {
+            name,
+            namespace,
+            desired_revisions: desired,
+        } in apps
+        {
             targets.push(AwaitTarget::Named {
                 kind: "Application".into(),
                 namespace: namespace.clone(),

@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::applications::{AppEntry, describe, resolve};
 use super::{StepContext, StepRun, StepRunner, parse_config, retryable, terminal};
 use crate::argocd::{
-    Application, SourceUpdate, SyncDecision, decide_sync, desired_revisions, is_authorized,
-    sync_patch, updated_sources,
+    AppHealthCheck, Application, HealthCheckRecord, SourceUpdate, SyncDecision, decide_sync,
+    desired_revisions, is_authorized, sync_patch, updated_sources,
 };
 use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
 
@@ -128,15 +128,23 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
         match decision {
             SyncDecision::Failed { message } => {
                 let message = format!("{} failed with: {message}", describe(app));
-                return StepRun { result: Err(terminal(message)), awaiting };
+                return StepRun {
+                    result: Err(terminal(message)),
+                    awaiting,
+                };
             }
-            SyncDecision::Succeeded => health.push(json!({
-                "name": app.metadata.name, "namespace": app.metadata.namespace, "desiredRevisions": desired,
-            })),
-            SyncDecision::Running { phase } => waiting.push(format!("{} to finish syncing ({phase})", describe(app))),
-            SyncDecision::WaitForeign { phase } => {
-                waiting.push(format!("another operation on {} to finish ({phase})", describe(app)))
+            SyncDecision::Succeeded => health.push(AppHealthCheck {
+                name: app.metadata.name.clone().unwrap_or_default(),
+                namespace: app.metadata.namespace.clone().unwrap_or_default(),
+                desired_revisions: desired,
+            }),
+            SyncDecision::Running { phase } => {
+                waiting.push(format!("{} to finish syncing ({phase})", describe(app)))
             }
+            SyncDecision::WaitForeign { phase } => waiting.push(format!(
+                "another operation on {} to finish ({phase})",
+                describe(app)
+            )),
             SyncDecision::Sync => waiting.push(format!("{} to start syncing", describe(app))),
         }
     }
@@ -152,7 +160,8 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
     }
     let mut result = StepResult::new(StepStatus::Succeeded);
     result.output = Some(output);
-    result.health_check = Some((KIND.to_string(), json!({"apps": health})));
+    let record = HealthCheckRecord { apps: health };
+    result.health_check = Some((KIND.to_string(), json!(record)));
     StepRun::done(Ok(result))
 }
 
