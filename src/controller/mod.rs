@@ -19,10 +19,11 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use tokio::task::JoinHandle;
 
 use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::Application;
-use crate::await_index::SharedAwaitIndex;
+use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
 use crate::steps::{Registry, Services};
 
@@ -132,6 +133,39 @@ where
     }
 }
 
+/// Where reconciles are requested outside the controllers' own watches.
+#[derive(Clone)]
+struct Wakers {
+    promotions: mpsc::UnboundedSender<ObjectRef<Promotion>>,
+    stages: mpsc::UnboundedSender<ObjectRef<Stage>>,
+}
+
+/// What one Promotion watch event means for the wait index and for whom
+/// must be woken: decided from the event alone.
+#[derive(Debug, PartialEq)]
+pub struct PromotionEventEffects {
+    pub key: (String, String),
+    /// What the Promotion now waits on; `None`: forget it (deleted).
+    pub awaiting: Option<Vec<AwaitTarget>>,
+    /// It ended or went away: the Promotions queued behind it get their turn.
+    pub wake_queued: bool,
+    /// Its Stage, whose current and last Promotion may have changed.
+    pub stage: ObjectRef<Stage>,
+}
+
+pub fn promotion_event_effects(promotion: &Promotion, deleted: bool) -> PromotionEventEffects {
+    let key = (
+        promotion.namespace().unwrap_or_default(),
+        promotion.name_any(),
+    );
+    PromotionEventEffects {
+        awaiting: (!deleted).then(|| promotion::recorded_targets(promotion)),
+        wake_queued: deleted || promotion.is_terminal(),
+        stage: ObjectRef::new(&promotion.spec.stage).within(&key.0),
+        key,
+    }
+}
+
 /// Runs the Promotion and Stage controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -140,20 +174,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = shutdown.shared();
-    let mut background = Vec::new();
     let index = SharedAwaitIndex::default();
     let stage_index = SharedAwaitIndex::default();
     let (wake_tx, wake_rx) = mpsc::unbounded::<ObjectRef<Promotion>>();
     let (stage_wake_tx, stage_wake_rx) = mpsc::unbounded::<ObjectRef<Stage>>();
-
-    // Stages: their own cache, read to fan Freight changes out.
-    let (stages, stage_writer) = reflector::store::<Stage>();
+    let wakers = Wakers {
+        promotions: wake_tx.clone(),
+        stages: stage_wake_tx,
+    };
     let sharded = match &settings.shard {
         Some(shard) => watcher::Config::default()
             .any_semantic()
             .labels(&format!("{}={shard}", crate::api::LABEL_SHARD)),
         None => watcher::Config::default().any_semantic(),
     };
+
+    // Stages: their own cache, read to fan Freight changes out.
+    let (stages, stage_writer) = reflector::store::<Stage>();
     let stage_events = watcher(
         scoped::<Stage>(&client, &settings.namespace),
         sharded.clone(),
@@ -162,118 +199,38 @@ pub async fn run(
     .modify(|s| s.managed_fields_mut().clear())
     .reflect(stage_writer)
     .touched_objects();
-
-    // Applications: cached as a partial type, each change mapped to the
-    // Promotions waiting on it and the Stages whose health depends on it.
-    let (applications, app_writer) = reflector::store::<Application>();
-    let app_api: Api<Application> = if settings.argocd_all_namespaces {
-        Api::all(client.clone())
-    } else {
-        Api::namespaced(client.clone(), &settings.argocd_namespace)
-    };
-    let app_events = watcher(app_api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|app| app.managed_fields_mut().clear())
-        .reflect(app_writer)
-        .touched_objects();
-    {
-        let index = index.clone();
-        let stage_index = stage_index.clone();
-        let wake = wake_tx.clone();
-        let stage_wake = stage_wake_tx.clone();
-        let metrics = metrics.clone();
-        let wake_on_events = settings.wake_on_application_events;
-        background.push(tokio::spawn(app_events.for_each(move |event| {
-            match event {
-                Ok(app) if wake_on_events => {
-                    let labels = app.labels().clone();
-                    let namespace = app.namespace().unwrap_or_default();
-                    let name = app.name_any();
-                    let woken = wake_all(&index, &wake, "Application", &namespace, &name, &labels);
-                    wake_stages(&stage_index, &stage_wake, &namespace, &name, &labels);
-                    metrics.application_event(&woken);
-                    metrics.watch_ok();
-                }
-                Ok(_) => metrics.watch_ok(),
-                Err(e) => {
-                    metrics.watch_error("application");
-                    tracing::warn!(error = %e, "Application watch error");
-                }
-            }
-            futures::future::ready(())
-        })));
-    }
-
-    // Freight: cached for auto-promotion; a change wakes the namespace's Stages.
-    let (freight, freight_writer) = reflector::store::<Freight>();
-    {
-        let stages = stages.clone();
-        let stage_wake = stage_wake_tx.clone();
-        let metrics = metrics.clone();
-        let events = watcher(
-            scoped::<Freight>(&client, &settings.namespace),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .modify(|f| f.managed_fields_mut().clear())
-        .reflect(freight_writer)
-        .touched_objects();
-        background.push(tokio::spawn(events.for_each(move |event| {
-            match event {
-                Ok(f) => {
-                    metrics.watch_ok();
-                    let namespace = f.namespace();
-                    for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
-                        let _ = stage_wake.unbounded_send(ObjectRef::from(stage.as_ref()));
-                    }
-                }
-                Err(e) => {
-                    metrics.watch_error("freight");
-                    tracing::warn!(error = %e, "Freight watch error");
-                }
-            }
-            futures::future::ready(())
-        })));
-    }
-
-    // Promotions: the controller's own cache; every event keeps the wait
-    // index equal to what `status.awaiting` records, wakes the Promotion's
-    // Stage, and an ended or deleted Promotion wakes the Promotions queued
-    // behind it.
-    let (promotions, promotion_writer) = reflector::store::<Promotion>();
-    let promotion_events = {
-        let index = index.clone();
-        let metrics = metrics.clone();
-        let wake = wake_tx.clone();
-        let stage_wake = stage_wake_tx.clone();
-        watcher(scoped::<Promotion>(&client, &settings.namespace), sharded)
-            .default_backoff()
-            .modify(|p| p.managed_fields_mut().clear())
-            .reflect(promotion_writer)
-            .inspect(move |event| {
-                let (promotion, deleted) = match event {
-                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
-                    Ok(watcher::Event::Delete(p)) => (p, true),
-                    _ => return,
-                };
-                let key = (
-                    promotion.namespace().unwrap_or_default(),
-                    promotion.name_any(),
-                );
-                metrics.promotion_phase(key.clone(), (!deleted).then(|| promotion.phase()));
-                if deleted {
-                    index.remove(&key);
-                } else {
-                    index.set(key.clone(), promotion::recorded_targets(promotion));
-                }
-                if deleted || promotion.is_terminal() {
-                    wake_all(&index, &wake, "Promotion", &key.0, &key.1, &BTreeMap::new());
-                }
-                let _ =
-                    stage_wake.unbounded_send(ObjectRef::new(&promotion.spec.stage).within(&key.0));
-            })
-            .touched_objects()
-    };
+    let (applications, app_task) = watch_applications(
+        &client,
+        &settings,
+        index.clone(),
+        stage_index.clone(),
+        wakers.clone(),
+        metrics.clone(),
+    );
+    let (freight, freight_task) = watch_freight(
+        &client,
+        &settings,
+        stages.clone(),
+        wakers.clone(),
+        metrics.clone(),
+    );
+    let (promotions, promotion_events) = watch_promotions(
+        &client,
+        &settings,
+        sharded,
+        index.clone(),
+        wakers,
+        metrics.clone(),
+    );
+    let ready_task = report_ready(
+        (
+            applications.clone(),
+            promotions.clone(),
+            stages.clone(),
+            freight.clone(),
+        ),
+        metrics.clone(),
+    );
 
     let ctx = Arc::new(Context {
         services: Services {
@@ -285,50 +242,10 @@ pub async fn run(
         promotions: promotions.clone(),
         index,
         wake: wake_tx,
-        recorder: Recorder::new(client.clone(), Reporter::from("barge-controller")),
+        recorder: Recorder::new(client.clone(), Reporter::from(promotion::FIELD_MANAGER)),
         backstop: settings.backstop,
         metrics: metrics.clone(),
     });
-    // Ready once every cache has its first full list.
-    {
-        let (a, p, s, f, metrics) = (
-            applications.clone(),
-            promotions.clone(),
-            stages.clone(),
-            freight.clone(),
-            metrics.clone(),
-        );
-        background.push(tokio::spawn(async move {
-            // Store::wait_until_ready keeps a single waker, so with reconciles
-            // also waiting on the same stores a wake-up can be lost: look
-            // again every second until every cache has listed.
-            let synced = |store_ready: Result<Result<(), _>, _>| matches!(store_ready, Ok(Ok(())));
-            let second = Duration::from_secs(1);
-            loop {
-                let states = futures::future::join4(
-                    tokio::time::timeout(second, a.wait_until_ready()),
-                    tokio::time::timeout(second, p.wait_until_ready()),
-                    tokio::time::timeout(second, s.wait_until_ready()),
-                    tokio::time::timeout(second, f.wait_until_ready()),
-                )
-                .await;
-                // A dropped writer means the controllers are stopping.
-                let stopping = [
-                    matches!(states.0, Ok(Err(_))),
-                    matches!(states.1, Ok(Err(_))),
-                    matches!(states.2, Ok(Err(_))),
-                    matches!(states.3, Ok(Err(_))),
-                ];
-                if stopping.iter().any(|s| *s) {
-                    return;
-                }
-                if synced(states.0) && synced(states.1) && synced(states.2) && synced(states.3) {
-                    metrics.set_ready(true);
-                    return;
-                }
-            }
-        }));
-    }
     let stage_ctx = Arc::new(stage::StageContext {
         client,
         applications,
@@ -359,19 +276,255 @@ pub async fn run(
         });
     futures::join!(promotion_controller, stage_controller);
     // The watches outside the controllers end with them.
-    for task in background {
+    for task in [app_task, freight_task, ready_task] {
         task.abort();
     }
 }
 
-/// Logs a controller's error; a watch failure also counts against `/healthz`.
-fn report<E: std::fmt::Display>(metrics: &Metrics, controller: &str, error: Option<E>) {
-    let Some(error) = error else { return };
-    let text = error.to_string();
-    if text.contains("watch") || text.contains("Watch") {
-        metrics.watch_error(controller);
-        tracing::warn!(controller, error = %text, "watch error");
+/// Applications: cached as a partial type, each change mapped to the
+/// Promotions waiting on it and the Stages whose health depends on it.
+fn watch_applications(
+    client: &Client,
+    settings: &Settings,
+    index: SharedAwaitIndex,
+    stage_index: SharedAwaitIndex,
+    wakers: Wakers,
+    metrics: Arc<Metrics>,
+) -> (Store<Application>, JoinHandle<()>) {
+    let (applications, writer) = reflector::store::<Application>();
+    let api: Api<Application> = if settings.argocd_all_namespaces {
+        Api::all(client.clone())
     } else {
-        tracing::debug!(controller, error = %text, "controller");
+        Api::namespaced(client.clone(), &settings.argocd_namespace)
+    };
+    let wake_on_events = settings.wake_on_application_events;
+    let events = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|app| app.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    let task = tokio::spawn(events.for_each(move |event| {
+        match event {
+            Ok(app) if wake_on_events => {
+                let labels = app.labels().clone();
+                let namespace = app.namespace().unwrap_or_default();
+                let name = app.name_any();
+                let woken = wake_all(
+                    &index,
+                    &wakers.promotions,
+                    "Application",
+                    &namespace,
+                    &name,
+                    &labels,
+                );
+                wake_stages(&stage_index, &wakers.stages, &namespace, &name, &labels);
+                metrics.application_event(&woken);
+                metrics.watch_ok();
+            }
+            Ok(_) => metrics.watch_ok(),
+            Err(e) => {
+                metrics.watch_error("application");
+                tracing::warn!(error = %e, "Application watch error");
+            }
+        }
+        futures::future::ready(())
+    }));
+    (applications, task)
+}
+
+/// Freight: cached for auto-promotion; a change wakes the namespace's Stages.
+fn watch_freight(
+    client: &Client,
+    settings: &Settings,
+    stages: Store<Stage>,
+    wakers: Wakers,
+    metrics: Arc<Metrics>,
+) -> (Store<Freight>, JoinHandle<()>) {
+    let (freight, writer) = reflector::store::<Freight>();
+    let events = watcher(
+        scoped::<Freight>(client, &settings.namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|f| f.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    let task = tokio::spawn(events.for_each(move |event| {
+        match event {
+            Ok(f) => {
+                metrics.watch_ok();
+                let namespace = f.namespace();
+                for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
+                    let _ = wakers
+                        .stages
+                        .unbounded_send(ObjectRef::from(stage.as_ref()));
+                }
+            }
+            Err(e) => {
+                metrics.watch_error("freight");
+                tracing::warn!(error = %e, "Freight watch error");
+            }
+        }
+        futures::future::ready(())
+    }));
+    (freight, task)
+}
+
+/// Promotions: the controller's own cache; every event keeps the wait index
+/// equal to what `status.awaiting` records, wakes the Promotion's Stage, and
+/// an ended or deleted Promotion wakes the Promotions queued behind it.
+fn watch_promotions(
+    client: &Client,
+    settings: &Settings,
+    config: watcher::Config,
+    index: SharedAwaitIndex,
+    wakers: Wakers,
+    metrics: Arc<Metrics>,
+) -> (
+    Store<Promotion>,
+    impl futures::Stream<Item = Result<Promotion, watcher::Error>> + Send + 'static,
+) {
+    let (promotions, writer) = reflector::store::<Promotion>();
+    let events = watcher(scoped::<Promotion>(client, &settings.namespace), config)
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(writer)
+        .inspect(move |event| {
+            let (promotion, deleted) = match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
+                Ok(watcher::Event::Delete(p)) => (p, true),
+                _ => return,
+            };
+            let effects = promotion_event_effects(promotion, deleted);
+            let (namespace, name) = &effects.key;
+            metrics.promotion_phase(effects.key.clone(), (!deleted).then(|| promotion.phase()));
+            match effects.awaiting {
+                Some(targets) => index.set(effects.key.clone(), targets),
+                None => index.remove(&effects.key),
+            }
+            if effects.wake_queued {
+                let none = BTreeMap::new();
+                wake_all(
+                    &index,
+                    &wakers.promotions,
+                    "Promotion",
+                    namespace,
+                    name,
+                    &none,
+                );
+            }
+            let _ = wakers.stages.unbounded_send(effects.stage);
+        })
+        .touched_objects();
+    (promotions, events)
+}
+
+/// Marks the controller ready once every cache has its first full list.
+fn report_ready(
+    (a, p, s, f): (
+        Store<Application>,
+        Store<Promotion>,
+        Store<Stage>,
+        Store<Freight>,
+    ),
+    metrics: Arc<Metrics>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // Store::wait_until_ready keeps a single waker, so with reconciles
+        // also waiting on the same stores a wake-up can be lost: look
+        // again every second until every cache has listed.
+        let synced = |store_ready: Result<Result<(), _>, _>| matches!(store_ready, Ok(Ok(())));
+        let second = Duration::from_secs(1);
+        loop {
+            let states = futures::future::join4(
+                tokio::time::timeout(second, a.wait_until_ready()),
+                tokio::time::timeout(second, p.wait_until_ready()),
+                tokio::time::timeout(second, s.wait_until_ready()),
+                tokio::time::timeout(second, f.wait_until_ready()),
+            )
+            .await;
+            // A dropped writer means the controllers are stopping.
+            let stopping = [
+                matches!(states.0, Ok(Err(_))),
+                matches!(states.1, Ok(Err(_))),
+                matches!(states.2, Ok(Err(_))),
+                matches!(states.3, Ok(Err(_))),
+            ];
+            if stopping.iter().any(|s| *s) {
+                return;
+            }
+            if synced(states.0) && synced(states.1) && synced(states.2) && synced(states.3) {
+                metrics.set_ready(true);
+                return;
+            }
+        }
+    })
+}
+
+/// Logs a controller's error; a watch failure also counts against `/healthz`.
+fn report<R, Q>(metrics: &Metrics, controller: &str, error: Option<controller::Error<R, Q>>)
+where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    match error {
+        None => {}
+        Some(controller::Error::QueueError(e)) => {
+            metrics.watch_error(controller);
+            tracing::warn!(controller, error = %e, "watch error");
+        }
+        Some(e) => tracing::debug!(controller, error = %e, "controller"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn promotion(status: serde_json::Value) -> Promotion {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": "p1", "namespace": "demo"},
+            "spec": {"stage": "dev", "freight": "f1"},
+            "status": status,
+        }))
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"))
+    }
+
+    #[test]
+    fn a_waiting_promotion_indexes_what_its_status_records_and_wakes_its_stage() {
+        let p = promotion(json!({"phase": "Running", "awaiting": [
+            {"alias": "update", "kind": "Application", "namespace": "argocd", "name": "demo-dev", "message": "", "since": null, "deadline": null},
+        ]}));
+        let effects = promotion_event_effects(&p, false);
+        assert_eq!(effects.key, ("demo".to_string(), "p1".to_string()));
+        assert_eq!(
+            effects.awaiting,
+            Some(vec![AwaitTarget::Named {
+                kind: "Application".into(),
+                namespace: "argocd".into(),
+                name: "demo-dev".into(),
+            }])
+        );
+        assert!(!effects.wake_queued);
+        assert_eq!(effects.stage, ObjectRef::new("dev").within("demo"));
+    }
+
+    #[test]
+    fn a_finished_promotion_waits_on_nothing_and_lets_the_queue_move() {
+        let p = promotion(json!({"phase": "Succeeded", "awaiting": [
+            {"alias": "update", "kind": "Application", "namespace": "argocd", "name": "demo-dev", "message": "", "since": null, "deadline": null},
+        ]}));
+        let effects = promotion_event_effects(&p, false);
+        assert_eq!(effects.awaiting, Some(vec![]));
+        assert!(effects.wake_queued);
+    }
+
+    #[test]
+    fn a_deleted_promotion_is_forgotten_and_lets_the_queue_move() {
+        let effects = promotion_event_effects(&promotion(json!({"phase": "Running"})), true);
+        assert_eq!(effects.awaiting, None);
+        assert!(effects.wake_queued);
     }
 }
