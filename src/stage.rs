@@ -8,9 +8,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
 use crate::api::{
     Freight, FreightCollection, FreightReference, Health, HealthState, Promotion, PromotionPhase,
-    PromotionReference, Stage,
+    PromotionReference, Stage, StageStatus,
 };
 
 /// How many Freight collections a Stage remembers.
@@ -190,6 +191,97 @@ pub fn auto_promotion_name(stage: &str, freight: &str) -> String {
     format!("{}-{digest:016x}", &name[..236])
 }
 
+/// The Stage's whole status, computed from what runs and ran on it and its
+/// health; conditions keep their transition time while their status holds.
+pub fn stage_status(
+    previous: &StageStatus,
+    generation: Option<i64>,
+    current: Option<&Promotion>,
+    last: Option<&Promotion>,
+    history: Vec<FreightCollection>,
+    health: Option<Health>,
+    now: Timestamp,
+) -> StageStatus {
+    let health_state = health.as_ref().and_then(|h| h.status);
+    let current_freight = history
+        .first()
+        .and_then(|c| c.items.values().next().cloned());
+    let promoting = current.map(|p| p.name_any());
+    let healthy_text = match health_state {
+        Some(HealthState::Healthy) | Some(HealthState::NotApplicable) => "True",
+        Some(HealthState::Unhealthy) | Some(HealthState::Progressing) => "False",
+        _ => "Unknown",
+    };
+    let issues = health
+        .as_ref()
+        .map(|h| h.issues.join("; "))
+        .unwrap_or_default();
+    let running = promoting
+        .as_ref()
+        .map(|p| format!("Promotion {p} is running"));
+    let conditions = vec![
+        condition(
+            &previous.conditions,
+            CONDITION_PROMOTING,
+            if promoting.is_some() { "True" } else { "False" },
+            if promoting.is_some() {
+                "ActivePromotion"
+            } else {
+                "NoActivePromotion"
+            },
+            running.clone().unwrap_or_default(),
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            CONDITION_HEALTHY,
+            healthy_text,
+            &health_state
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "NoFreight".into()),
+            issues.clone(),
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            CONDITION_READY,
+            if promoting.is_none() && healthy_text == "True" {
+                "True"
+            } else {
+                "False"
+            },
+            match (&promoting, healthy_text) {
+                (Some(_), _) => "Promoting",
+                (None, "True") => "Ready",
+                (None, _) if current_freight.is_none() => "NoFreight",
+                _ => "NotHealthy",
+            },
+            match (running, healthy_text) {
+                (Some(running), _) => running,
+                (None, "True") => String::new(),
+                _ => issues,
+            },
+            generation,
+            now,
+        ),
+    ];
+    StageStatus {
+        conditions,
+        last_handled_refresh: previous.last_handled_refresh.clone(),
+        observed_generation: generation,
+        freight_summary: current_freight
+            .as_ref()
+            .map(|f| f.name.clone())
+            .unwrap_or_default(),
+        freight_history: history,
+        health,
+        current_promotion: current.map(reference),
+        last_promotion: last.map(reference),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,7 +294,7 @@ mod tests {
             "spec": {"stage": "dev", "freight": freight},
             "status": {"phase": phase, "freight": {"name": freight, "origin": {"kind": "Warehouse", "name": "w"}}},
         }))
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"));
         if let Some(s) = p.status.as_mut() {
             s.finished_at = Timestamp::from_second(1_800_000_000 + finished)
                 .ok()
@@ -224,7 +316,7 @@ mod tests {
             "commits": [{"repoURL": "https://git.example/x", "id": name}],
             "status": {"verifiedIn": verified},
         }))
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"))
     }
 
     fn stage(direct: bool, upstream: &[&str]) -> Stage {
@@ -234,7 +326,7 @@ mod tests {
             "spec": {"autoPromotion": true, "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "w"},
                      "sources": {"direct": direct, "stages": upstream}}]},
         }))
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"))
     }
 
     #[test]
@@ -342,5 +434,113 @@ mod tests {
         assert!(a.len() <= 253);
         assert_eq!(a, auto_promotion_name("dev", &long));
         assert_eq!(auto_promotion_name("dev", "f1"), "dev.f1");
+    }
+
+    fn condition_of<'a>(status: &'a StageStatus, kind: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap_or_else(|| panic!("no {kind} condition"))
+    }
+
+    fn healthy() -> Health {
+        Health {
+            status: Some(HealthState::Healthy),
+            ..Health::default()
+        }
+    }
+
+    #[test]
+    fn a_stage_healthy_with_its_last_freight_and_nothing_running_is_ready() {
+        let last = promotion("p1", "Succeeded", "f1", 10);
+        let history = freight_history(&[&last]);
+        let status = stage_status(
+            &StageStatus::default(),
+            Some(3),
+            None,
+            Some(&last),
+            history,
+            Some(healthy()),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(status.freight_summary, "f1");
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(condition_of(&status, CONDITION_READY).status, "True");
+        assert_eq!(condition_of(&status, CONDITION_HEALTHY).status, "True");
+        assert_eq!(condition_of(&status, CONDITION_PROMOTING).status, "False");
+        assert_eq!(status.last_promotion.map(|p| p.name), Some("p1".into()));
+    }
+
+    #[test]
+    fn a_running_promotion_makes_the_stage_promoting_and_not_ready() {
+        let last = promotion("p1", "Succeeded", "f1", 10);
+        let mut running = promotion("p2", "Running", "f2", 0);
+        if let Some(s) = running.status.as_mut() {
+            s.finished_at = None;
+        }
+        let status = stage_status(
+            &StageStatus::default(),
+            Some(1),
+            Some(&running),
+            Some(&last),
+            freight_history(&[&last]),
+            Some(healthy()),
+            Timestamp::UNIX_EPOCH,
+        );
+        let ready = condition_of(&status, CONDITION_READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Promoting")
+        );
+        assert_eq!(ready.message, "Promotion p2 is running");
+        assert_eq!(condition_of(&status, CONDITION_PROMOTING).status, "True");
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
+        let last = promotion("p1", "Succeeded", "f1", 10);
+        let at = |s| Timestamp::from_second(s).unwrap_or_else(|e| panic!("{e}"));
+        let first = stage_status(
+            &StageStatus::default(),
+            Some(1),
+            None,
+            Some(&last),
+            freight_history(&[&last]),
+            Some(healthy()),
+            at(100),
+        );
+        let again = stage_status(
+            &first,
+            Some(1),
+            None,
+            Some(&last),
+            freight_history(&[&last]),
+            Some(healthy()),
+            at(200),
+        );
+        assert_eq!(
+            condition_of(&again, CONDITION_READY).last_transition_time,
+            condition_of(&first, CONDITION_READY).last_transition_time
+        );
+        assert_eq!(first, again, "nothing changed, so nothing is written");
+    }
+
+    #[test]
+    fn a_stage_without_freight_is_not_ready_for_lack_of_it() {
+        let status = stage_status(
+            &StageStatus::default(),
+            None,
+            None,
+            None,
+            Vec::new(),
+            None,
+            Timestamp::UNIX_EPOCH,
+        );
+        let ready = condition_of(&status, CONDITION_READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NoFreight")
+        );
     }
 }

@@ -15,19 +15,18 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Error, cache_ready};
-use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
-use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage, StageStatus};
+use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage};
 use crate::argocd::{
     AppHealth, AppHealthCheck, Application, HealthCheckRecord, assess_health, request_refresh,
 };
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::stage::{
-    auto_promotion_candidates, auto_promotion_name, condition, current_and_last, freight_history,
-    merge_health, reference,
+    auto_promotion_candidates, auto_promotion_name, current_and_last, freight_history,
+    merge_health, stage_status,
 };
 
-const FIELD_MANAGER: &str = "barge-controller";
+use super::promotion::FIELD_MANAGER;
 
 /// What every Stage reconcile shares.
 pub struct StageContext {
@@ -80,82 +79,15 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
 
     let health = assess(stage, ctx, current, last).await;
     let health_state = health.as_ref().and_then(|h| h.status);
-    let previous = stage.status.clone().unwrap_or_default();
-    let generation = stage.metadata.generation;
-    let promoting = current.map(|p| p.name_any());
-    let healthy_text = match health_state {
-        Some(HealthState::Healthy) | Some(HealthState::NotApplicable) => "True",
-        Some(HealthState::Unhealthy) | Some(HealthState::Progressing) => "False",
-        _ => "Unknown",
-    };
-    let issues = health
-        .as_ref()
-        .map(|h| h.issues.join("; "))
-        .unwrap_or_default();
-    let conditions = vec![
-        condition(
-            &previous.conditions,
-            CONDITION_PROMOTING,
-            if promoting.is_some() { "True" } else { "False" },
-            if promoting.is_some() {
-                "ActivePromotion"
-            } else {
-                "NoActivePromotion"
-            },
-            promoting
-                .as_ref()
-                .map(|p| format!("Promotion {p} is running"))
-                .unwrap_or_default(),
-            generation,
-            now,
-        ),
-        condition(
-            &previous.conditions,
-            CONDITION_HEALTHY,
-            healthy_text,
-            &health_state
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "NoFreight".into()),
-            issues.clone(),
-            generation,
-            now,
-        ),
-        condition(
-            &previous.conditions,
-            CONDITION_READY,
-            if promoting.is_none() && healthy_text == "True" {
-                "True"
-            } else {
-                "False"
-            },
-            match (&promoting, healthy_text) {
-                (Some(_), _) => "Promoting",
-                (None, "True") => "Ready",
-                (None, _) if current_freight.is_none() => "NoFreight",
-                _ => "NotHealthy",
-            },
-            match (&promoting, healthy_text) {
-                (Some(p), _) => format!("Promotion {p} is running"),
-                (None, "True") => String::new(),
-                _ => issues,
-            },
-            generation,
-            now,
-        ),
-    ];
-    let status = StageStatus {
-        conditions,
-        last_handled_refresh: previous.last_handled_refresh.clone(),
-        observed_generation: generation,
-        freight_summary: current_freight
-            .as_ref()
-            .map(|f| f.name.clone())
-            .unwrap_or_default(),
-        freight_history: history.clone(),
-        health: health.clone(),
-        current_promotion: current.map(reference),
-        last_promotion: last.map(reference),
-    };
+    let status = stage_status(
+        &stage.status.clone().unwrap_or_default(),
+        stage.metadata.generation,
+        current,
+        last,
+        history.clone(),
+        health,
+        now,
+    );
     if stage.status.as_ref() != Some(&status) {
         let api = Api::<Stage>::namespaced(ctx.client.clone(), &namespace);
         let body = json!({"apiVersion": Stage::api_version(&()), "kind": Stage::kind(&()), "status": status});
