@@ -34,7 +34,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,52 +98,24 @@ fn signed_ms(from: Instant, to: Instant) -> f64 {
 /// A git repository of the bench's own, with one commit on `main`: a
 /// ConfigMap, which Argo CD deploys into each Application's destination.
 struct GitRepo {
-    dir: tempfile::TempDir,
+    repo: barge_testenv::git::GitRepo,
     head: String,
 }
 
 impl GitRepo {
     fn new() -> BenchResult<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("barge-bench-git-")
-            .tempdir()?;
-        git(dir.path(), &["init", "-q", "-b", "main"])?;
-        std::fs::write(
-            dir.path().join("configmap.yaml"),
+        let repo = barge_testenv::git::GitRepo::init()?;
+        repo.write(
+            "configmap.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench\ndata:\n  release: \"1\"\n",
         )?;
-        git(dir.path(), &["add", "-A"])?;
-        git(dir.path(), &["commit", "-q", "-m", "bench release 1"])?;
-        let head = git(dir.path(), &["rev-parse", "HEAD"])?.trim().to_string();
-        Ok(Self { dir, head })
+        let head = repo.commit("bench release 1")?;
+        Ok(Self { repo, head })
     }
 
     fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
+        self.repo.url()
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> BenchResult<String> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Barge Bench",
-            "-c",
-            "user.email=bench@barge.dev",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Who plays Argo CD in a mode.

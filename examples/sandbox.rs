@@ -38,6 +38,7 @@ use barge::api::{Promotion, PromotionPhase, Stage};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, HealthAfterSync};
 use barge_testenv::argocd::{self, ARGOCD_VERSION};
+use barge_testenv::git::GitRepo;
 use barge_testenv::{ControlPlane, TestEnv};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -321,66 +322,34 @@ async fn build_argocd(started: Instant) -> Result<(), Error> {
 /// The git repository the real Argo CD deploys from: on `main`, one
 /// directory per Stage, each holding a ConfigMap `guestbook`.
 struct DemoRepo {
-    dir: tempfile::TempDir,
+    repo: GitRepo,
     sha: String,
     message: String,
 }
 
 impl DemoRepo {
     fn create() -> Result<Self, Error> {
-        let dir = tempfile::Builder::new()
-            .prefix("barge-sandbox-git-")
-            .tempdir()?;
-        git(dir.path(), &["init", "-q", "-b", "main"])?;
+        let repo = GitRepo::init()?;
         for stage in STAGES {
-            let path = dir.path().join(stage);
-            std::fs::create_dir_all(&path)?;
-            std::fs::write(
-                path.join("guestbook.yaml"),
-                format!(
+            repo.write(
+                &format!("{stage}/guestbook.yaml"),
+                &format!(
                     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: guestbook\n  labels:\n    app.kubernetes.io/name: guestbook\ndata:\n  stage: {stage}\n  greeting: \"Hello from {stage}, deployed by Argo CD for Barge\"\n"
                 ),
             )?;
         }
         let message = "guestbook: first light";
-        git(dir.path(), &["add", "-A"])?;
-        git(dir.path(), &["commit", "-q", "-m", message])?;
-        let sha = git(dir.path(), &["rev-parse", "HEAD"])?.trim().to_string();
+        let sha = repo.commit(message)?;
         Ok(Self {
-            dir,
+            repo,
             sha,
             message: message.to_string(),
         })
     }
 
     fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
+        self.repo.url()
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
-    let output = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=Barge Sandbox",
-            "-c",
-            "user.email=sandbox@barge.dev",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("git {}: {e} (is git installed?)", args.join(" ")))?;
-    if !output.status.success() {
-        return Err(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Rewrites the quickstart for the real Argo CD: Applications in `namespace`

@@ -9,6 +9,7 @@
 //! ends, however it ends (see [`process`]).
 
 pub mod argocd;
+pub mod git;
 mod pki;
 pub mod process;
 
@@ -69,6 +70,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("YAML: {0}")]
     Yaml(String),
+    #[error("git {command}: {stderr}")]
+    Git { command: String, stderr: String },
     #[error("waiting for {0}: {1}")]
     Wait(String, String),
 }

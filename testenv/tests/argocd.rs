@@ -3,12 +3,12 @@
 //! health from its Lua check, and leaves nothing running however the test
 //! binary ends.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use barge_testenv::TestEnv;
 use barge_testenv::argocd::{ARGOCD_VERSION, PROJECT, widget_resource};
+use barge_testenv::git::GitRepo;
+use barge_testenv::process::wait_gone;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::await_condition;
@@ -26,18 +26,6 @@ async fn env() -> &'static TestEnv {
 fn applications() -> ApiResource {
     let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
     ApiResource::from_gvk_with_plural(&gvk, "applications")
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@barge.dev"])
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]
@@ -65,15 +53,12 @@ async fn argo_cd_syncs_a_git_commit_and_reports_widget_health_from_its_lua_check
         redis.unwrap_or(0)
     );
 
-    let repo = tempfile::tempdir()?;
-    git(repo.path(), &["init", "-q", "-b", "main"])?;
-    std::fs::write(
-        repo.path().join("widget.yaml"),
+    let repo = GitRepo::init()?;
+    repo.write(
+        "widget.yaml",
         "apiVersion: test.barge.dev/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 1\n",
     )?;
-    git(repo.path(), &["add", "-A"])?;
-    git(repo.path(), &["commit", "-q", "-m", "one widget"])?;
-    let sha = git(repo.path(), &["rev-parse", "HEAD"])?;
+    let sha = repo.commit("one widget")?;
 
     let apps_ns = env.argocd_namespace().await?;
     let destination = env.namespace().await?;
@@ -83,7 +68,7 @@ async fn argo_cd_syncs_a_git_commit_and_reports_widget_health_from_its_lua_check
         "metadata": {"name": "harness", "namespace": apps_ns},
         "spec": {
             "project": PROJECT,
-            "source": {"repoURL": format!("file://{}", repo.path().display()), "path": ".", "targetRevision": "main"},
+            "source": {"repoURL": repo.url(), "path": ".", "targetRevision": "main"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
         },
         "operation": {"sync": {"revision": sha}, "initiatedBy": {"username": "harness-test"}},
@@ -178,21 +163,10 @@ async fn argo_cd_is_stopped_when_a_test_binary_panics() -> TestResult {
         .collect::<Result<_, _>>()?;
     let dirs: Vec<std::path::PathBuf> = words[7..9].iter().map(Into::into).collect();
 
-    let mut alive = true;
-    for _ in 0..100 {
-        alive = pids.iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false)
-        });
-        if !alive && dirs.iter().all(|d| !d.exists()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!alive, "a server outlived the failing test binary");
-    for dir in dirs {
-        assert!(!dir.exists(), "{} was not removed", dir.display());
-    }
+    // The lifelines see the child's pipes close; give them a moment.
+    assert!(
+        wait_gone(&pids, &dirs, Duration::from_secs(10)),
+        "a server or directory outlived the failing test binary"
+    );
     Ok(())
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use barge_testenv::{KUBERNETES_VERSION, TestEnv, process::rss_kib};
+use barge_testenv::process::{rss_kib, wait_gone};
+use barge_testenv::{KUBERNETES_VERSION, TestEnv};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -266,22 +267,10 @@ async fn servers_are_stopped_when_a_test_binary_panics() -> TestResult {
     let dir = std::path::PathBuf::from(words[4]);
 
     // The watchdog gets EOF when the child exits; give it a moment to finish.
-    let mut alive = true;
-    for _ in 0..100 {
-        alive = pids.iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false)
-        });
-        if !alive && !dir.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        !alive,
-        "etcd or kube-apiserver outlived the failing test binary"
+        wait_gone(&pids, std::slice::from_ref(&dir), Duration::from_secs(10)),
+        "etcd, kube-apiserver or {} outlived the failing test binary",
+        dir.display()
     );
-    assert!(!dir.exists(), "{} was not removed", dir.display());
     Ok(())
 }

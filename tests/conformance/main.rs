@@ -45,6 +45,23 @@ fn update(app: Value, repos: &[&GitRepo]) -> Value {
     json!({"apps": [entry]})
 }
 
+/// The `update` step: `argocd-update` of Application `app` to the Freight's commits.
+fn update_app(app: &str, repos: &[&GitRepo]) -> Value {
+    step(
+        "update",
+        "argocd-update",
+        update(json!({ "name": app }), repos),
+    )
+}
+
+/// `update`, then `wait` (`argocd-wait` for the Application's health).
+fn update_and_wait(app: &str, repo: &GitRepo) -> Value {
+    json!([
+        update_app(app, &[repo]),
+        step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
+    ])
+}
+
 fn step_status(p: &Promotion, alias: &str) -> Option<PromotionStepStatus> {
     p.status
         .as_ref()?
@@ -210,20 +227,8 @@ async fn a_sync_the_api_server_rejects_fails_the_promotion_with_argo_cds_message
     let repo = GitRepo::new(Workload::Rejected)?;
     let sha = repo.commit()?;
     let app = w.app_name("dev");
-    w.h.apply(json!([
-        w.application(&app, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                update(json!({"name": app}), &[&repo])
-            )])
-        ),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_once(&repo, &sha, json!([update_app(&app, &[&repo])]))
+        .await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
     let argo = w.app(&app).await?;
@@ -257,23 +262,8 @@ async fn health_that_turns_degraded_after_the_sync_fails_argocd_wait(
     let repo = GitRepo::new(Workload::Progressing)?;
     let sha = repo.commit()?;
     let app = w.app_name("dev");
-    w.h.apply(json!([
-        w.application(&app, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage(
-            "dev",
-            json!([
-                step(
-                    "update",
-                    "argocd-update",
-                    update(json!({"name": app}), &[&repo])
-                ),
-                step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
-            ])
-        ),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_once(&repo, &sha, update_and_wait(&app, &repo))
+        .await?;
     // Held: the synced workload reports Progressing until the test says otherwise.
     w.h.until(
         "p1",
@@ -307,20 +297,8 @@ async fn a_controller_killed_mid_sync_and_restarted_syncs_exactly_once(
     let repo = GitRepo::new(Workload::HeldSync)?;
     let sha = repo.commit()?;
     let app = w.app_name("dev");
-    w.h.apply(json!([
-        w.application(&app, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                update(json!({"name": app}), &[&repo])
-            )])
-        ),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_once(&repo, &sha, json!([update_app(&app, &[&repo])]))
+        .await?;
     w.until_sync_running(&app).await?;
     w.h.stop_controller().await;
     w.h.start_controller();
@@ -340,20 +318,8 @@ async fn abort_ends_a_promotion_waiting_on_a_sync(kind: ArgoCdKind) -> TestResul
     let repo = GitRepo::new(Workload::HeldSync)?;
     let sha = repo.commit()?;
     let app = w.app_name("dev");
-    w.h.apply(json!([
-        w.application(&app, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                update(json!({"name": app}), &[&repo])
-            )])
-        ),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_once(&repo, &sha, json!([update_app(&app, &[&repo])]))
+        .await?;
     w.until_sync_running(&app).await?;
     w.h.until("p1", "waiting on the Application", |p| {
         p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
@@ -387,13 +353,7 @@ async fn a_step_timeout_ends_a_sync_that_does_not_finish(kind: ArgoCdKind) -> Te
         update(json!({"name": app}), &[&repo]),
     );
     update_step["retry"] = json!({"timeout": "5s"});
-    w.h.apply(json!([
-        w.application(&app, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage("dev", json!([update_step])),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_once(&repo, &sha, json!([update_step])).await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
     assert!(
@@ -533,14 +493,7 @@ async fn an_application_with_automated_sync_is_promoted_to_the_freights_commit(
     let newer = repo.commit()?;
     w.h.apply(json!([
         w.freight("f1", &[(&repo, &sha)]),
-        stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                update(json!({"name": app}), &[&repo])
-            )])
-        ),
+        stage("dev", json!([update_app(&app, &[&repo])])),
         promotion("p1", "dev", "f1"),
     ]))
     .await?;
@@ -566,25 +519,8 @@ async fn an_application_that_stays_out_of_sync_after_its_sync_is_healthy(
     let repo = GitRepo::new(Workload::PermanentDiff)?;
     let sha = repo.commit()?;
     let app = w.app_name("dev");
-    let mut dev = stage(
-        "dev",
-        json!([
-            step(
-                "update",
-                "argocd-update",
-                update(json!({"name": app}), &[&repo])
-            ),
-            step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
-        ]),
-    );
-    dev["spec"]["autoPromotion"] = json!(false);
-    w.h.apply(json!([
-        w.application(&app, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        dev,
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_once(&repo, &sha, update_and_wait(&app, &repo))
+        .await?;
     // The widget reports itself healthy once it exists.
     w.set_health(&app, "Healthy").await?;
     let p = w.h.finished("p1").await?;

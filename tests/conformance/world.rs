@@ -8,8 +8,6 @@
 //! status and the Promotion.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 
 use barge_testenv::argocd::widget_resource;
@@ -83,9 +81,9 @@ impl Workload {
     }
 }
 
-/// A git repository of the test's own, on disk.
+/// A git repository of the test's own whose commits hold one workload.
 pub struct GitRepo {
-    dir: tempfile::TempDir,
+    repo: barge_testenv::git::GitRepo,
     generation: Mutex<u32>,
     workload: Workload,
     resource: String,
@@ -101,10 +99,8 @@ impl GitRepo {
     /// As [`GitRepo::new`], the main resource named `resource` (two sources
     /// of one Application must not deploy the same object).
     pub fn named(workload: Workload, resource: &str) -> Result<Self, Error> {
-        let dir = tempfile::Builder::new().prefix("barge-git-").tempdir()?;
-        git(dir.path(), &["init", "-q", "-b", "main"])?;
         let repo = Self {
-            dir,
+            repo: barge_testenv::git::GitRepo::init()?,
             generation: Mutex::new(0),
             workload,
             resource: resource.to_string(),
@@ -114,7 +110,7 @@ impl GitRepo {
     }
 
     pub fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
+        self.repo.url()
     }
 
     /// Commits the workload's next generation to `main`; returns the commit's SHA.
@@ -125,39 +121,10 @@ impl GitRepo {
             *g
         };
         for (file, text) in self.workload.manifests(&self.resource, generation) {
-            std::fs::write(self.dir.path().join(file), text)?;
+            self.repo.write(&file, &text)?;
         }
-        git(self.dir.path(), &["add", "-A"])?;
-        git(
-            self.dir.path(),
-            &["commit", "-q", "-m", &format!("generation {generation}")],
-        )?;
-        let sha = git(self.dir.path(), &["rev-parse", "HEAD"])?;
-        Ok(sha.trim().to_string())
+        Ok(self.repo.commit(&format!("generation {generation}"))?)
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Barge Test",
-            "-c",
-            "user.email=test@barge.dev",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The harness, plus the destinations and repositories of the scenario.
@@ -229,6 +196,38 @@ impl World {
             app["spec"]["sources"] = Value::Array(sources);
         }
         merge(&mut app, extra);
+        Ok(app)
+    }
+
+    /// The common setup: Stage `dev` whose template is `steps`, its
+    /// Application deploying `repo`, Freight `f1` at `sha` and Promotion `p1`
+    /// of it. Returns the Application's name.
+    pub async fn promote_once(
+        &self,
+        repo: &GitRepo,
+        sha: &str,
+        steps: Value,
+    ) -> Result<String, Error> {
+        let app = self.app_name("dev");
+        self.h
+            .apply(json!([
+                self.application(&app, "dev", &[repo], json!({})).await?,
+                self.freight("f1", &[(repo, sha)]),
+                {
+                    "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+                    "metadata": {"name": "dev"},
+                    "spec": {
+                        "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
+                        "promotionTemplate": {"spec": {"steps": steps}},
+                    },
+                },
+                {
+                    "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+                    "metadata": {"name": "p1"},
+                    "spec": {"stage": "dev", "freight": "f1"},
+                },
+            ]))
+            .await?;
         Ok(app)
     }
 
