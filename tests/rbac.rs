@@ -1,4 +1,4 @@
-//! The chart's RBAC is exactly enough (design promise 6, least privilege).
+//! The chart's RBAC is exactly enough (least privilege).
 //!
 //! The chart's ServiceAccount, ClusterRole, Roles and bindings are rendered
 //! with `helm template` and applied with kubectl; the controller then runs

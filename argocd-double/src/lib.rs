@@ -1,7 +1,9 @@
 //! An Argo CD application-controller double, for Barge's tests, benchmarks
-//! and local sandbox, following `reference/argocd.md` §A4.
+//! and local sandbox, following Argo CD's application controller; the
+//! conformance suite (`tests/conformance/`) holds it to real Argo CD.
 //!
-//! Argo CD cannot run here, so this double plays its application controller
+//! Where real Argo CD is not needed (fast tests, the benchmark, fault
+//! injection), this double plays its application controller
 //! against a real kube-apiserver: it watches `argoproj.io/v1alpha1`
 //! Applications and runs Argo CD's two independent loops on every change.
 //!

@@ -1,4 +1,4 @@
-//! The OPERATION loop (argocd.md §A4, O0-O6): runs the sync an Application's
+//! The OPERATION loop (Argo CD's operation loop, steps O0-O6): runs the sync an Application's
 //! `.operation` asks for and reports it in `status.operationState`.
 //!
 //! The state of a sync lives in the object, as in Argo CD: the phase, whether

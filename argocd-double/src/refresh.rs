@@ -1,4 +1,4 @@
-//! The REFRESH loop (argocd.md §A4): compares the spec with "git" (the
+//! The REFRESH loop (Argo CD's refresh loop): compares the spec with "git" (the
 //! knobs' revision table) and writes `status.sync`, `status.health`,
 //! conditions and `reconciledAt`, then removes the refresh annotations, then
 //! optionally starts an automated sync. It never touches `operation` or

@@ -205,7 +205,7 @@ async fn crd_rejects_reconciled_at_that_is_not_a_date_time() -> TestResult {
     Ok(())
 }
 
-// === The canonical write sequence (argocd.md §A4, the table) ===
+// === The canonical write sequence (as Argo CD writes it) ===
 
 #[tokio::test]
 async fn client_sync_follows_the_canonical_write_sequence() -> TestResult {
@@ -441,7 +441,7 @@ async fn refresh_annotation_with_timestamp_is_removed_after_the_status_write() -
     Ok(())
 }
 
-// === Failure cases (argocd.md §A4, a-i) ===
+// === Failure cases (each way Argo CD ends an operation) ===
 
 #[tokio::test]
 async fn fail_outcome_ends_failed_with_argo_message_and_no_history() -> TestResult {

@@ -1,6 +1,7 @@
 //! `Promotion`: a request to move one Freight into one Stage, and the record
 //! of doing so. Its `spec` is immutable and its plan is frozen in status on
-//! the first reconcile, so a Promotion is a snapshot (design promise 3).
+//! the first reconcile, so a Promotion is a snapshot: later edits to its Stage or tasks never
+//! change it.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Admission-time validation: the OpenAPI patterns and CEL rules
 //! (`x-kubernetes-validations`) that the CRDs carry, so that malformed objects
-//! are rejected by the API server itself, with no webhook (design promise 5).
+//! are rejected by the API server itself, with no webhook (the earliest point bad input can be refused).
 //!
 //! The rules that depend on where a step list appears (a Stage template or a
 //! Promotion may reference tasks, a task may not; the frozen plan in a
@@ -236,7 +236,7 @@ pub fn task_steps(schema: &mut Schema) {
 }
 
 /// Schema transform for a Promotion's `spec`: it never changes once created,
-/// so a Promotion is a snapshot of what was asked (design promise 3).
+/// so a Promotion is a snapshot of what was asked.
 pub fn immutable_spec(schema: &mut Schema) {
     add_rules(schema, [rule("self == oldSelf", MSG_SPEC_IMMUTABLE)]);
 }

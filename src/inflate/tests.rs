@@ -1,5 +1,6 @@
 //! Unit tests of inflation: the alias scheme, var layering and every error of
-//! `reference/kargo.md` §2 plus Barge's own checks.
+//! Kargo's inflation rules (step and task aliases, var layering, required
+//! vars, no task inside a task) plus Barge's own checks.
 
 #![allow(clippy::unwrap_used)]
 
@@ -359,7 +360,7 @@ fn reference_vars_follow_task_defaults_so_they_win() {
     );
 }
 
-// ---- errors: kargo.md §2 table ----
+// ---- errors: each inflation error Kargo reports ----
 
 #[test]
 fn required_var_missing() {
