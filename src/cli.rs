@@ -63,11 +63,11 @@ struct RunArgs {
 
     /// How long a waiting Promotion may go without a reconcile when no event
     /// arrives (Go duration). A safety net only: waits are woken by events.
-    #[arg(long, env = "BARGE_BACKSTOP", default_value = "5m", value_parser = parse_duration)]
-    backstop: Duration,
+    #[arg(long, env = "BARGE_BACKSTOP", default_value_t = GoDuration(crate::controller::DEFAULT_BACKSTOP))]
+    backstop: GoDuration,
 
     /// Namespace of Argo CD Applications when a step names none.
-    #[arg(long, env = "BARGE_ARGOCD_NAMESPACE", default_value = "argocd")]
+    #[arg(long, env = "BARGE_ARGOCD_NAMESPACE", default_value = crate::controller::DEFAULT_ARGOCD_NAMESPACE)]
     argocd_namespace: String,
 
     /// Watch Applications in every namespace, not only --argocd-namespace.
@@ -79,7 +79,7 @@ struct RunArgs {
     namespace: Option<String>,
 
     /// Reconciles running at once.
-    #[arg(long, env = "BARGE_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "BARGE_CONCURRENCY", default_value_t = crate::controller::DEFAULT_CONCURRENCY)]
     concurrency: u16,
 
     /// Log format.
@@ -103,12 +103,12 @@ struct RunArgs {
     lease_namespace: String,
 
     /// Name of the leader Lease.
-    #[arg(long, env = "BARGE_LEASE_NAME", default_value = "barge-controller")]
+    #[arg(long, env = "BARGE_LEASE_NAME", default_value = crate::CONTROLLER_NAME)]
     lease_name: String,
 
     /// How long the Lease lasts without renewal (Go duration).
-    #[arg(long, env = "BARGE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    lease_duration: Duration,
+    #[arg(long, env = "BARGE_LEASE_DURATION", default_value_t = GoDuration(Duration::from_secs(15)))]
+    lease_duration: GoDuration,
 
     /// This replica's identity in the Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
@@ -119,9 +119,29 @@ struct RunArgs {
     no_application_wakeups: bool,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d: kube::core::Duration = text.parse().map_err(|e| format!("{e}"))?;
-    Ok(Duration::from(d))
+/// A duration written as Go writes them (`90s`, `5m`, `1h30m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GoDuration(Duration);
+
+impl std::str::FromStr for GoDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let d: kube::core::Duration = text.parse().map_err(|e| format!("{e}"))?;
+        Ok(Self(Duration::from(d)))
+    }
+}
+
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (secs, millis) = (self.0.as_secs(), self.0.subsec_millis());
+        match (secs, millis) {
+            (s, 0) if s > 0 && s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            (s, 0) if s > 0 && s % 60 == 0 => write!(f, "{}m", s / 60),
+            (s, 0) => write!(f, "{s}s"),
+            _ => write!(f, "{}ms", self.0.as_millis()),
+        }
+    }
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -190,7 +210,7 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         let settings = Settings {
-            backstop: args.backstop,
+            backstop: args.backstop.0,
             argocd_namespace: args.argocd_namespace,
             argocd_all_namespaces: args.argocd_all_namespaces,
             namespace: args.namespace,
@@ -221,7 +241,7 @@ fn run(args: RunArgs) -> ExitCode {
                 namespace: args.lease_namespace,
                 lease: args.lease_name,
                 identity: args.identity.unwrap_or_else(default_identity),
-                duration: args.lease_duration,
+                duration: args.lease_duration.0,
             });
         if let Err(e) =
             crate::runtime::run(client, settings, metrics, leader, shutdown_signal()).await
@@ -274,4 +294,25 @@ async fn client(
         None => kube::Config::infer().await?,
     };
     Ok(kube::Client::try_from(config)?)
+}
+
+#[cfg(test)]
+mod go_duration_tests {
+    use super::GoDuration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations_read_and_print_as_go_writes_them() {
+        for (text, secs) in [("5m", 300), ("15s", 15), ("1h", 3600), ("90s", 90)] {
+            let parsed: GoDuration = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.0, Duration::from_secs(secs));
+        }
+        assert_eq!(GoDuration(Duration::from_secs(300)).to_string(), "5m");
+        assert_eq!(GoDuration(Duration::from_secs(90)).to_string(), "90s");
+        assert_eq!(
+            GoDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
+        assert!("five minutes".parse::<GoDuration>().is_err());
+    }
 }

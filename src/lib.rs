@@ -1,6 +1,11 @@
 //! Barge: a Kubernetes promotion controller whose every wait is driven by
 //! watch events.
 
+/// The controller's name: the field manager of its writes, the reporter of
+/// its Events, the default holder of its Lease and the user its automated
+/// Argo CD syncs name.
+pub const CONTROLLER_NAME: &str = "barge-controller";
+
 pub mod api;
 pub mod argocd;
 pub mod await_index;

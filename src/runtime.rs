@@ -106,7 +106,7 @@ pub async fn run(
         .with_identity(&leader.identity)
         .with_duration(leader.duration.as_secs().max(2))
         .with_grace((leader.duration.as_secs() / 3).max(1))
-        .with_field_manager("barge-controller")
+        .with_field_manager(crate::CONTROLLER_NAME)
         .build()
         .await?;
     let (mut leading, lease_task) = manager.watch().await;

@@ -200,7 +200,7 @@ pub fn sync_patch(
     let mut operation = json!({
         "initiatedBy": match actor {
             Some(user) => json!({"username": user, "automated": false}),
-            None => json!({"username": "barge-controller", "automated": true}),
+            None => json!({"username": crate::CONTROLLER_NAME, "automated": true}),
         },
         "info": [
             {"name": "Reason", "value": "Promotion triggered a sync of this Application resource."},

@@ -69,14 +69,21 @@ pub struct Settings {
     pub shard: Option<String>,
 }
 
+/// The backstop requeue when none is configured.
+pub const DEFAULT_BACKSTOP: Duration = Duration::from_secs(300);
+/// Where Applications are looked up when none is configured.
+pub const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+/// Reconciles at once when none is configured.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            backstop: Duration::from_secs(300),
-            argocd_namespace: "argocd".into(),
+            backstop: DEFAULT_BACKSTOP,
+            argocd_namespace: DEFAULT_ARGOCD_NAMESPACE.into(),
             argocd_all_namespaces: false,
             namespace: None,
-            concurrency: 16,
+            concurrency: DEFAULT_CONCURRENCY,
             wake_on_application_events: true,
             shard: None,
         }
@@ -242,7 +249,7 @@ pub async fn run(
         promotions: promotions.clone(),
         index,
         wake: wake_tx,
-        recorder: Recorder::new(client.clone(), Reporter::from(promotion::FIELD_MANAGER)),
+        recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
         backstop: settings.backstop,
         metrics: metrics.clone(),
     });

@@ -27,7 +27,7 @@ use crate::promotion::evaluate::ExprEvaluator;
 use crate::steps::executor::{self, Stop, Subject};
 
 /// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "barge-controller";
+pub const FIELD_MANAGER: &str = crate::CONTROLLER_NAME;
 
 pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
