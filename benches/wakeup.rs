@@ -43,7 +43,7 @@ use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, Journal};
 use barge_testenv::TestEnv;
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -185,11 +185,6 @@ async fn wait_for(
     }
 }
 
-fn application_resource() -> ApiResource {
-    let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
-    ApiResource::from_gvk_with_plural(&gvk, "applications")
-}
-
 /// The Promotion (of namespace `ns`) whose sync operation the Application
 /// reports Succeeded and finished, if any.
 fn finished_sync_of(app: &DynamicObject, ns: &str) -> Option<String> {
@@ -221,8 +216,11 @@ fn watch_applications(
     ns: &str,
     shared: Shared,
 ) -> tokio::task::JoinHandle<()> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), argocd_ns, &application_resource());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        argocd_ns,
+        &barge_argocd_double::api_resource(),
+    );
     let ns = ns.to_string();
     tokio::spawn(async move {
         let mut events = watcher(api, watcher::Config::default())
@@ -298,27 +296,7 @@ fn watch_promotions(client: &Client, ns: &str, shared: Shared) -> tokio::task::J
 }
 
 async fn apply(client: &Client, ns: &str, object: Value) -> BenchResult<()> {
-    let kind = object["kind"].as_str().unwrap_or_default().to_string();
-    let (group, version, plural) = match kind.as_str() {
-        "Application" => ("argoproj.io", "v1alpha1", "applications"),
-        "Freight" => ("barge.dev", "v1alpha1", "freights"),
-        "Stage" => ("barge.dev", "v1alpha1", "stages"),
-        _ => ("barge.dev", "v1alpha1", "promotions"),
-    };
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, &kind), plural);
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let object: DynamicObject = serde_json::from_value(object)?;
-    api.patch(
-        &name,
-        &PatchParams::apply("barge-bench").force(),
-        &Patch::Apply(&object),
-    )
-    .await?;
+    barge_testenv::apply(client, object, ns, "barge-bench").await?;
     Ok(())
 }
 
@@ -500,8 +478,11 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
 /// What Argo CD itself says it did: how many Applications' last sync
 /// resolved to the Freight's commit, and applied resources.
 async fn report_syncs(client: &Client, argocd_ns: &str, commit: &str) -> BenchResult<()> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), argocd_ns, &application_resource());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        argocd_ns,
+        &barge_argocd_double::api_resource(),
+    );
     let apps = api.list(&Default::default()).await?;
     let result = |a: &DynamicObject| a.data.pointer("/status/operationState/syncResult").cloned();
     let at_commit = apps

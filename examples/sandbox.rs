@@ -42,7 +42,7 @@ use barge_testenv::git::GitRepo;
 use barge_testenv::{ControlPlane, TestEnv};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -421,7 +421,7 @@ async fn report_deployed(
     let applications: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         namespace,
-        &resource_of("argoproj.io/v1alpha1", "Application"),
+        &barge_argocd_double::api_resource(),
     );
     for doc in docs.iter().filter(|d| d["kind"] == "Application") {
         let name = doc["metadata"]["name"].as_str().unwrap_or_default();
@@ -481,35 +481,10 @@ fn load_dir(dir: &Path) -> Result<Vec<Value>, Error> {
     Ok(docs)
 }
 
-fn resource_of(api_version: &str, kind: &str) -> ApiResource {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let plural = match kind {
-        "Freight" => "freights".to_string(),
-        "ClusterPromotionTask" => "clusterpromotiontasks".to_string(),
-        "PromotionTask" => "promotiontasks".to_string(),
-        other => format!("{}s", other.to_ascii_lowercase()),
-    };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
-}
-
 /// Server-side applies the manifests, in order.
 async fn apply(client: &Client, docs: impl Iterator<Item = &Value>) -> Result<(), Error> {
     for doc in docs {
-        let kind = doc["kind"].as_str().unwrap_or_default();
-        let resource = resource_of(doc["apiVersion"].as_str().unwrap_or_default(), kind);
-        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
-        let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        let object: DynamicObject = serde_json::from_value(doc.clone())?;
-        api.patch(
-            name,
-            &PatchParams::apply("barge-sandbox").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map_err(|e| format!("applying {kind} {name}: {e}"))?;
+        barge_testenv::apply(client, doc.clone(), NAMESPACE, "barge-sandbox").await?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::app::{
     blocking_conditions, phase, resolve, retry_allowed, retry_backoff, revision_history_limit,
     str_at,
 };
-use crate::double::{Ctx, RefreshRequest, SyncTimer, key_of};
+use crate::double::{Ctx, HealthPlan, RefreshRequest, SyncTimer, key_of};
 use crate::journal::{InfoEntry, SyncRecord};
 use crate::knobs::{Knobs, Outcome, PostSyncRefresh};
 use crate::time;
@@ -583,6 +583,13 @@ async fn complete(
             }
             Written::Gone => return Ok(Action::await_change()),
         };
+        // The manifests are applied: from now on any comparison sees the
+        // workload the sync left, as Argo CD computes health from live
+        // resources, not from the operation's state.
+        let now = Instant::now();
+        ctx.with_memory(key, |m| {
+            m.health_plan = Some(HealthPlan::after_sync(knobs, now))
+        });
     }
 
     // O6 is requested before the final write, so the refresh its watch

@@ -8,6 +8,7 @@
 //! The servers stop and their directories are removed when the test binary
 //! ends, however it ends (see [`process`]).
 
+mod apply;
 pub mod argocd;
 pub mod git;
 mod pki;
@@ -26,6 +27,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
 
+pub use crate::apply::apply;
 use crate::process::{Server, Watchdog, free_port, rss_kib};
 
 /// The Kubernetes release the control plane is built from, read from the
@@ -70,6 +72,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("YAML: {0}")]
     Yaml(String),
+    #[error("applying {what}: {source}")]
+    Apply { what: String, source: kube::Error },
     #[error("git {command}: {stderr}")]
     Git { command: String, stderr: String },
     #[error("waiting for {0}: {1}")]

@@ -476,7 +476,7 @@ async fn an_application_with_automated_sync_is_promoted_to_the_freights_commit(
     let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
         w.h.client.clone(),
         &w.h.argocd_ns,
-        &world::application_resource(),
+        &barge_argocd_double::api_resource(),
     );
     let synced = |o: Option<&kube::api::DynamicObject>| {
         o.and_then(|o| o.data.pointer("/status/sync/status"))

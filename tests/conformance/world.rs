@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use barge_testenv::argocd::widget_resource;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::{ArgoCdKind, Harness, TestResult};
@@ -250,7 +250,7 @@ impl World {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.h.client.clone(),
             &self.h.argocd_ns,
-            &application_resource(),
+            &barge_argocd_double::api_resource(),
         );
         Ok(serde_json::to_value(api.get(name).await?)?)
     }
@@ -297,7 +297,7 @@ impl World {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.h.client.clone(),
             &self.h.argocd_ns,
-            &application_resource(),
+            &barge_argocd_double::api_resource(),
         );
         let holds = move |o: Option<&DynamicObject>| {
             o.and_then(|o| serde_json::to_value(o).ok())
@@ -341,7 +341,7 @@ impl World {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.h.client.clone(),
             &self.h.argocd_ns,
-            &application_resource(),
+            &barge_argocd_double::api_resource(),
         );
         let patch = json!({"metadata": {"annotations": {key: value}}});
         api.patch(app, &PatchParams::default(), &Patch::Merge(patch))
@@ -373,11 +373,6 @@ impl World {
             .await?;
         Ok(())
     }
-}
-
-pub fn application_resource() -> ApiResource {
-    let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
-    ApiResource::from_gvk_with_plural(&gvk, "applications")
 }
 
 /// Deep-merges `extra` into `target` (objects merge, everything else replaces).

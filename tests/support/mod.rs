@@ -11,7 +11,7 @@ use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, Journal};
 use barge_testenv::TestEnv;
 use futures::channel::oneshot;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 
@@ -143,47 +143,7 @@ impl Harness {
     /// Server-side applies objects given as JSON (one or a list), in the
     /// project namespace unless they are cluster-scoped or name their own.
     pub async fn apply(&self, objects: Value) -> TestResult {
-        let list = match objects {
-            Value::Array(list) => list,
-            one => vec![one],
-        };
-        for mut object in list {
-            let api_version = object["apiVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let kind = object["kind"].as_str().unwrap_or_default().to_string();
-            let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-            let gvk = GroupVersionKind::gvk(group, version, &kind);
-            let plural = match kind.as_str() {
-                "ClusterPromotionTask" => "clusterpromotiontasks".to_string(),
-                "PromotionTask" => "promotiontasks".to_string(),
-                "Freight" => "freights".to_string(),
-                other => format!("{}s", other.to_ascii_lowercase()),
-            };
-            let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
-            let name = object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let api: Api<DynamicObject> = if kind == "ClusterPromotionTask" {
-                Api::all_with(self.client.clone(), &resource)
-            } else {
-                let ns = object["metadata"]["namespace"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| self.ns.clone());
-                object["metadata"]["namespace"] = json!(ns);
-                Api::namespaced_with(self.client.clone(), &ns, &resource)
-            };
-            let object: DynamicObject = serde_json::from_value(object)?;
-            api.patch(
-                &name,
-                &PatchParams::apply("barge-test").force(),
-                &Patch::Apply(&object),
-            )
-            .await?;
-        }
+        barge_testenv::apply(&self.client, objects, &self.ns, "barge-test").await?;
         Ok(())
     }
 
