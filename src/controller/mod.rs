@@ -31,6 +31,13 @@ use crate::steps::{Registry, Services};
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// Reading what a reconcile needs failed; retried with backoff.
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// Waits a little for a cache's first list; false if it has not come yet

@@ -150,13 +150,14 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
 }
 
 /// First reconcile of its turn: resolve the Stage, Freight and tasks,
-/// inflate, and freeze the plan. Errors here end the Promotion Errored.
+/// inflate, and freeze the plan. Bad input ends the Promotion Errored; an
+/// API server that did not answer is retried.
 async fn start(
     promotion: &Promotion,
     ctx: &Context,
     mut status: PromotionStatus,
 ) -> Result<Action, Error> {
-    let (namespace, name) = key(promotion);
+    let name = promotion.name_any();
     let planned = plan(promotion, ctx).await;
     let now = Timestamp::now();
     status.started_at = Some(Time(now));
@@ -181,34 +182,54 @@ async fn start(
             // The status write comes back as a watch event, which runs the first step.
             Ok(Action::requeue(ctx.backstop))
         }
-        Err(message) => {
+        // The API server will answer again: retry, the Promotion is not at fault.
+        Err(PlanError::Api(e)) => Err(e),
+        Err(e) => {
+            let message = e.to_string();
             finish(promotion, ctx, status, PromotionPhase::Errored, message).await?;
-            let _ = namespace;
             Ok(Action::await_change())
         }
     }
 }
 
-async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Freight), String> {
+/// Why a Promotion could not be planned.
+#[derive(Debug, thiserror::Error)]
+enum PlanError {
+    #[error("spec.stage: Stage \"{name}\" not found in namespace \"{namespace}\"")]
+    StageNotFound { namespace: String, name: String },
+    #[error("spec.freight: Freight \"{name}\" not found in namespace \"{namespace}\"")]
+    FreightNotFound { namespace: String, name: String },
+    #[error(transparent)]
+    Inflate(#[from] inflate::InflateError),
+    /// The API server did not answer: not the Promotion's fault, so retried.
+    #[error(transparent)]
+    Api(#[from] Error),
+}
+
+fn read_error(what: String) -> impl FnOnce(kube::Error) -> PlanError {
+    move |source| PlanError::Api(Error::Read { what, source })
+}
+
+async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Freight), PlanError> {
     let (namespace, _) = key(promotion);
     let client = ctx.services.client.clone();
     let stage_name = &promotion.spec.stage;
     let stage = Api::<Stage>::namespaced(client.clone(), &namespace)
         .get_opt(stage_name)
         .await
-        .map_err(|e| format!("spec.stage: reading Stage \"{stage_name}\": {e}"))?
-        .ok_or_else(|| {
-            format!("spec.stage: Stage \"{stage_name}\" not found in namespace \"{namespace}\"")
+        .map_err(read_error(format!("Stage \"{stage_name}\"")))?
+        .ok_or_else(|| PlanError::StageNotFound {
+            namespace: namespace.clone(),
+            name: stage_name.clone(),
         })?;
     let freight_name = &promotion.spec.freight;
     let freight = Api::<Freight>::namespaced(client.clone(), &namespace)
         .get_opt(freight_name)
         .await
-        .map_err(|e| format!("spec.freight: reading Freight \"{freight_name}\": {e}"))?
-        .ok_or_else(|| {
-            format!(
-                "spec.freight: Freight \"{freight_name}\" not found in namespace \"{namespace}\""
-            )
+        .map_err(read_error(format!("Freight \"{freight_name}\"")))?
+        .ok_or_else(|| PlanError::FreightNotFound {
+            namespace: namespace.clone(),
+            name: freight_name.clone(),
         })?;
 
     let own_steps = !promotion.spec.steps.is_empty();
@@ -236,7 +257,7 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Fr
                 .await
                 .map(|t| t.map(|t| TaskSpec::from(t.spec))),
         }
-        .map_err(|e| format!("reading {} \"{}\": {e}", task.kind, task.name))?;
+        .map_err(read_error(format!("{} \"{}\"", task.kind, task.name)))?;
         if let Some(spec) = spec {
             tasks.insert(task.kind, task.name.clone(), spec);
         }
@@ -249,7 +270,7 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Fr
         promotion_vars: &promotion.spec.vars,
         steps,
     };
-    let plan = inflate::inflate(&request, &tasks).map_err(|e| e.to_string())?;
+    let plan = inflate::inflate(&request, &tasks)?;
     Ok((plan, freight))
 }
 
