@@ -195,6 +195,7 @@ pub fn auto_promotion_name(stage: &str, freight: &str) -> String {
 /// health; conditions keep their transition time while their status holds.
 pub fn stage_status(
     previous: &StageStatus,
+    refresh: Option<&str>,
     generation: Option<i64>,
     current: Option<&Promotion>,
     last: Option<&Promotion>,
@@ -269,7 +270,9 @@ pub fn stage_status(
     ];
     StageStatus {
         conditions,
-        last_handled_refresh: previous.last_handled_refresh.clone(),
+        last_handled_refresh: refresh
+            .map(String::from)
+            .unwrap_or_else(|| previous.last_handled_refresh.clone()),
         observed_generation: generation,
         freight_summary: current_freight
             .as_ref()
@@ -457,6 +460,7 @@ mod tests {
         let history = freight_history(&[&last]);
         let status = stage_status(
             &StageStatus::default(),
+            None,
             Some(3),
             None,
             Some(&last),
@@ -481,6 +485,7 @@ mod tests {
         }
         let status = stage_status(
             &StageStatus::default(),
+            None,
             Some(1),
             Some(&running),
             Some(&last),
@@ -503,6 +508,7 @@ mod tests {
         let at = |s| Timestamp::from_second(s).unwrap_or_else(|e| panic!("{e}"));
         let first = stage_status(
             &StageStatus::default(),
+            None,
             Some(1),
             None,
             Some(&last),
@@ -512,6 +518,7 @@ mod tests {
         );
         let again = stage_status(
             &first,
+            None,
             Some(1),
             None,
             Some(&last),
@@ -527,9 +534,36 @@ mod tests {
     }
 
     #[test]
+    fn a_refresh_request_is_recorded_as_handled_and_kept_once_removed() {
+        let handled = stage_status(
+            &StageStatus::default(),
+            Some("now"),
+            None,
+            None,
+            None,
+            Vec::new(),
+            None,
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(handled.last_handled_refresh, "now");
+        let later = stage_status(
+            &handled,
+            None,
+            None,
+            None,
+            None,
+            Vec::new(),
+            None,
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(later.last_handled_refresh, "now");
+    }
+
+    #[test]
     fn a_stage_without_freight_is_not_ready_for_lack_of_it() {
         let status = stage_status(
             &StageStatus::default(),
+            None,
             None,
             None,
             None,

@@ -673,3 +673,62 @@ async fn a_hostile_expression_is_cut_off_and_the_promotion_errors_saying_so() ->
     h.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_refresh_annotation_is_handled_at_once_by_a_waiting_promotion_and_its_stage() -> TestResult
+{
+    let h = Harness::start(|c| c).await?;
+    let app = app_name(&h, "dev");
+    h.apply(json!([
+        h.application_with(
+            &app,
+            "dev",
+            json!({}),
+            json!({"double.barge.dev/outcome": "hang"})
+        ),
+        h.freight("f1", "abc1234"),
+        h.stage(
+            "dev",
+            json!([step(
+                "update",
+                "argocd-update",
+                Harness::argocd_update(json!({"name": app}))
+            )]),
+            json!([])
+        ),
+        h.promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    h.until("p1", "waiting on the Application", |p| {
+        p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
+    })
+    .await?;
+    let refresh =
+        json!({"metadata": {"annotations": {"barge.dev/refresh": "2026-11-29T18:00:00Z"}}});
+    Api::<barge::api::Promotion>::namespaced(h.client.clone(), &h.ns)
+        .patch("p1", &PatchParams::default(), &Patch::Merge(&refresh))
+        .await?;
+    Api::<barge::api::Stage>::namespaced(h.client.clone(), &h.ns)
+        .patch("dev", &PatchParams::default(), &Patch::Merge(&refresh))
+        .await?;
+    let p = h
+        .until("p1", "the refresh recorded", |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.last_handled_refresh == "2026-11-29T18:00:00Z")
+        })
+        .await?;
+    assert_eq!(
+        p.phase(),
+        PromotionPhase::Running,
+        "a refresh does not end the wait"
+    );
+    h.stage_until("dev", "the refresh recorded", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|s| s.last_handled_refresh == "2026-11-29T18:00:00Z")
+    })
+    .await?;
+    h.shutdown().await;
+    Ok(())
+}

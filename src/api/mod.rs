@@ -48,5 +48,17 @@ pub const ABORT_TERMINATE: &str = "terminate";
 /// recorded in `status.lastHandledRefresh`.
 pub const ANNOTATION_REFRESH: &str = "barge.dev/refresh";
 
+/// The `barge.dev/refresh` value an object carries, if any: setting or
+/// changing it makes the controller reconcile the object at once, and the
+/// status's `lastHandledRefresh` says when it has.
+pub fn refresh_requested(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REFRESH))
+        .map(String::as_str)
+}
+
 #[cfg(test)]
 mod tests;

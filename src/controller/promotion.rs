@@ -71,6 +71,10 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
     }
 
     let mut status = status;
+    if let Some(refresh) = crate::api::refresh_requested(&promotion.metadata) {
+        // This reconcile is the refresh; the status write records it.
+        status.last_handled_refresh = refresh.to_string();
+    }
     let Some(plan) = status.plan.clone() else {
         return start(promotion, ctx, status).await;
     };

@@ -81,6 +81,7 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
     let health_state = health.as_ref().and_then(|h| h.status);
     let status = stage_status(
         &stage.status.clone().unwrap_or_default(),
+        crate::api::refresh_requested(&stage.metadata),
         stage.metadata.generation,
         current,
         last,
