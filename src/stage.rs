@@ -191,18 +191,29 @@ pub fn auto_promotion_name(stage: &str, freight: &str) -> String {
     format!("{}-{digest:016x}", &name[..236])
 }
 
-/// The Stage's whole status, computed from what runs and ran on it and its
-/// health; conditions keep their transition time while their status holds.
-pub fn stage_status(
-    previous: &StageStatus,
-    refresh: Option<&str>,
-    generation: Option<i64>,
-    current: Option<&Promotion>,
-    last: Option<&Promotion>,
-    history: Vec<FreightCollection>,
-    health: Option<Health>,
-    now: Timestamp,
-) -> StageStatus {
+/// What the Stage reconciler found: what runs and ran on the Stage, and its health.
+#[derive(Default)]
+pub struct Observed<'a> {
+    pub current: Option<&'a Promotion>,
+    pub last: Option<&'a Promotion>,
+    pub history: Vec<FreightCollection>,
+    pub health: Option<Health>,
+}
+
+/// The Stage's whole status from what was observed; conditions keep their
+/// transition time while their status holds, and a `barge.dev/refresh`
+/// value is recorded as handled.
+pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> StageStatus {
+    let Observed {
+        current,
+        last,
+        history,
+        health,
+    } = observed;
+    let previous = stage.status.clone().unwrap_or_default();
+    let previous = &previous;
+    let refresh = crate::api::refresh_requested(&stage.metadata);
+    let generation = stage.metadata.generation;
     let health_state = health.as_ref().and_then(|h| h.status);
     let current_freight = history
         .first()
@@ -454,22 +465,37 @@ mod tests {
         }
     }
 
+    /// The Stage as the reconciler sees it: generation 1, the given status.
+    fn observed_stage(status: Option<StageStatus>, refresh: Option<&str>) -> Stage {
+        let mut s = stage(true, &[]);
+        s.metadata.generation = Some(1);
+        if let Some(value) = refresh {
+            s.metadata.annotations =
+                Some([("barge.dev/refresh".to_string(), value.to_string())].into());
+        }
+        s.status = status;
+        s
+    }
+
+    fn succeeded_on_f1<'a>(last: &'a Promotion) -> Observed<'a> {
+        Observed {
+            current: None,
+            last: Some(last),
+            history: freight_history(&[last]),
+            health: Some(healthy()),
+        }
+    }
+
     #[test]
     fn a_stage_healthy_with_its_last_freight_and_nothing_running_is_ready() {
         let last = promotion("p1", "Succeeded", "f1", 10);
-        let history = freight_history(&[&last]);
         let status = stage_status(
-            &StageStatus::default(),
-            None,
-            Some(3),
-            None,
-            Some(&last),
-            history,
-            Some(healthy()),
+            &observed_stage(None, None),
+            succeeded_on_f1(&last),
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(status.freight_summary, "f1");
-        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.observed_generation, Some(1));
         assert_eq!(condition_of(&status, CONDITION_READY).status, "True");
         assert_eq!(condition_of(&status, CONDITION_HEALTHY).status, "True");
         assert_eq!(condition_of(&status, CONDITION_PROMOTING).status, "False");
@@ -483,16 +509,11 @@ mod tests {
         if let Some(s) = running.status.as_mut() {
             s.finished_at = None;
         }
-        let status = stage_status(
-            &StageStatus::default(),
-            None,
-            Some(1),
-            Some(&running),
-            Some(&last),
-            freight_history(&[&last]),
-            Some(healthy()),
-            Timestamp::UNIX_EPOCH,
-        );
+        let observed = Observed {
+            current: Some(&running),
+            ..succeeded_on_f1(&last)
+        };
+        let status = stage_status(&observed_stage(None, None), observed, Timestamp::UNIX_EPOCH);
         let ready = condition_of(&status, CONDITION_READY);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -506,24 +527,10 @@ mod tests {
     fn a_condition_keeps_its_transition_time_while_its_status_holds() {
         let last = promotion("p1", "Succeeded", "f1", 10);
         let at = |s| Timestamp::from_second(s).unwrap_or_else(|e| panic!("{e}"));
-        let first = stage_status(
-            &StageStatus::default(),
-            None,
-            Some(1),
-            None,
-            Some(&last),
-            freight_history(&[&last]),
-            Some(healthy()),
-            at(100),
-        );
+        let first = stage_status(&observed_stage(None, None), succeeded_on_f1(&last), at(100));
         let again = stage_status(
-            &first,
-            None,
-            Some(1),
-            None,
-            Some(&last),
-            freight_history(&[&last]),
-            Some(healthy()),
+            &observed_stage(Some(first.clone()), None),
+            succeeded_on_f1(&last),
             at(200),
         );
         assert_eq!(
@@ -536,24 +543,14 @@ mod tests {
     #[test]
     fn a_refresh_request_is_recorded_as_handled_and_kept_once_removed() {
         let handled = stage_status(
-            &StageStatus::default(),
-            Some("now"),
-            None,
-            None,
-            None,
-            Vec::new(),
-            None,
+            &observed_stage(None, Some("now")),
+            Observed::default(),
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(handled.last_handled_refresh, "now");
         let later = stage_status(
-            &handled,
-            None,
-            None,
-            None,
-            None,
-            Vec::new(),
-            None,
+            &observed_stage(Some(handled), None),
+            Observed::default(),
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(later.last_handled_refresh, "now");
@@ -562,13 +559,8 @@ mod tests {
     #[test]
     fn a_stage_without_freight_is_not_ready_for_lack_of_it() {
         let status = stage_status(
-            &StageStatus::default(),
-            None,
-            None,
-            None,
-            None,
-            Vec::new(),
-            None,
+            &observed_stage(None, None),
+            Observed::default(),
             Timestamp::UNIX_EPOCH,
         );
         let ready = condition_of(&status, CONDITION_READY);

@@ -22,7 +22,7 @@ use crate::argocd::{
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::stage::{
-    auto_promotion_candidates, auto_promotion_name, current_and_last, freight_history,
+    Observed, auto_promotion_candidates, auto_promotion_name, current_and_last, freight_history,
     merge_health, stage_status,
 };
 
@@ -79,16 +79,13 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
 
     let health = assess(stage, ctx, current, last).await;
     let health_state = health.as_ref().and_then(|h| h.status);
-    let status = stage_status(
-        &stage.status.clone().unwrap_or_default(),
-        crate::api::refresh_requested(&stage.metadata),
-        stage.metadata.generation,
+    let observed = Observed {
         current,
         last,
-        history.clone(),
+        history: history.clone(),
         health,
-        now,
-    );
+    };
+    let status = stage_status(stage, observed, now);
     if stage.status.as_ref() != Some(&status) {
         let api = Api::<Stage>::namespaced(ctx.client.clone(), &namespace);
         let body = json!({"apiVersion": Stage::api_version(&()), "kind": Stage::kind(&()), "status": status});
