@@ -136,14 +136,6 @@ impl AwaitIndex {
         hits
     }
 
-    /// Number of Promotions with at least one recorded wait.
-    pub fn len(&self) -> usize {
-        self.by_promotion.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_promotion.is_empty()
-    }
 }
 
 /// The index shared by the watches and the reconcilers. A panic while one
@@ -181,15 +173,6 @@ impl SharedAwaitIndex {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .waiters(kind, namespace, name, labels)
-    }
-
-    /// How many waiters the index holds.
-    pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -282,7 +265,7 @@ mod tests {
             vec![key("p1")]
         );
         index.set(key("p1"), vec![]);
-        assert!(index.is_empty());
+        assert!(index.by_promotion.is_empty());
         assert!(index.named.is_empty() && index.selected.is_empty());
     }
 

@@ -164,13 +164,6 @@ pub fn next(plan: &[PromotionStep], progress: &Progress) -> Next {
     }
 }
 
-/// Kargo's `HasFailures`: a step that does not continue on error ended Failed or Errored.
-pub fn has_failures(progress: &Progress) -> bool {
-    progress.metas.iter().any(|m| {
-        !m.continue_on_error && matches!(m.status, Some(StepStatus::Failed | StepStatus::Errored))
-    })
-}
-
 /// Marks a step that has not started as Skipped (its `if` was false).
 pub fn skip(progress: &mut Progress, plan: &[PromotionStep], index: usize, now: Timestamp) {
     let meta = meta_mut(progress, plan, index);

@@ -274,7 +274,6 @@ fn a_failure_with_continue_on_error_does_not_fail_the_promotion() {
         &plan,
         vec![ok(StepStatus::Failed), ok(StepStatus::Succeeded)],
     );
-    assert!(!has_failures(&progress));
     assert_eq!(
         next(&plan, &progress),
         Next::Done {
