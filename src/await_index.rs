@@ -135,7 +135,6 @@ impl AwaitIndex {
         }
         hits
     }
-
 }
 
 /// The index shared by the watches and the reconcilers. A panic while one

@@ -45,8 +45,6 @@ pub async fn resolve(
         .filter(|n| !n.is_empty())
         .map(String::from)
         .unwrap_or_else(|| ctx.services.argocd_namespace.clone());
-    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
-    let allowed = |app: &Application| !authorize || is_authorized(app, ctx.namespace, ctx.stage);
     match (entry.name, entry.selector) {
         (Some(name), None) => {
             let target = AwaitTarget::Named {
@@ -54,39 +52,10 @@ pub async fn resolve(
                 namespace: namespace.clone(),
                 name: name.to_string(),
             };
-            let cached = ctx
-                .services
-                .applications
-                .get(&ObjectRef::new(name).within(&namespace));
-            // The cache may not have seen an Application created a moment ago:
-            // ask the API server before calling it missing.
-            let found = match cached {
-                Some(app) => Some(app),
-                None => {
-                    let api: Api<Application> =
-                        Api::namespaced(ctx.services.client.clone(), &namespace);
-                    match api.get_opt(name).await {
-                        Ok(app) => app.map(Arc::new),
-                        Err(e) => {
-                            let message = format!(
-                                "reading Argo CD Application \"{name}\" in namespace \"{namespace}\": {e}"
-                            );
-                            return (Err(retryable(message)), target);
-                        }
-                    }
-                }
-            };
-            let result = match found {
-                None => Err(retryable(format!(
-                    "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
-                ))),
-                Some(app) if !allowed(&app) => Err(terminal(format!(
-                    "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
-                    describe(&app)
-                ))),
-                Some(app) => Ok(vec![app]),
-            };
-            (result, target)
+            (
+                resolve_named(ctx, index, name, &namespace, authorize).await,
+                target,
+            )
         }
         (None, Some(selector)) => {
             let target = AwaitTarget::Selected {
@@ -94,64 +63,8 @@ pub async fn resolve(
                 namespace: namespace.clone(),
                 selector: selector.clone(),
             };
-            let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                && selector
-                    .match_expressions
-                    .as_ref()
-                    .is_none_or(|e| e.is_empty());
-            if empty {
-                let message =
-                    format!("config.apps[{index}].selector: needs matchLabels or matchExpressions");
-                return (Err(terminal(message)), target);
-            }
-            let parsed = match Selector::try_from(selector.clone()) {
-                Ok(s) => s,
-                Err(e) => {
-                    return (
-                        Err(terminal(format!("config.apps[{index}].selector: {e}"))),
-                        target,
-                    );
-                }
-            };
-            let mut apps: Vec<Arc<Application>> = ctx
-                .services
-                .applications
-                .state()
-                .into_iter()
-                .filter(|a| a.metadata.namespace.as_deref() == Some(namespace.as_str()))
-                .filter(|a| {
-                    parsed.matches(a.metadata.labels.as_ref().unwrap_or(&Default::default()))
-                })
-                .filter(|a| allowed(a))
-                .collect();
-            if apps.is_empty() {
-                // As for names: confirm with the API server before giving up.
-                let api: Api<Application> =
-                    Api::namespaced(ctx.services.client.clone(), &namespace);
-                let params = ListParams::default().labels(&parsed.to_string());
-                if let Ok(list) = api.list(&params).await {
-                    apps = list
-                        .items
-                        .into_iter()
-                        .filter(|a| allowed(a))
-                        .map(Arc::new)
-                        .collect();
-                }
-            }
-            apps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-            let result = if apps.is_empty() {
-                let which = if authorize {
-                    format!(" authorized for Stage \"{stage}\"")
-                } else {
-                    String::new()
-                };
-                Err(retryable(format!(
-                    "no Argo CD Application in namespace \"{namespace}\"{which} matches config.apps[{index}].selector"
-                )))
-            } else {
-                Ok(apps)
-            };
-            (result, target)
+            let found = resolve_selected(ctx, index, selector, &namespace, authorize).await;
+            (found, target)
         }
         _ => {
             let target = AwaitTarget::Named {
@@ -163,5 +76,113 @@ pub async fn resolve(
                 format!("config.apps[{index}]: exactly one of name and selector must be set");
             (Err(terminal(message)), target)
         }
+    }
+}
+
+/// A named Application: from the cache, else from the API server (the cache
+/// may not have seen one created a moment ago).
+async fn resolve_named(
+    ctx: &StepContext<'_>,
+    index: usize,
+    name: &str,
+    namespace: &str,
+    authorize: bool,
+) -> Result<Vec<Arc<Application>>, StepError> {
+    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
+    let allowed = |app: &Application| !authorize || is_authorized(app, ctx.namespace, ctx.stage);
+    let cached = ctx
+        .services
+        .applications
+        .get(&ObjectRef::new(name).within(namespace));
+    // The cache may not have seen an Application created a moment ago:
+    // ask the API server before calling it missing.
+    let found = match cached {
+        Some(app) => Some(app),
+        None => {
+            let api: Api<Application> = Api::namespaced(ctx.services.client.clone(), namespace);
+            match api.get_opt(name).await {
+                Ok(app) => app.map(Arc::new),
+                Err(e) => {
+                    let message = format!(
+                        "reading Argo CD Application \"{name}\" in namespace \"{namespace}\": {e}"
+                    );
+                    return Err(retryable(message));
+                }
+            }
+        }
+    };
+    match found {
+        None => Err(retryable(format!(
+            "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
+        ))),
+        Some(app) if !allowed(&app) => Err(terminal(format!(
+            "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
+            describe(&app)
+        ))),
+        Some(app) => Ok(vec![app]),
+    }
+}
+
+/// The Applications a label selector matches (only those authorizing the
+/// Stage, with `authorize`), sorted by name.
+async fn resolve_selected(
+    ctx: &StepContext<'_>,
+    index: usize,
+    selector: &LabelSelector,
+    namespace: &str,
+    authorize: bool,
+) -> Result<Vec<Arc<Application>>, StepError> {
+    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
+    let allowed = |app: &Application| !authorize || is_authorized(app, ctx.namespace, ctx.stage);
+    let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty());
+    if empty {
+        let message =
+            format!("config.apps[{index}].selector: needs matchLabels or matchExpressions");
+        return Err(terminal(message));
+    }
+    let parsed = match Selector::try_from(selector.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(terminal(format!("config.apps[{index}].selector: {e}")));
+        }
+    };
+    let mut apps: Vec<Arc<Application>> = ctx
+        .services
+        .applications
+        .state()
+        .into_iter()
+        .filter(|a| a.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|a| parsed.matches(a.metadata.labels.as_ref().unwrap_or(&Default::default())))
+        .filter(|a| allowed(a))
+        .collect();
+    if apps.is_empty() {
+        // As for names: confirm with the API server before giving up.
+        let api: Api<Application> = Api::namespaced(ctx.services.client.clone(), namespace);
+        let params = ListParams::default().labels(&parsed.to_string());
+        if let Ok(list) = api.list(&params).await {
+            apps = list
+                .items
+                .into_iter()
+                .filter(|a| allowed(a))
+                .map(Arc::new)
+                .collect();
+        }
+    }
+    apps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    if apps.is_empty() {
+        let which = if authorize {
+            format!(" authorized for Stage \"{stage}\"")
+        } else {
+            String::new()
+        };
+        Err(retryable(format!(
+            "no Argo CD Application in namespace \"{namespace}\"{which} matches config.apps[{index}].selector"
+        )))
+    } else {
+        Ok(apps)
     }
 }
