@@ -96,6 +96,61 @@ impl StepRunner for ArgoCdWait {
     }
 }
 
+/// What one Application means for the step.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Every wanted condition holds.
+    Met,
+    /// Still waiting for `what`; `refresh`: ask Argo CD to compare again.
+    Wait { what: String, refresh: bool },
+    /// The wait cannot succeed.
+    Fail(String),
+}
+
+/// Judges one Application from its cached state and the health the step saw
+/// on its previous run.
+fn verdict(app: &Application, wanted: Conditions, health_before: Option<&str>) -> Verdict {
+    let errors = app.comparison_errors();
+    if !errors.is_empty() {
+        return Verdict::Fail(format!("{}: {}", describe(app), errors.join("; ")));
+    }
+    let status = app.status.clone().unwrap_or_default();
+    let wait = |what: String| Verdict::Wait {
+        what,
+        refresh: false,
+    };
+    if app.operation_in_progress() {
+        return wait(format!("{} to finish its operation", describe(app)));
+    }
+    if wanted.health {
+        let health = status.health.as_ref().map(|h| h.status.as_str());
+        let fell = health == Some("Degraded")
+            && health_before.is_some_and(|b| !b.is_empty() && b != "Degraded" && b != "Unknown");
+        if fell {
+            return Verdict::Fail(format!(
+                "{} became Degraded while waiting for it to be healthy",
+                describe(app)
+            ));
+        }
+        match assess_health(Some(app), &[]) {
+            AppHealth::Healthy => {}
+            AppHealth::Unknown { reason, refresh } => {
+                return Verdict::Wait {
+                    what: format!("{} to be healthy ({reason})", describe(app)),
+                    refresh,
+                };
+            }
+            AppHealth::Progressing(why) | AppHealth::Unhealthy(why) => {
+                return wait(format!("{} to be healthy ({why})", describe(app)));
+            }
+        }
+    }
+    if wanted.sync && status.sync.as_ref().map(|s| s.status.as_str()) != Some("Synced") {
+        return wait(format!("{} to be synced", describe(app)));
+    }
+    Verdict::Met
+}
+
 /// The health the step saw last time, from its previous output.
 fn previous_health(ctx: &StepContext<'_>, app: &Application) -> Option<String> {
     ctx.previous_output?
@@ -146,66 +201,29 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
     let mut waiting = Vec::new();
     let mut observed = Vec::new();
     for (wanted, app) in &targets {
-        let errors = app.comparison_errors();
-        if !errors.is_empty() {
-            return StepRun {
-                result: Err(terminal(format!(
-                    "{}: {}",
-                    describe(app),
-                    errors.join("; ")
-                ))),
-                awaiting,
-            };
-        }
-        let status = app.status.clone().unwrap_or_default();
-        let health = status
-            .health
+        let health = app
+            .status
             .as_ref()
+            .and_then(|s| s.health.as_ref())
             .map(|h| h.status.clone())
             .unwrap_or_default();
         observed.push(json!({"name": app.metadata.name, "namespace": app.metadata.namespace, "health": health}));
-        if app.operation_in_progress() {
-            waiting.push(format!("{} to finish its operation", describe(app)));
-            continue;
-        }
-        if wanted.health {
-            let before = previous_health(ctx, app);
-            let fell = health == "Degraded"
-                && before
-                    .as_deref()
-                    .is_some_and(|b| !b.is_empty() && b != "Degraded" && b != "Unknown");
-            if fell {
-                let message = format!(
-                    "{} became Degraded while waiting for it to be healthy",
-                    describe(app)
-                );
+        match verdict(app, *wanted, previous_health(ctx, app).as_deref()) {
+            Verdict::Met => {}
+            Verdict::Wait { what, refresh } => {
+                if refresh {
+                    // Argo CD's last comparison may predate the sync: ask for
+                    // another, whose status change wakes this step.
+                    request_refresh(&ctx.services.client, app).await;
+                }
+                waiting.push(what);
+            }
+            Verdict::Fail(message) => {
                 return StepRun {
                     result: Err(terminal(message)),
                     awaiting,
                 };
             }
-            match assess_health(Some(app), &[]) {
-                AppHealth::Healthy => {}
-                AppHealth::Unknown {
-                    reason,
-                    refresh: true,
-                } => {
-                    // Argo CD's last comparison may predate the sync: ask for
-                    // another, whose status change wakes this step.
-                    request_refresh(&ctx.services.client, app).await;
-                    waiting.push(format!("{} to be healthy ({reason})", describe(app)));
-                    continue;
-                }
-                AppHealth::Progressing(why)
-                | AppHealth::Unhealthy(why)
-                | AppHealth::Unknown { reason: why, .. } => {
-                    waiting.push(format!("{} to be healthy ({why})", describe(app)));
-                    continue;
-                }
-            }
-        }
-        if wanted.sync && status.sync.as_ref().map(|s| s.status.as_str()) != Some("Synced") {
-            waiting.push(format!("{} to be synced", describe(app)));
         }
     }
     let output = json!({"apps": observed});
@@ -220,5 +238,69 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
     StepRun {
         result: Ok(result),
         awaiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(status: Value) -> Application {
+        serde_json::from_value(json!({
+            "metadata": {"name": "demo-dev", "namespace": "argocd"},
+            "spec": {},
+            "status": status,
+        }))
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"))
+    }
+
+    const HEALTH: Conditions = Conditions {
+        health: true,
+        sync: false,
+    };
+
+    #[test]
+    fn a_healthy_application_meets_the_wait() {
+        let a = app(json!({"health": {"status": "Healthy"}, "sync": {"status": "Synced"}}));
+        assert_eq!(verdict(&a, HEALTH, None), Verdict::Met);
+    }
+
+    #[test]
+    fn health_that_falls_to_degraded_while_waiting_fails_the_wait() {
+        let a = app(json!({"health": {"status": "Degraded"}}));
+        assert!(
+            matches!(verdict(&a, HEALTH, Some("Progressing")), Verdict::Fail(m) if m.contains("became Degraded"))
+        );
+        // Degraded from the start is waited on: it may recover.
+        assert!(matches!(verdict(&a, HEALTH, None), Verdict::Wait { .. }));
+    }
+
+    #[test]
+    fn a_comparison_from_the_second_the_sync_finished_asks_for_a_refresh() {
+        let a = app(json!({
+            "health": {"status": "Healthy"}, "sync": {"status": "OutOfSync"},
+            "reconciledAt": "2026-11-25T10:00:05Z",
+            "operationState": {"phase": "Succeeded", "finishedAt": "2026-11-25T10:00:05Z", "syncResult": {"revision": "abc"}},
+        }));
+        assert!(matches!(
+            verdict(&a, HEALTH, None),
+            Verdict::Wait { refresh: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_comparison_error_fails_the_wait() {
+        let a = app(json!({"conditions": [{"type": "ComparisonError", "message": "repo gone"}]}));
+        assert!(matches!(verdict(&a, HEALTH, None), Verdict::Fail(m) if m.contains("repo gone")));
+    }
+
+    #[test]
+    fn waiting_for_sync_needs_argo_cd_to_report_synced() {
+        let wanted = Conditions {
+            health: false,
+            sync: true,
+        };
+        let a = app(json!({"sync": {"status": "OutOfSync"}}));
+        assert!(matches!(verdict(&a, wanted, None), Verdict::Wait { .. }));
     }
 }
