@@ -123,9 +123,10 @@ async fn metrics_show_reconciles_steps_phases_and_wakeup_latency() -> TestResult
             .is_some()
     })
     .await?;
-    let (status, body) = get(addr, "/metrics").await?;
-    assert_eq!(status, 200);
-    for series in [
+    // A reconcile is counted when it returns, after its status write (which
+    // the wait above saw) and whatever it does next: scrape until the Stage's
+    // reconcile has been counted, as Prometheus would on its next scrape.
+    let expected = [
         "barge_reconcile_duration_seconds_count{controller=\"promotion\"}",
         "barge_reconcile_duration_seconds_count{controller=\"stage\"}",
         "barge_promotions_finished_total{phase=\"Succeeded\"} 1",
@@ -134,7 +135,19 @@ async fn metrics_show_reconciles_steps_phases_and_wakeup_latency() -> TestResult
         "barge_wakeup_latency_seconds_count",
         "barge_reconcile_queue_depth",
         "barge_application_events_total",
-    ] {
+    ];
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let body = loop {
+        let (status, body) = get(addr, "/metrics").await?;
+        assert_eq!(status, 200);
+        if expected.iter().all(|series| body.contains(series))
+            || std::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for series in expected {
         assert!(body.contains(series), "no {series} in:\n{body}");
     }
     assert!(!body.contains("p1"), "object names must not be labels");
