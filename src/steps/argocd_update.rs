@@ -108,30 +108,54 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
     let output = json!({"apps": targets.iter().map(|(_, a)| json!({
         "name": a.metadata.name, "namespace": a.metadata.namespace,
     })).collect::<Vec<_>>()});
+    let (waiting, health) = match sync_each(ctx, &config, &targets).await {
+        Ok(progress) => progress,
+        Err(e) => {
+            return StepRun {
+                result: Err(e),
+                awaiting,
+            };
+        }
+    };
+
+    if !waiting.is_empty() {
+        let mut result = StepResult::new(StepStatus::Running);
+        result.message = Some(format!("waiting for {}", waiting.join("; ")));
+        result.output = Some(output);
+        return StepRun {
+            result: Ok(result),
+            awaiting,
+        };
+    }
+    let mut result = StepResult::new(StepStatus::Succeeded);
+    result.output = Some(output);
+    let record = HealthCheckRecord { apps: health };
+    result.health_check = Some((KIND.to_string(), json!(record)));
+    StepRun::done(Ok(result))
+}
+
+/// Decides, and where needed requests, the sync of each Application: what
+/// the step still waits for, and the health checks of those synced.
+async fn sync_each(
+    ctx: &StepContext<'_>,
+    config: &Config,
+    targets: &[(usize, Arc<Application>)],
+) -> Result<(Vec<String>, Vec<AppHealthCheck>), StepError> {
     let mut waiting = Vec::new();
     let mut health = Vec::new();
-    for (index, app) in &targets {
+    for (index, app) in targets {
         let sources = &config.apps[*index].sources;
         let desired = desired_revisions(app, sources);
         let decision = match decide_sync(app, ctx.namespace, ctx.promotion, &desired) {
-            SyncDecision::Sync => match request_sync(ctx, app, sources).await {
-                Ok(decision) => decision,
-                Err(e) => {
-                    return StepRun {
-                        result: Err(e),
-                        awaiting,
-                    };
-                }
-            },
+            SyncDecision::Sync => request_sync(ctx, app, sources).await?,
             other => other,
         };
         match decision {
             SyncDecision::Failed { message } => {
-                let message = format!("{} failed with: {message}", describe(app));
-                return StepRun {
-                    result: Err(terminal(message)),
-                    awaiting,
-                };
+                return Err(terminal(format!(
+                    "{} failed with: {message}",
+                    describe(app)
+                )));
             }
             SyncDecision::Succeeded => health.push(AppHealthCheck {
                 name: app.metadata.name.clone().unwrap_or_default(),
@@ -148,21 +172,7 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             SyncDecision::Sync => waiting.push(format!("{} to start syncing", describe(app))),
         }
     }
-
-    if !waiting.is_empty() {
-        let mut result = StepResult::new(StepStatus::Running);
-        result.message = Some(format!("waiting for {}", waiting.join("; ")));
-        result.output = Some(output);
-        return StepRun {
-            result: Ok(result),
-            awaiting,
-        };
-    }
-    let mut result = StepResult::new(StepStatus::Succeeded);
-    result.output = Some(output);
-    let record = HealthCheckRecord { apps: health };
-    result.health_check = Some((KIND.to_string(), json!(record)));
-    StepRun::done(Ok(result))
+    Ok((waiting, health))
 }
 
 /// Writes the sync operation, after deciding again on the live object: the
