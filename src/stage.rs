@@ -203,6 +203,8 @@ pub struct Observed<'a> {
 /// The Stage's whole status from what was observed; conditions keep their
 /// transition time while their status holds, and a `barge.dev/refresh`
 /// value is recorded as handled.
+///
+/// One piece: most of its length is the three conditions written out.
 pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> StageStatus {
     let Observed {
         current,

@@ -181,6 +181,8 @@ pub fn promotion_event_effects(promotion: &Promotion, deleted: bool) -> Promotio
 }
 
 /// Runs the Promotion and Stage controllers until `shutdown` resolves.
+/// One piece: it only wires the watches (one function each), the caches and
+/// the two controllers together, in the order they depend on each other.
 pub async fn run(
     client: Client,
     settings: Settings,

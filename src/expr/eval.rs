@@ -604,6 +604,9 @@ impl<'p, 'h> Interp<'p, 'h> {
         result
     }
 
+    /// One piece: one `match` arm per built-in that walks a collection with
+    /// a predicate (`all`, `any`, `filter`, `map`, `reduce`, ...), sharing the
+    /// budget checks; split up, each arm would repeat them.
     fn predicate_loop(
         &mut self,
         name: &str,

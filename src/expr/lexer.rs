@@ -148,6 +148,7 @@ impl<'s> Lexer<'s> {
         })
     }
 
+    /// One piece: the lexer's state machine, one `match` arm per token class.
     fn run(&mut self) -> Result<(), LexError> {
         loop {
             let start = self.pos;
