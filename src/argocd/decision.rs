@@ -287,94 +287,89 @@ pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth
             refresh: false,
         };
     };
-    let status = app.status.clone().unwrap_or_default();
-    if let Some(state) = status
-        .operation_state
-        .as_ref()
-        .filter(|o| o.finished_at.is_some())
-    {
-        let finished = state.finished_at.as_ref().map(seconds).unwrap_or_default();
-        let stale = status
-            .reconciled_at
-            .as_ref()
-            .is_none_or(|r| seconds(r) < finished);
-        if stale {
-            return AppHealth::Unknown {
-                reason: "Argo CD has not compared the Application since its last sync finished"
-                    .into(),
-                refresh: true,
-            };
-        }
-        // Timestamps have second precision, so a comparison made in the same
-        // second as the sync may still predate it: until Argo CD reports the
-        // Application Synced, ask it to compare again. A later comparison is
-        // believed even when it says OutOfSync: a permanent diff (a field the
-        // API server drops or defaults) or a branch that moved on must not
-        // leave health unknown forever; which revision was deployed is
-        // checked below against the sync result, not the sync status.
-        let synced = status.sync.as_ref().is_some_and(|s| s.status == "Synced");
-        let same_second = status
-            .reconciled_at
-            .as_ref()
-            .is_some_and(|r| seconds(r) == finished);
-        if state.phase == "Succeeded" && !synced && same_second {
-            return AppHealth::Unknown {
-                reason: "Argo CD has not compared the Application since its last sync finished"
-                    .into(),
-                refresh: true,
-            };
-        }
+    if let Some(unknown) = stale_comparison(app) {
+        return unknown;
     }
     let errors = app.comparison_errors();
     if !errors.is_empty() {
         return AppHealth::Unhealthy(errors.join("; "));
     }
-    if desired.iter().any(|d| !d.is_empty()) {
-        if app.operation_in_progress() {
-            return AppHealth::Unknown {
-                reason: "a sync is in progress".into(),
-                refresh: false,
-            };
-        }
-        let Some(live) = deployed_revisions(app) else {
-            return AppHealth::Unknown {
-                reason: "Application is OutOfSync and its last sync did not succeed".into(),
-                refresh: false,
-            };
-        };
-        if live.len() != desired.len() {
-            return AppHealth::Unknown {
-                reason: format!(
-                    "Application reports {} revisions, {} desired",
-                    live.len(),
-                    desired.len()
-                ),
-                refresh: false,
-            };
-        }
-        for (want, got) in desired.iter().zip(&live) {
-            if !want.is_empty() && want != got {
-                return AppHealth::Unhealthy(format!(
-                    "Application is at revision \"{got}\", desired \"{want}\""
-                ));
-            }
-        }
+    if let Some(verdict) = revision_mismatch(app, desired) {
+        return verdict;
     }
-    match status
-        .health
+    let health = app
+        .status
         .as_ref()
+        .and_then(|s| s.health.as_ref())
         .map(|h| h.status.as_str())
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    match health {
         "Healthy" => AppHealth::Healthy,
-        "" | "Progressing" | "Suspended" => AppHealth::Progressing(format!(
-            "Application health is {}",
-            status
-                .health
-                .map(|h| h.status)
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "not reported".into())
-        )),
+        "" => AppHealth::Progressing("Application health is not reported".into()),
+        "Progressing" | "Suspended" => {
+            AppHealth::Progressing(format!("Application health is {health}"))
+        }
         other => AppHealth::Unhealthy(format!("Application health is {other}")),
     }
+}
+
+/// Unknown (asking for a refresh) while Argo CD's last comparison may
+/// predate the last operation's end.
+fn stale_comparison(app: &Application) -> Option<AppHealth> {
+    let status = app.status.as_ref()?;
+    let state = status.operation_state.as_ref()?;
+    let finished = seconds(state.finished_at.as_ref()?);
+    let stale = AppHealth::Unknown {
+        reason: "Argo CD has not compared the Application since its last sync finished".into(),
+        refresh: true,
+    };
+    let reconciled = status.reconciled_at.as_ref().map(seconds);
+    if reconciled.is_none_or(|r| r < finished) {
+        return Some(stale);
+    }
+    // Timestamps have second precision, so a comparison made in the same
+    // second as the sync may still predate it: until Argo CD reports the
+    // Application Synced, ask it to compare again. A later comparison is
+    // believed even when it says OutOfSync: a permanent diff (a field the
+    // API server drops or defaults) or a branch that moved on must not
+    // leave health unknown forever; which revision was deployed is checked
+    // against the sync result, not the sync status.
+    let synced = status.sync.as_ref().is_some_and(|s| s.status == "Synced");
+    (state.phase == "Succeeded" && !synced && reconciled == Some(finished)).then_some(stale)
+}
+
+/// When the step wants revisions: not known during a sync, unhealthy when
+/// the Application runs other ones.
+fn revision_mismatch(app: &Application, desired: &[String]) -> Option<AppHealth> {
+    if desired.iter().all(String::is_empty) {
+        return None;
+    }
+    let unknown = |reason: String| {
+        Some(AppHealth::Unknown {
+            reason,
+            refresh: false,
+        })
+    };
+    if app.operation_in_progress() {
+        return unknown("a sync is in progress".into());
+    }
+    let Some(live) = deployed_revisions(app) else {
+        return unknown("Application is OutOfSync and its last sync did not succeed".into());
+    };
+    if live.len() != desired.len() {
+        return unknown(format!(
+            "Application reports {} revisions, {} desired",
+            live.len(),
+            desired.len()
+        ));
+    }
+    desired
+        .iter()
+        .zip(&live)
+        .find(|(want, got)| !want.is_empty() && want != got)
+        .map(|(want, got)| {
+            AppHealth::Unhealthy(format!(
+                "Application is at revision \"{got}\", desired \"{want}\""
+            ))
+        })
 }
