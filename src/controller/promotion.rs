@@ -128,29 +128,42 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
             message,
             wake_at,
         } => {
-            let backstop = add(now, ctx.backstop);
-            let deadline = wake_at.map_or(backstop, |w| w.min(backstop));
-            let since = previous_since(&status, &alias).unwrap_or(now);
-            status.phase = Some(PromotionPhase::Running);
-            status.message = message.clone().unwrap_or_default();
-            status.awaiting = awaiting
-                .iter()
-                .map(|target| {
-                    awaited(
-                        &alias,
-                        target,
-                        message.as_deref().unwrap_or_default(),
-                        since,
-                        deadline,
-                    )
-                })
-                .collect();
+            let deadline = record_wait(
+                &mut status,
+                &alias,
+                &awaiting,
+                message,
+                wake_at.map_or(add(now, ctx.backstop), |w| w.min(add(now, ctx.backstop))),
+                now,
+            );
             ctx.index_set(&namespace, &name, awaiting);
             write_status(promotion, ctx, status).await?;
             let wait = deadline.duration_since(now).unsigned_abs();
             Ok(Action::requeue(wait.max(Duration::from_millis(10))))
         }
     }
+}
+
+/// Records in status that step `alias` waits on `awaiting` until
+/// `deadline` (its timeout or the backstop), keeping the instant the wait
+/// began across reconciles. Returns the deadline.
+fn record_wait(
+    status: &mut PromotionStatus,
+    alias: &str,
+    awaiting: &[AwaitTarget],
+    message: Option<String>,
+    deadline: Timestamp,
+    now: Timestamp,
+) -> Timestamp {
+    let since = previous_since(status, alias).unwrap_or(now);
+    let message = message.unwrap_or_default();
+    status.phase = Some(PromotionPhase::Running);
+    status.awaiting = awaiting
+        .iter()
+        .map(|target| awaited(alias, target, &message, since, deadline))
+        .collect();
+    status.message = message;
+    deadline
 }
 
 /// First reconcile of its turn: resolve the Stage, Freight and tasks,
@@ -622,5 +635,70 @@ impl Context {
         {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str) -> AwaitTarget {
+        AwaitTarget::Named {
+            kind: "Application".into(),
+            namespace: "argocd".into(),
+            name: name.into(),
+        }
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_wait_is_recorded_with_what_it_waits_on_and_until_when() {
+        let mut status = PromotionStatus::default();
+        let message = Some("waiting for demo-dev".to_string());
+        let deadline = record_wait(
+            &mut status,
+            "update",
+            &[app("demo-dev")],
+            message,
+            at(300),
+            at(0),
+        );
+        assert_eq!(deadline, at(300));
+        assert_eq!(status.phase, Some(PromotionPhase::Running));
+        assert_eq!(status.message, "waiting for demo-dev");
+        let waited = &status.awaiting[0];
+        assert_eq!(
+            (waited.alias.as_str(), waited.name.as_deref()),
+            ("update", Some("demo-dev"))
+        );
+        assert_eq!(waited.since.as_ref().map(|t| t.0), Some(at(0)));
+        assert_eq!(waited.deadline.as_ref().map(|t| t.0), Some(at(300)));
+    }
+
+    #[test]
+    fn a_step_still_waiting_keeps_the_instant_it_began_to_wait() {
+        let mut status = PromotionStatus::default();
+        record_wait(&mut status, "update", &[app("a")], None, at(300), at(0));
+        record_wait(
+            &mut status,
+            "update",
+            &[app("a"), app("b")],
+            None,
+            at(310),
+            at(10),
+        );
+        assert!(
+            status
+                .awaiting
+                .iter()
+                .all(|a| a.since.as_ref().map(|t| t.0) == Some(at(0)))
+        );
+        assert_eq!(status.awaiting.len(), 2);
+        // The next step's wait starts now.
+        record_wait(&mut status, "wait", &[app("a")], None, at(320), at(20));
+        assert_eq!(status.awaiting[0].since.as_ref().map(|t| t.0), Some(at(20)));
     }
 }
