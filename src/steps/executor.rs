@@ -5,7 +5,9 @@
 
 use jiff::Timestamp;
 
-use super::{Registry, Services, StepContext};
+use serde_json::Value;
+
+use super::{Registry, Services, StepContext, StepRunner};
 use crate::api::PromotionStep;
 use crate::await_index::AwaitTarget;
 use crate::promotion::engine::{self, FinalPhase, Next, Progress, Recorded, StepMeta};
@@ -51,41 +53,10 @@ pub async fn execute(
             Next::Start(i) => (i, true),
             Next::Resume(i) => (i, false),
         };
-        let step = &steps[index];
         let alias = engine::alias_of(steps, index);
-        let now = Timestamp::now();
-
-        if starting {
-            match evaluator.should_run(step, &alias, progress) {
-                Ok(true) => {}
-                Ok(false) => {
-                    engine::skip(progress, steps, index, now);
-                    continue;
-                }
-                Err(e) => {
-                    engine::error_before_run(progress, steps, index, format!("if: {e}"), now);
-                    continue;
-                }
-            }
-        }
-        let kind = step.uses.as_deref().unwrap_or_default();
-        let Some(runner) = registry.get(kind) else {
-            let message = format!(
-                "uses: step kind \"{kind}\" is not registered (known kinds: {})",
-                registry.kinds().join(", ")
-            );
-            engine::error_before_run(progress, steps, index, message, now);
+        let Some((runner, config)) = prepare(steps, index, starting, progress, registry, evaluator)
+        else {
             continue;
-        };
-        if starting {
-            engine::start(progress, steps, index, now);
-        }
-        let config = match evaluator.config(step, &alias, progress) {
-            Ok(config) => config,
-            Err(e) => {
-                engine::error_before_run(progress, steps, index, e, now);
-                continue;
-            }
         };
         let previous = progress.state.get(&alias).cloned();
         let ctx = StepContext {
@@ -128,6 +99,54 @@ pub async fn execute(
                 message,
                 wake_at,
             };
+        }
+    }
+}
+
+/// Gets step `index` ready to run: its `if` (when starting), its runner and
+/// its evaluated config. `None` when it must not run: the engine then has
+/// it recorded Skipped or Errored.
+fn prepare<'r>(
+    steps: &[PromotionStep],
+    index: usize,
+    starting: bool,
+    progress: &mut Progress,
+    registry: &'r Registry,
+    evaluator: &dyn StepEvaluator,
+) -> Option<(&'r dyn StepRunner, Value)> {
+    let step = &steps[index];
+    let alias = engine::alias_of(steps, index);
+    let now = Timestamp::now();
+    if starting {
+        match evaluator.should_run(step, &alias, progress) {
+            Ok(true) => {}
+            Ok(false) => {
+                engine::skip(progress, steps, index, now);
+                return None;
+            }
+            Err(e) => {
+                engine::error_before_run(progress, steps, index, format!("if: {e}"), now);
+                return None;
+            }
+        }
+    }
+    let kind = step.uses.as_deref().unwrap_or_default();
+    let Some(runner) = registry.get(kind) else {
+        let message = format!(
+            "uses: step kind \"{kind}\" is not registered (known kinds: {})",
+            registry.kinds().join(", ")
+        );
+        engine::error_before_run(progress, steps, index, message, now);
+        return None;
+    };
+    if starting {
+        engine::start(progress, steps, index, now);
+    }
+    match evaluator.config(step, &alias, progress) {
+        Ok(config) => Some((runner.as_ref(), config)),
+        Err(e) => {
+            engine::error_before_run(progress, steps, index, e, now);
+            None
         }
     }
 }
