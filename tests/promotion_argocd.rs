@@ -9,7 +9,7 @@ use std::time::Duration;
 use barge::api::{PromotionPhase, PromotionStepStatus};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
-use support::{Harness, TestResult};
+use support::{Harness, TestResult, step_status};
 
 fn step(alias: &str, uses: &str, config: serde_json::Value) -> serde_json::Value {
     json!({"as": alias, "uses": uses, "config": config})
@@ -17,15 +17,6 @@ fn step(alias: &str, uses: &str, config: serde_json::Value) -> serde_json::Value
 
 fn app_name(h: &Harness, stage: &str) -> String {
     format!("{}-{stage}", h.ns)
-}
-
-fn step_status(p: &barge::api::Promotion, alias: &str) -> Option<PromotionStepStatus> {
-    p.status
-        .as_ref()?
-        .step_execution_metadata
-        .iter()
-        .find(|m| m.alias == alias)?
-        .status
 }
 
 #[tokio::test]

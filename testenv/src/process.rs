@@ -222,3 +222,26 @@ pub fn wait_gone(pids: &[u32], dirs: &[PathBuf], timeout: std::time::Duration) -
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Runs test `name` of the current test binary as a child process with
+/// `BARGE_TESTENV_CHILD=1`, expecting it to fail (it panics on purpose with
+/// servers running), and returns the words of the line it printed starting
+/// with `PIDS`.
+pub async fn panicking_child(name: &str) -> Result<Vec<String>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = tokio::process::Command::new(exe)
+        .args(["--ignored", "--exact", name, "--nocapture"])
+        .env("BARGE_TESTENV_CHILD", "1")
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Err(format!("the child test {name} was meant to fail"));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with("PIDS "))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .ok_or_else(|| format!("the child test {name} printed no PIDS line: {stdout}"))
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use barge_testenv::TestEnv;
 use barge_testenv::argocd::{ARGOCD_VERSION, PROJECT, widget_resource};
 use barge_testenv::git::GitRepo;
-use barge_testenv::process::wait_gone;
+use barge_testenv::process::{panicking_child, wait_gone};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::await_condition;
@@ -139,24 +139,7 @@ async fn child_that_panics_with_argo_cd_running() {
 
 #[tokio::test]
 async fn argo_cd_is_stopped_when_a_test_binary_panics() -> TestResult {
-    let exe = std::env::current_exe()?;
-    let out = tokio::process::Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "child_that_panics_with_argo_cd_running",
-            "--nocapture",
-        ])
-        .env("BARGE_TESTENV_CHILD", "1")
-        .output()
-        .await?;
-    assert!(!out.status.success(), "the child test was meant to fail");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("PIDS "))
-        .ok_or_else(|| format!("child printed no PIDS line: {stdout}"))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = panicking_child("child_that_panics_with_argo_cd_running").await?;
     let pids: Vec<u32> = words[1..6]
         .iter()
         .map(|w| w.parse())

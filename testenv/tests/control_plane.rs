@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use barge_testenv::process::{rss_kib, wait_gone};
+use barge_testenv::process::{panicking_child, rss_kib, wait_gone};
 use barge_testenv::{KUBERNETES_VERSION, TestEnv};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -245,26 +245,9 @@ async fn child_that_panics_with_a_running_control_plane() {
 
 #[tokio::test]
 async fn servers_are_stopped_when_a_test_binary_panics() -> TestResult {
-    let exe = std::env::current_exe()?;
-    let out = tokio::process::Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "child_that_panics_with_a_running_control_plane",
-            "--nocapture",
-        ])
-        .env("BARGE_TESTENV_CHILD", "1")
-        .output()
-        .await?;
-    assert!(!out.status.success(), "the child test was meant to fail");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("PIDS "))
-        .ok_or("child printed no PIDS line")?;
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = panicking_child("child_that_panics_with_a_running_control_plane").await?;
     let pids: Vec<u32> = vec![words[1].parse()?, words[2].parse()?];
-    let dir = std::path::PathBuf::from(words[4]);
+    let dir = std::path::PathBuf::from(&words[4]);
 
     // The watchdog gets EOF when the child exits; give it a moment to finish.
     assert!(

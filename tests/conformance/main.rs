@@ -12,7 +12,7 @@ mod world;
 use barge::api::{HealthState, Promotion, PromotionPhase, PromotionStepStatus};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{ArgoCdKind, TestResult, current_freight, stage_health};
+use support::{ArgoCdKind, TestResult, current_freight, stage_health, step_status};
 use world::{GitRepo, Workload, World, update_sources};
 
 fn step(alias: &str, uses: &str, config: Value) -> Value {
@@ -60,15 +60,6 @@ fn update_and_wait(app: &str, repo: &GitRepo) -> Value {
         update_app(app, &[repo]),
         step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
     ])
-}
-
-fn step_status(p: &Promotion, alias: &str) -> Option<PromotionStepStatus> {
-    p.status
-        .as_ref()?
-        .step_execution_metadata
-        .iter()
-        .find(|m| m.alias == alias)?
-        .status
 }
 
 fn message(p: &Promotion) -> String {

@@ -337,6 +337,19 @@ impl Harness {
     }
 }
 
+/// The status of the step `alias` of a Promotion, if it ran.
+pub fn step_status(
+    p: &barge::api::Promotion,
+    alias: &str,
+) -> Option<barge::api::PromotionStepStatus> {
+    p.status
+        .as_ref()?
+        .step_execution_metadata
+        .iter()
+        .find(|m| m.alias == alias)?
+        .status
+}
+
 /// The Stage's health status, if reported.
 pub fn stage_health(stage: &barge::api::Stage) -> Option<barge::api::HealthState> {
     stage.status.as_ref()?.health.as_ref()?.status
