@@ -9,6 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
+use crate::argocd::{AppHealthCheck, HealthCheckRecord};
+
+/// The step whose health checks a Stage's health is judged from.
+const ARGOCD_UPDATE: &str = "argocd-update";
 use crate::api::{
     Freight, FreightCollection, FreightReference, Health, HealthState, Promotion, PromotionPhase,
     PromotionReference, Stage, StageStatus,
@@ -298,6 +302,78 @@ pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> St
     }
 }
 
+/// What a Stage's health is judged from.
+#[derive(Debug, PartialEq)]
+pub enum HealthBasis {
+    /// No Promotion ever ended on the Stage.
+    Nothing,
+    /// A verdict that needs no Application: a Promotion runs, or the last
+    /// one did not succeed.
+    Fixed(Health),
+    /// The Applications the last Promotion's `argocd-update` steps synced;
+    /// `unreadable` holds (what, why) for checks that could not be read;
+    /// `config` is the checks as recorded, for `status.health.config`.
+    Apps {
+        apps: Vec<AppHealthCheck>,
+        unreadable: Vec<(String, String)>,
+        config: serde_json::Value,
+    },
+}
+
+pub fn health_basis(current: Option<&Promotion>, last: Option<&Promotion>) -> HealthBasis {
+    let unknown = |issue: String| {
+        HealthBasis::Fixed(Health {
+            status: Some(HealthState::Unknown),
+            issues: vec![issue],
+            ..Health::default()
+        })
+    };
+    if let Some(p) = current {
+        return unknown(format!("Promotion {} is running", p.name_any()));
+    }
+    let Some(last) = last else {
+        return HealthBasis::Nothing;
+    };
+    if last.phase() != PromotionPhase::Succeeded {
+        return unknown(format!(
+            "last Promotion {} ended {}",
+            last.name_any(),
+            last.phase()
+        ));
+    }
+    let checks = last
+        .status
+        .as_ref()
+        .map(|s| s.health_checks.as_slice())
+        .unwrap_or_default();
+    let (mut apps, mut unreadable) = (Vec::new(), Vec::new());
+    for check in checks.iter().filter(|c| c.uses == ARGOCD_UPDATE) {
+        let record = check
+            .config
+            .clone()
+            .map(serde_json::from_value::<HealthCheckRecord>)
+            .transpose();
+        match record {
+            Ok(record) => apps.extend(record.unwrap_or_default().apps),
+            Err(e) => unreadable.push((
+                format!("health check of {}", last.name_any()),
+                format!("unreadable: {e}"),
+            )),
+        }
+    }
+    let config = serde_json::json!(
+        checks
+            .iter()
+            .map(|c| serde_json::json!({"uses": c.uses, "config": c.config}))
+            .collect::<Vec<_>>()
+    );
+    HealthBasis::Apps {
+        apps,
+        unreadable,
+        config,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,5 +646,56 @@ mod tests {
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "NoFreight")
         );
+    }
+
+    #[test]
+    fn a_running_promotion_makes_health_unknown_without_reading_applications() {
+        let mut running = promotion("p2", "Running", "f2", 0);
+        if let Some(s) = running.status.as_mut() {
+            s.finished_at = None;
+        }
+        let HealthBasis::Fixed(health) = health_basis(Some(&running), None) else {
+            panic!("expected a fixed verdict");
+        };
+        assert_eq!(health.status, Some(HealthState::Unknown));
+        assert_eq!(health.issues, vec!["Promotion p2 is running".to_string()]);
+    }
+
+    #[test]
+    fn health_is_judged_from_the_apps_the_last_successful_promotion_synced() {
+        let mut last = promotion("p1", "Succeeded", "f1", 10);
+        if let Some(s) = last.status.as_mut() {
+            s.health_checks = serde_json::from_value(json!([
+                {"uses": "argocd-update", "config": {"apps": [{"name": "demo-dev", "namespace": "argocd", "desiredRevisions": ["abc"]}]}},
+                {"uses": "argocd-update", "config": {"apps": "not a list"}},
+                {"uses": "something-else", "config": {}},
+            ]))
+            .unwrap_or_else(|e| panic!("bad fixture: {e}"));
+        }
+        let HealthBasis::Apps {
+            apps, unreadable, ..
+        } = health_basis(None, Some(&last))
+        else {
+            panic!("expected Applications to judge");
+        };
+        assert_eq!(
+            apps,
+            vec![AppHealthCheck {
+                name: "demo-dev".into(),
+                namespace: "argocd".into(),
+                desired_revisions: vec!["abc".into()],
+            }]
+        );
+        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+    }
+
+    #[test]
+    fn a_failed_last_promotion_and_no_promotion_at_all_are_told_apart() {
+        let failed = promotion("p1", "Failed", "f1", 10);
+        assert!(matches!(
+            health_basis(None, Some(&failed)),
+            HealthBasis::Fixed(_)
+        ));
+        assert_eq!(health_basis(None, None), HealthBasis::Nothing);
     }
 }

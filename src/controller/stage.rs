@@ -15,15 +15,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Error, cache_ready};
-use crate::api::{Freight, Health, HealthState, Promotion, PromotionPhase, Stage};
-use crate::argocd::{
-    AppHealth, AppHealthCheck, Application, HealthCheckRecord, assess_health, request_refresh,
-};
+use crate::api::{Freight, Health, HealthState, Promotion, Stage};
+use crate::argocd::{AppHealth, AppHealthCheck, Application, assess_health, request_refresh};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::stage::{
-    Observed, auto_promotion_candidates, auto_promotion_name, current_and_last, freight_history,
-    merge_health, stage_status,
+    HealthBasis, Observed, auto_promotion_candidates, auto_promotion_name, current_and_last,
+    freight_history, health_basis, merge_health, stage_status,
 };
 
 use super::promotion::FIELD_MANAGER;
@@ -119,91 +117,54 @@ async fn assess(
     last: Option<&Promotion>,
 ) -> Option<Health> {
     let key = (stage.namespace().unwrap_or_default(), stage.name_any());
-    let set_index = |targets: Vec<AwaitTarget>| {
-        ctx.index.set(key.clone(), targets);
+    let (apps, unreadable, config) = match health_basis(current, last) {
+        HealthBasis::Nothing => return None,
+        HealthBasis::Fixed(health) => {
+            ctx.index.set(key, Vec::new());
+            return Some(health);
+        }
+        HealthBasis::Apps {
+            apps,
+            unreadable,
+            config,
+        } => (apps, unreadable, config),
     };
-    if let Some(p) = current {
-        set_index(Vec::new());
-        return Some(Health {
-            status: Some(HealthState::Unknown),
-            issues: vec![format!("Promotion {} is running", p.name_any())],
-            ..Health::default()
-        });
-    }
-    let last = last?;
-    if last.phase() != PromotionPhase::Succeeded {
-        set_index(Vec::new());
-        return Some(Health {
-            status: Some(HealthState::Unknown),
-            issues: vec![format!(
-                "last Promotion {} ended {}",
-                last.name_any(),
-                last.phase()
-            )],
-            ..Health::default()
-        });
-    }
-    let checks = last
-        .status
-        .as_ref()
-        .map(|s| s.health_checks.clone())
-        .unwrap_or_default();
-    let mut results = Vec::new();
+    let mut results: Vec<(String, HealthState, Option<String>)> = unreadable
+        .into_iter()
+        .map(|(what, why)| (what, HealthState::Unknown, Some(why)))
+        .collect();
     let mut targets = Vec::new();
-    for check in checks
-        .iter()
-        .filter(|c| c.uses == crate::steps::argocd_update::KIND)
+    for AppHealthCheck {
+        name,
+        namespace,
+        desired_revisions: desired,
+    } in apps
     {
-        let record = check
-            .config
-            .clone()
-            .map(serde_json::from_value::<HealthCheckRecord>)
-            .transpose();
-        let apps = match record {
-            Ok(record) => record.unwrap_or_default().apps,
-            Err(e) => {
-                let what = format!("health check of {}", last.name_any());
-                results.push((what, HealthState::Unknown, Some(format!("unreadable: {e}"))));
-                continue;
+        targets.push(AwaitTarget::Named {
+            kind: "Application".into(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        });
+        let cached = ctx
+            .applications
+            .get(&ObjectRef::new(&name).within(&namespace));
+        let what = format!("Application {namespace}/{name}");
+        let (state, issue) = match assess_health(cached.as_deref(), &desired) {
+            AppHealth::Healthy => (HealthState::Healthy, None),
+            AppHealth::Progressing(why) => (HealthState::Progressing, Some(why)),
+            AppHealth::Unhealthy(why) => (HealthState::Unhealthy, Some(why)),
+            AppHealth::Unknown { reason, refresh } => {
+                if refresh && let Some(app) = cached.as_deref() {
+                    request_refresh(&ctx.client, app).await;
+                }
+                (HealthState::Unknown, Some(reason))
             }
         };
-        for AppHealthCheck {
-            name,
-            namespace,
-            desired_revisions: desired,
-        } in apps
-        {
-            targets.push(AwaitTarget::Named {
-                kind: "Application".into(),
-                namespace: namespace.clone(),
-                name: name.clone(),
-            });
-            let cached = ctx
-                .applications
-                .get(&ObjectRef::new(&name).within(&namespace));
-            let what = format!("Application {namespace}/{name}");
-            let (state, issue) = match assess_health(cached.as_deref(), &desired) {
-                AppHealth::Healthy => (HealthState::Healthy, None),
-                AppHealth::Progressing(why) => (HealthState::Progressing, Some(why)),
-                AppHealth::Unhealthy(why) => (HealthState::Unhealthy, Some(why)),
-                AppHealth::Unknown { reason, refresh } => {
-                    if refresh && let Some(app) = cached.as_deref() {
-                        request_refresh(&ctx.client, app).await;
-                    }
-                    (HealthState::Unknown, Some(reason))
-                }
-            };
-            results.push((what, state, issue));
-        }
+        results.push((what, state, issue));
     }
-    set_index(targets);
+    ctx.index.set(key, targets);
     let mut health = merge_health(&results);
-    health.config = Some(json!(
-        checks
-            .iter()
-            .map(|c| json!({"uses": c.uses, "config": c.config}))
-            .collect::<Vec<_>>()
-    ));
+    health.config = Some(config);
     Some(health)
 }
 

@@ -286,6 +286,19 @@ impl World {
         .await
     }
 
+    /// Waits until Argo CD reports the Application synced to `revisions`
+    /// (one per source). Argo CD compares after the sync's final write, so
+    /// a Promotion can succeed a moment before this shows.
+    pub async fn until_synced_to(&self, app: &str, revisions: &[&str]) -> TestResult {
+        let want: Vec<String> = revisions.iter().map(|r| r.to_string()).collect();
+        self.until_app(
+            app,
+            &format!("Argo CD reporting {want:?} synced"),
+            move |a| synced_revisions(a) == want,
+        )
+        .await
+    }
+
     /// Waits (on watch events) until `condition` holds for the Application,
     /// given as JSON.
     pub async fn until_app(
@@ -372,6 +385,22 @@ impl World {
         api.patch(widget, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         Ok(())
+    }
+}
+
+/// The revision(s) Argo CD reports the Application synced to.
+fn synced_revisions(app: &Value) -> Vec<String> {
+    let sync = &app["status"]["sync"];
+    match sync["revisions"].as_array() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .filter_map(|r| r.as_str().map(String::from))
+            .collect(),
+        _ => sync["revision"]
+            .as_str()
+            .map(String::from)
+            .into_iter()
+            .collect(),
     }
 }
 
