@@ -282,6 +282,80 @@ where
         index,
         alias: alias.clone(),
     };
+    let reference = task_reference(step, &location)?;
+    check_var_names(&step.vars, "vars", &location)?;
+    let kind = reference.kind;
+    let name = reference.name.as_str();
+    let Some(task) = tasks.resolve(kind, name) else {
+        return Err(InflateError::new(
+            location,
+            "task.name",
+            Reason::TaskNotFound {
+                kind,
+                name: name.to_owned(),
+            },
+        ));
+    };
+    let task_location = Location::Task {
+        index,
+        alias: alias.clone(),
+        kind,
+        name: name.to_owned(),
+    };
+    if task.steps.is_empty() {
+        return Err(InflateError::new(
+            task_location,
+            "spec.steps",
+            Reason::Empty,
+        ));
+    }
+    check_var_names(&task.vars, "spec.vars", &task_location)?;
+
+    let vars = task_vars(&task.vars, &step.vars, promotion_set, kind, name, &location)?;
+
+    let mut explicit = HashMap::new();
+    out.reserve(task.steps.len());
+    for (j, inner) in task.steps.into_iter().enumerate() {
+        let task_index = j + 1;
+        let task_alias = format!("{alias}{ALIAS_SEPARATOR}{}", alias_of(&inner, task_index));
+        let inner_location = Location::TaskStep {
+            index,
+            alias: alias.clone(),
+            kind,
+            name: name.to_owned(),
+            task_index,
+            task_alias: task_alias.clone(),
+        };
+        check_explicit_alias(&inner, task_index, &mut explicit, &inner_location)?;
+        check_task_step(&inner, inner_location)?;
+        let mut inner = inner;
+        let own = std::mem::take(&mut inner.vars);
+        inner.vars = Vec::with_capacity(vars.len() + own.len());
+        inner.vars.extend_from_slice(&vars);
+        inner.vars.extend(own);
+        inner.alias = Some(task_alias);
+        out.push(inner);
+    }
+    Ok(())
+}
+
+/// A task's own step must run a step kind: a task may not reference a task.
+fn check_task_step(inner: &PromotionStep, location: Location) -> Result<(), InflateError> {
+    if inner.task.is_some() {
+        return Err(InflateError::new(location, "task", Reason::NestedTask));
+    }
+    if non_blank(&inner.uses).is_none() {
+        return Err(InflateError::new(location, "uses", Reason::NestedTask));
+    }
+    check_var_names(&inner.vars, "vars", &location)
+}
+
+/// The task a step references, refusing the fields a reference may not set.
+fn task_reference<'s>(
+    step: &'s PromotionStep,
+    location: &Location,
+) -> Result<&'s crate::api::PromotionTaskReference, InflateError> {
+    let location = location.clone();
     let Some(reference) = &step.task else {
         return Err(InflateError::new(
             location,
@@ -320,43 +394,27 @@ where
     if reference.name.trim().is_empty() {
         return Err(InflateError::new(location, "task.name", Reason::Empty));
     }
-    check_var_names(&step.vars, "vars", &location)?;
-    let kind = reference.kind;
-    let name = reference.name.as_str();
-    let Some(task) = tasks.resolve(kind, name) else {
-        return Err(InflateError::new(
-            location,
-            "task.name",
-            Reason::TaskNotFound {
-                kind,
-                name: name.to_owned(),
-            },
-        ));
-    };
-    let task_location = Location::Task {
-        index,
-        alias: alias.clone(),
-        kind,
-        name: name.to_owned(),
-    };
-    if task.steps.is_empty() {
-        return Err(InflateError::new(
-            task_location,
-            "spec.steps",
-            Reason::Empty,
-        ));
-    }
-    check_var_names(&task.vars, "spec.vars", &task_location)?;
+    Ok(reference)
+}
 
-    // Kargo's promotionTaskVarsToStepVars.
-    let reference_set: HashSet<&str> = step
-        .vars
+/// Kargo's promotionTaskVarsToStepVars: the task's defaults (those the
+/// Promotion does not set itself), then the reference's own vars. A task
+/// var with no default must be given by the reference.
+fn task_vars(
+    task_vars: &[ExpressionVariable],
+    reference_vars: &[ExpressionVariable],
+    promotion_set: &HashSet<&str>,
+    kind: TaskKind,
+    name: &str,
+    location: &Location,
+) -> Result<Vec<ExpressionVariable>, InflateError> {
+    let reference_set: HashSet<&str> = reference_vars
         .iter()
         .filter(|v| !v.value.is_empty())
         .map(|v| v.name.as_str())
         .collect();
-    let mut vars = Vec::with_capacity(task.vars.len() + step.vars.len());
-    for var in &task.vars {
+    let mut vars = Vec::with_capacity(task_vars.len() + reference_vars.len());
+    for var in task_vars {
         if promotion_set.contains(var.name.as_str()) {
             continue;
         }
@@ -364,7 +422,7 @@ where
             vars.push(var.clone());
         } else if !reference_set.contains(var.name.as_str()) {
             return Err(InflateError::new(
-                location,
+                location.clone(),
                 "vars",
                 Reason::MissingVar {
                     name: var.name.clone(),
@@ -374,46 +432,8 @@ where
             ));
         }
     }
-    vars.extend_from_slice(&step.vars);
-
-    let mut explicit = HashMap::new();
-    out.reserve(task.steps.len());
-    for (j, inner) in task.steps.into_iter().enumerate() {
-        let task_index = j + 1;
-        let task_alias = format!("{alias}{ALIAS_SEPARATOR}{}", alias_of(&inner, task_index));
-        let inner_location = Location::TaskStep {
-            index,
-            alias: alias.clone(),
-            kind,
-            name: name.to_owned(),
-            task_index,
-            task_alias: task_alias.clone(),
-        };
-        check_explicit_alias(&inner, task_index, &mut explicit, &inner_location)?;
-        if inner.task.is_some() {
-            return Err(InflateError::new(
-                inner_location,
-                "task",
-                Reason::NestedTask,
-            ));
-        }
-        if non_blank(&inner.uses).is_none() {
-            return Err(InflateError::new(
-                inner_location,
-                "uses",
-                Reason::NestedTask,
-            ));
-        }
-        check_var_names(&inner.vars, "vars", &inner_location)?;
-        let mut inner = inner;
-        let own = std::mem::take(&mut inner.vars);
-        inner.vars = Vec::with_capacity(vars.len() + own.len());
-        inner.vars.extend_from_slice(&vars);
-        inner.vars.extend(own);
-        inner.alias = Some(task_alias);
-        out.push(inner);
-    }
-    Ok(())
+    vars.extend_from_slice(reference_vars);
+    Ok(vars)
 }
 
 /// The step's alias: its trimmed `as` when not blank, otherwise `task-N` for a
