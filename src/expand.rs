@@ -217,6 +217,62 @@ fn expand_one(
     let promotion = m.promotions.iter().find(|p| {
         p.metadata.name.as_deref() == Some(promotion_name) && namespace_of(&p.metadata) == namespace
     });
+    let freight = find_freight(m, namespace, stage, freight_name)?;
+    let tasks = task_map(m, namespace);
+    let request = inflate::Request::for_promotion(
+        namespace,
+        stage_name,
+        &stage.spec,
+        promotion.map(|p| &p.spec),
+    );
+    let plan = inflate::inflate(&request, &tasks)
+        .map_err(|e| ExpandError::Input(format!("Promotion \"{promotion_name}\": {e}")))?;
+
+    let reference = freight.map(Freight::reference);
+    let evaluator = ExprEvaluator::new(
+        namespace,
+        stage_name,
+        promotion_name,
+        None,
+        &plan.vars,
+        reference.as_ref(),
+    );
+    let mut progress = Progress::default();
+    let promotion_vars = evaluator
+        .env(None, "", &progress)
+        .map(|env| env.vars)
+        .map_err(|e| ExpandError::Input(format!("Promotion \"{promotion_name}\": {e}")))?;
+
+    let mut expanded_steps = Vec::new();
+    for (index, step) in plan.steps.iter().enumerate() {
+        let alias = alias_of(&plan.steps, index);
+        expanded_steps.push(preview_step(&evaluator, step, &alias, &progress));
+        // Later steps are previewed as if this one succeeded.
+        progress.metas.push(StepMeta {
+            alias,
+            status: Some(PromotionStepStatus::Succeeded),
+            continue_on_error: step.continue_on_error,
+            ..StepMeta::default()
+        });
+    }
+    Ok(Expanded {
+        promotion: promotion_name.to_string(),
+        namespace: namespace.to_string(),
+        stage: stage_name.to_string(),
+        freight: reference.map(|f| f.name).unwrap_or_default(),
+        vars: promotion_vars,
+        steps: expanded_steps,
+    })
+}
+
+/// The Freight to preview with: the one named, else the newest in the
+/// namespace from an origin the Stage requests.
+fn find_freight<'m>(
+    m: &'m Manifests,
+    namespace: &str,
+    stage: &Stage,
+    freight_name: Option<&str>,
+) -> Result<Option<&'m Freight>, ExpandError> {
     let origins: Vec<String> = stage
         .spec
         .requested_freight
@@ -242,6 +298,11 @@ fn expand_one(
         }),
     };
 
+    Ok(freight)
+}
+
+/// The namespace's PromotionTasks and every ClusterPromotionTask given.
+fn task_map(m: &Manifests, namespace: &str) -> TaskMap {
     let mut tasks = TaskMap::new();
     for t in m
         .tasks
@@ -261,92 +322,49 @@ fn expand_one(
             t.spec.clone(),
         );
     }
-    let own_steps = promotion.is_some_and(|p| !p.spec.steps.is_empty());
-    let steps = match promotion {
-        Some(p) if own_steps => &p.spec.steps[..],
-        _ => stage.template_steps(),
-    };
-    let template_vars = match (&stage.spec.promotion_template, own_steps) {
-        (Some(t), false) => &t.spec.vars[..],
-        _ => &[],
-    };
-    let request = inflate::Request {
-        namespace,
-        stage: stage_name,
-        stage_vars: &stage.spec.vars,
-        template_vars,
-        promotion_vars: promotion.map(|p| &p.spec.vars[..]).unwrap_or_default(),
-        steps,
-    };
-    let plan = inflate::inflate(&request, &tasks)
-        .map_err(|e| ExpandError::Input(format!("Promotion \"{promotion_name}\": {e}")))?;
+    tasks
+}
 
-    let reference = freight.map(Freight::reference);
-    let evaluator = ExprEvaluator::new(
-        namespace,
-        stage_name,
-        promotion_name,
-        None,
-        &plan.vars,
-        reference.as_ref(),
-    );
-    let mut progress = Progress::default();
-    let promotion_vars = evaluator
-        .env(None, "", &progress)
-        .map(|env| env.vars)
-        .map_err(|e| ExpandError::Input(format!("Promotion \"{promotion_name}\": {e}")))?;
-
-    let mut expanded_steps = Vec::new();
-    for (index, step) in plan.steps.iter().enumerate() {
-        let alias = alias_of(&plan.steps, index);
-        let mut notes = Vec::new();
-        let (vars, config) = match evaluator.env(Some(step), &alias, &progress) {
-            Ok(env) => {
-                let own: BTreeMap<&str, ()> =
-                    step.vars.iter().map(|v| (v.name.as_str(), ())).collect();
-                let vars: Map<String, Value> = env
-                    .vars
-                    .iter()
-                    .filter(|(k, _)| own.contains_key(k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let config = step
-                    .config
-                    .clone()
-                    .unwrap_or_else(|| Value::Object(Map::new()));
-                let config = evaluate_leaves(&config, &env, "config", &mut notes);
-                (vars, config)
-            }
-            Err(e) => {
-                notes.push(format!("{e} (left unevaluated)"));
-                (Map::new(), step.config.clone().unwrap_or_default())
-            }
-        };
-        expanded_steps.push(ExpandedStep {
-            alias: alias.clone(),
-            uses: step.uses.clone().unwrap_or_default(),
-            if_: step.if_.clone(),
-            continue_on_error: step.continue_on_error,
-            vars,
-            config,
-            notes,
-        });
-        // Later steps are previewed as if this one succeeded.
-        progress.metas.push(StepMeta {
-            alias,
-            status: Some(PromotionStepStatus::Succeeded),
-            continue_on_error: step.continue_on_error,
-            ..StepMeta::default()
-        });
+/// One step as it would run: its own vars and its config with every
+/// expression that needs no running Promotion evaluated; notes say what
+/// stayed as written.
+fn preview_step(
+    evaluator: &ExprEvaluator,
+    step: &crate::api::PromotionStep,
+    alias: &str,
+    progress: &Progress,
+) -> ExpandedStep {
+    let mut notes = Vec::new();
+    let (vars, config) = match evaluator.env(Some(step), alias, progress) {
+        Ok(env) => {
+            let own: BTreeMap<&str, ()> = step.vars.iter().map(|v| (v.name.as_str(), ())).collect();
+            let vars: Map<String, Value> = env
+                .vars
+                .iter()
+                .filter(|(k, _)| own.contains_key(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let config = step
+                .config
+                .clone()
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            let config = evaluate_leaves(&config, &env, "config", &mut notes);
+            (vars, config)
+        }
+        Err(e) => {
+            notes.push(format!("{e} (left unevaluated)"));
+            (Map::new(), step.config.clone().unwrap_or_default())
+        }
+    };
+    ExpandedStep {
+        alias: alias.to_string(),
+        uses: step.uses.clone().unwrap_or_default(),
+        if_: step.if_.clone(),
+        continue_on_error: step.continue_on_error,
+        vars,
+        config,
+        notes,
     }
-    Ok(Expanded {
-        promotion: promotion_name.to_string(),
-        namespace: namespace.to_string(),
-        stage: stage_name.to_string(),
-        freight: reference.map(|f| f.name).unwrap_or_default(),
-        vars: promotion_vars,
-        steps: expanded_steps,
-    })
 }
 
 /// Evaluates each string on its own, so one that needs a running

@@ -249,20 +249,10 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Fr
             name: freight_name.clone(),
         })?;
 
-    let own_steps = !promotion.spec.steps.is_empty();
-    let template = stage.spec.promotion_template.as_ref().map(|t| &t.spec);
-    let steps = if own_steps {
-        &promotion.spec.steps[..]
-    } else {
-        stage.template_steps()
-    };
-    let template_vars = match (own_steps, template) {
-        (false, Some(t)) => &t.vars[..],
-        _ => &[],
-    };
-
+    let request =
+        inflate::Request::for_promotion(&namespace, stage_name, &stage.spec, Some(&promotion.spec));
     let mut tasks = TaskMap::new();
-    for step in steps {
+    for step in request.steps {
         let Some(task) = &step.task else { continue };
         let spec = match task.kind {
             TaskKind::PromotionTask => Api::<PromotionTask>::namespaced(client.clone(), &namespace)
@@ -279,14 +269,6 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Fr
             tasks.insert(task.kind, task.name.clone(), spec);
         }
     }
-    let request = inflate::Request {
-        namespace: &namespace,
-        stage: stage_name,
-        stage_vars: &stage.spec.vars,
-        template_vars,
-        promotion_vars: &promotion.spec.vars,
-        steps,
-    };
     let plan = inflate::inflate(&request, &tasks)?;
     Ok((plan, freight))
 }

@@ -136,6 +136,34 @@ pub struct Request<'a> {
     pub steps: &'a [PromotionStep],
 }
 
+impl<'a> Request<'a> {
+    /// What a Promotion of Stage `stage` (named `stage_name`) asks to run:
+    /// its own steps if it has any, else the Stage's template with the
+    /// template's vars. `promotion` is `None` for a preview without one.
+    pub fn for_promotion(
+        namespace: &'a str,
+        stage_name: &'a str,
+        stage: &'a crate::api::StageSpec,
+        promotion: Option<&'a crate::api::PromotionSpec>,
+    ) -> Self {
+        let own = promotion.filter(|p| !p.steps.is_empty());
+        let template = stage.promotion_template.as_ref().map(|t| &t.spec);
+        let (steps, template_vars) = match (own, template) {
+            (Some(p), _) => (&p.steps[..], &[][..]),
+            (None, Some(t)) => (&t.steps[..], &t.vars[..]),
+            (None, None) => (&[][..], &[][..]),
+        };
+        Self {
+            namespace,
+            stage: stage_name,
+            stage_vars: &stage.vars,
+            template_vars,
+            promotion_vars: promotion.map(|p| &p.vars[..]).unwrap_or_default(),
+            steps,
+        }
+    }
+}
+
 /// Inflates `request` into a frozen plan, expanding task references through
 /// `tasks`. Returns the first problem found, naming the step and field.
 pub fn inflate<R>(request: &Request<'_>, tasks: &R) -> Result<PromotionPlan, InflateError>

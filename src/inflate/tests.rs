@@ -885,3 +885,25 @@ fn plan_round_trips_through_json_with_kargo_field_names() {
     let back: PromotionPlan = serde_json::from_value(value).unwrap();
     assert_eq!(back, plan);
 }
+
+#[test]
+fn a_promotion_with_its_own_steps_runs_them_without_the_templates_vars() {
+    let stage: crate::api::StageSpec = serde_json::from_value(serde_json::json!({
+        "requestedFreight": [], "vars": [{"name": "s", "value": "1"}],
+        "promotionTemplate": {"spec": {"vars": [{"name": "t", "value": "2"}], "steps": [{"uses": "a"}]}},
+    }))
+    .unwrap_or_else(|e| panic!("bad fixture: {e}"));
+    let own: crate::api::PromotionSpec = serde_json::from_value(serde_json::json!({
+        "stage": "dev", "freight": "f1", "vars": [{"name": "p", "value": "3"}], "steps": [{"uses": "b"}],
+    }))
+    .unwrap_or_else(|e| panic!("bad fixture: {e}"));
+    let request = Request::for_promotion("ns", "dev", &stage, Some(&own));
+    assert_eq!(request.steps[0].uses.as_deref(), Some("b"));
+    assert!(request.template_vars.is_empty());
+    assert_eq!(request.promotion_vars.len(), 1);
+
+    let from_template = Request::for_promotion("ns", "dev", &stage, None);
+    assert_eq!(from_template.steps[0].uses.as_deref(), Some("a"));
+    assert_eq!(from_template.template_vars[0].name, "t");
+    assert_eq!(from_template.stage_vars[0].name, "s");
+}
