@@ -79,37 +79,7 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
         return start(promotion, ctx, status).await;
     };
 
-    let mut progress = progress_from(&status);
-    let subject = Subject {
-        namespace: &namespace,
-        promotion: &name,
-        stage: &promotion.spec.stage,
-        actor: actor(promotion),
-    };
-    let evaluator = ExprEvaluator::new(
-        &namespace,
-        &promotion.spec.stage,
-        &name,
-        actor(promotion),
-        &plan.vars,
-        status.freight.as_ref(),
-    );
-    let metas_before = progress.metas.clone();
-    let stop = executor::execute(
-        &subject,
-        &plan.steps,
-        &mut progress,
-        &ctx.registry,
-        &ctx.services,
-        &evaluator,
-    )
-    .await;
-    for step in executor::finished_since(&plan.steps, &metas_before, &progress.metas) {
-        ctx.metrics
-            .step_finished(&step.kind, &step.status, step.took);
-    }
-    apply_progress(&mut status, &progress);
-
+    let stop = run_steps(promotion, ctx, &plan, &mut status).await;
     let now = Timestamp::now();
     match stop {
         Stop::Finished { phase, message } => {
@@ -142,6 +112,49 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
             Ok(Action::requeue(wait.max(Duration::from_millis(10))))
         }
     }
+}
+
+/// Runs the plan's steps from where the Promotion stands until one waits or
+/// all are done, recording their progress in `status` and their durations
+/// in the metrics.
+async fn run_steps(
+    promotion: &Promotion,
+    ctx: &Context,
+    plan: &PromotionPlan,
+    status: &mut PromotionStatus,
+) -> Stop {
+    let (namespace, name) = key(promotion);
+    let mut progress = progress_from(status);
+    let subject = Subject {
+        namespace: &namespace,
+        promotion: &name,
+        stage: &promotion.spec.stage,
+        actor: actor(promotion),
+    };
+    let evaluator = ExprEvaluator::new(
+        &namespace,
+        &promotion.spec.stage,
+        &name,
+        actor(promotion),
+        &plan.vars,
+        status.freight.as_ref(),
+    );
+    let metas_before = progress.metas.clone();
+    let stop = executor::execute(
+        &subject,
+        &plan.steps,
+        &mut progress,
+        &ctx.registry,
+        &ctx.services,
+        &evaluator,
+    )
+    .await;
+    for step in executor::finished_since(&plan.steps, &metas_before, &progress.metas) {
+        ctx.metrics
+            .step_finished(&step.kind, &step.status, step.took);
+    }
+    apply_progress(status, &progress);
+    stop
 }
 
 /// Records in status that step `alias` waits on `awaiting` until
