@@ -250,6 +250,27 @@ fn backoff(errors: u32) -> Duration {
     Duration::from_secs(1u64 << errors.saturating_sub(1).min(6))
 }
 
+/// A retryable error below the threshold: the step stays Running and is
+/// looked at again after its backoff, or at its deadline if that is sooner.
+fn retry_later(
+    meta: &mut StepMeta,
+    step: &PromotionStep,
+    defaults: StepDefaults,
+    message: String,
+    now: Timestamp,
+) -> Recorded {
+    meta.status = Some(StepStatus::Running);
+    meta.message = Some(format!("{message}; step will be retried"));
+    let retry_at = jiff::SignedDuration::try_from(backoff(meta.error_count))
+        .ok()
+        .and_then(|b| now.checked_add(b).ok());
+    let wake_at = match (retry_at, deadline(step, meta, defaults)) {
+        (Some(r), Some(d)) => Some(r.min(d)),
+        (r, d) => r.or(d),
+    };
+    Recorded::Wait { wake_at }
+}
+
 /// Records one run of step `index` (Kargo's `determineStepCompletion`).
 pub fn record(
     progress: &mut Progress,
@@ -329,16 +350,7 @@ pub fn record(
             } else if timed_out(meta) {
                 finish(meta, StepStatus::Errored, Some(timeout_message()));
             } else {
-                meta.status = Some(StepStatus::Running);
-                meta.message = Some(format!("{message}; step will be retried"));
-                let retry_at = jiff::SignedDuration::try_from(backoff(meta.error_count))
-                    .ok()
-                    .and_then(|b| now.checked_add(b).ok());
-                let wake_at = match (retry_at, deadline(step, meta, defaults)) {
-                    (Some(r), Some(d)) => Some(r.min(d)),
-                    (r, d) => r.or(d),
-                };
-                return Recorded::Wait { wake_at };
+                return retry_later(meta, step, defaults, message, now);
             }
         }
     }
