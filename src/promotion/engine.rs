@@ -272,6 +272,8 @@ fn retry_later(
 }
 
 /// Records one run of step `index` (Kargo's `determineStepCompletion`).
+/// One piece: the completion rules, one arm per outcome of a run, are
+/// easier to check against Kargo's read together.
 pub fn record(
     progress: &mut Progress,
     plan: &[PromotionStep],
