@@ -98,12 +98,13 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
             message,
             wake_at,
         } => {
+            let backstop = add(now, ctx.backstop);
             let deadline = record_wait(
                 &mut status,
                 &alias,
                 &awaiting,
                 message,
-                wake_at.map_or(add(now, ctx.backstop), |w| w.min(add(now, ctx.backstop))),
+                wake_at.map_or(backstop, |w| w.min(backstop)),
                 now,
             );
             ctx.index_set(&namespace, &name, awaiting);

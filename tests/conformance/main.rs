@@ -12,7 +12,9 @@ mod world;
 use barge::api::{HealthState, Promotion, PromotionPhase, PromotionStepStatus};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{ArgoCdKind, TestResult, current_freight, stage_health, step_status};
+use support::{
+    ArgoCdKind, TestResult, auto_stage_with, current_freight, stage_health, step_status,
+};
 use world::{GitRepo, Workload, World, update_sources};
 
 fn step(alias: &str, uses: &str, config: Value) -> Value {
@@ -345,23 +347,16 @@ async fn freight_flows_dev_staging_prod_by_auto_promotion_and_health(
     let w = World::start(kind).await?;
     let repo = GitRepo::new(Workload::Ready)?;
     let sha = repo.commit()?;
-    let auto_stage = |name: &str, upstream: Option<&str>| {
-        let sources = match upstream {
-            Some(up) => json!({"stages": [up]}),
-            None => json!({"direct": true}),
-        };
-        json!({
-            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
-            "metadata": {"name": name},
-            "spec": {
-                "autoPromotion": true,
-                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": sources}],
-                "promotionTemplate": {"spec": {"steps": [
-                    step("update", "argocd-update", update(json!({"name": "${{ ctx.project }}-${{ ctx.stage }}"}), &[&repo])),
-                ]}},
-            },
-        })
-    };
+    let steps = json!([step(
+        "update",
+        "argocd-update",
+        update(
+            json!({"name": "${{ ctx.project }}-${{ ctx.stage }}"}),
+            &[&repo]
+        )
+    )]);
+    let auto_stage =
+        |name: &str, upstream: Option<&str>| auto_stage_with(name, upstream, steps.clone());
     let mut objects = Vec::new();
     for name in ["dev", "staging", "prod"] {
         objects.push(

@@ -295,22 +295,9 @@ impl Harness {
     /// A Stage that promotes automatically: directly from the Warehouse, or
     /// from Freight verified in `upstream`; its one step syncs `<ns>-<name>`.
     pub fn auto_stage(&self, name: &str, upstream: Option<&str>) -> Value {
-        let sources = match upstream {
-            Some(up) => json!({"stages": [up]}),
-            None => json!({"direct": true}),
-        };
         let app = format!("{}-{name}", self.ns);
-        json!({
-            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
-            "metadata": {"name": name},
-            "spec": {
-                "autoPromotion": true,
-                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": sources}],
-                "promotionTemplate": {"spec": {"steps": [
-                    {"as": "update", "uses": "argocd-update", "config": Self::argocd_update(json!({"name": app}))}
-                ]}},
-            },
-        })
+        let update = json!({"as": "update", "uses": "argocd-update", "config": Self::argocd_update(json!({"name": app}))});
+        auto_stage_with(name, upstream, json!([update]))
     }
 
     /// Waits until `condition` holds for the Stage.
@@ -335,6 +322,24 @@ impl Harness {
             }
         }
     }
+}
+
+/// A Stage that promotes automatically with `steps`: directly from the
+/// Warehouse, or from Freight verified in `upstream`.
+pub fn auto_stage_with(name: &str, upstream: Option<&str>, steps: Value) -> Value {
+    let sources = match upstream {
+        Some(up) => json!({"stages": [up]}),
+        None => json!({"direct": true}),
+    };
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "autoPromotion": true,
+            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": sources}],
+            "promotionTemplate": {"spec": {"steps": steps}},
+        },
+    })
 }
 
 /// The status of the step `alias` of a Promotion, if it ran.
