@@ -6,7 +6,24 @@ use serde_json::{Map, Value};
 
 use super::engine::Progress;
 use crate::api::{ExpressionVariable, FreightReference, PromotionStep};
-use crate::expr::{self, Ctx, Env, FreightSnapshot, Scope, StepStatus, StepStatuses};
+use crate::expr::{self, Ctx, Env, ExprError, FreightSnapshot, Scope, StepStatus, StepStatuses};
+
+/// An expression of a step that could not be evaluated, with the path of
+/// the field it is in (`if`, `vars.image`, `config.apps[0].name`).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct EvalError {
+    pub path: String,
+    #[source]
+    pub source: ExprError,
+}
+
+impl EvalError {
+    fn at(path: impl Into<String>) -> impl FnOnce(ExprError) -> Self {
+        let path = path.into();
+        move |source| Self { path, source }
+    }
+}
 
 /// Evaluates the expressions of one step against the Promotion's progress.
 pub trait StepEvaluator: Send + Sync {
@@ -16,7 +33,7 @@ pub trait StepEvaluator: Send + Sync {
         step: &PromotionStep,
         alias: &str,
         progress: &Progress,
-    ) -> Result<bool, String>;
+    ) -> Result<bool, EvalError>;
 
     /// The step's config with every expression evaluated.
     fn config(
@@ -24,7 +41,7 @@ pub trait StepEvaluator: Send + Sync {
         step: &PromotionStep,
         alias: &str,
         progress: &Progress,
-    ) -> Result<Value, String>;
+    ) -> Result<Value, EvalError>;
 }
 
 /// Evaluates one Promotion's expressions.
@@ -73,7 +90,7 @@ impl ExprEvaluator {
         step: Option<&PromotionStep>,
         alias: &str,
         progress: &Progress,
-    ) -> Result<Env, String> {
+    ) -> Result<Env, EvalError> {
         let mut env = Env {
             ctx: Ctx {
                 step_alias: String::new(),
@@ -84,7 +101,7 @@ impl ExprEvaluator {
         };
         for var in &self.promotion_vars {
             let value = evaluate_text(&var.value, &env, Scope::Vars)
-                .map_err(|e| format!("vars.{}: {e}", var.name))?;
+                .map_err(EvalError::at(format!("vars.{}", var.name)))?;
             env.vars.insert(var.name.clone(), value);
         }
         env.ctx.step_alias = alias.to_string();
@@ -103,7 +120,7 @@ impl ExprEvaluator {
         };
         for var in step.map(|s| &s.vars[..]).unwrap_or_default() {
             let value = evaluate_text(&var.value, &env, Scope::Vars)
-                .map_err(|e| format!("vars.{}: {e}", var.name))?;
+                .map_err(EvalError::at(format!("vars.{}", var.name)))?;
             env.vars.insert(var.name.clone(), value);
         }
         Ok(env)
@@ -135,9 +152,14 @@ fn evaluate_text(text: &str, env: &Env, scope: Scope) -> Result<Value, expr::Exp
 
 /// Evaluates every string in `value`, naming the path of the first one that
 /// fails (e.g. `config.apps[0].name: ...`).
-pub fn evaluate_tree(value: &Value, env: &Env, scope: Scope, path: &str) -> Result<Value, String> {
+pub fn evaluate_tree(
+    value: &Value,
+    env: &Env,
+    scope: Scope,
+    path: &str,
+) -> Result<Value, EvalError> {
     match value {
-        Value::String(text) => evaluate_text(text, env, scope).map_err(|e| format!("{path}: {e}")),
+        Value::String(text) => evaluate_text(text, env, scope).map_err(EvalError::at(path)),
         Value::Array(items) => items
             .iter()
             .enumerate()
@@ -161,10 +183,10 @@ impl StepEvaluator for ExprEvaluator {
         step: &PromotionStep,
         alias: &str,
         progress: &Progress,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EvalError> {
         let env = self.env(Some(step), alias, progress)?;
         let condition = step.if_.as_deref().map(str::trim).unwrap_or_default();
-        expr::template::evaluate_condition(condition, &env).map_err(|e| e.to_string())
+        expr::template::evaluate_condition(condition, &env).map_err(EvalError::at("if"))
     }
 
     fn config(
@@ -172,7 +194,7 @@ impl StepEvaluator for ExprEvaluator {
         step: &PromotionStep,
         alias: &str,
         progress: &Progress,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, EvalError> {
         let env = self.env(Some(step), alias, progress)?;
         let config = step
             .config

@@ -125,7 +125,7 @@ fn prepare<'r>(
                 return None;
             }
             Err(e) => {
-                engine::error_before_run(progress, steps, index, format!("if: {e}"), now);
+                engine::error_before_run(progress, steps, index, e.to_string(), now);
                 return None;
             }
         }
@@ -145,7 +145,7 @@ fn prepare<'r>(
     match evaluator.config(step, &alias, progress) {
         Ok(config) => Some((runner.as_ref(), config)),
         Err(e) => {
-            engine::error_before_run(progress, steps, index, e, now);
+            engine::error_before_run(progress, steps, index, e.to_string(), now);
             None
         }
     }
