@@ -4,6 +4,8 @@
 //! index in step with `status.awaiting` and wakes Promotions queued behind
 //! one that ended.
 
+#[cfg(test)]
+mod fixtures;
 pub mod promotion;
 pub mod stage;
 

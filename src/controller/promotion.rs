@@ -169,7 +169,15 @@ fn record_wait(
     deadline: Timestamp,
     now: Timestamp,
 ) -> Timestamp {
-    let since = previous_since(status, alias).unwrap_or(now);
+    let previous = status.awaiting.iter().find(|a| a.alias == alias);
+    let since = previous.and_then(|a| a.since.clone()).map_or(now, |t| t.0);
+    // A wait that goes on keeps its deadline while it lies ahead, so a
+    // wake-up that changes nothing does not rewrite status.
+    let deadline = previous
+        .and_then(|a| a.deadline.clone())
+        .map(|t| t.0)
+        .filter(|kept| *kept > now && *kept <= deadline)
+        .unwrap_or(deadline);
     let message = message.unwrap_or_default();
     status.phase = Some(PromotionPhase::Running);
     status.awaiting = awaiting
@@ -474,15 +482,6 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
-fn previous_since(status: &PromotionStatus, alias: &str) -> Option<Timestamp> {
-    status
-        .awaiting
-        .iter()
-        .find(|a| a.alias == alias)
-        .and_then(|a| a.since.clone())
-        .map(|t| t.0)
-}
-
 fn awaited(
     alias: &str,
     target: &AwaitTarget,
@@ -635,6 +634,10 @@ impl Context {
 }
 
 #[cfg(test)]
+#[path = "promotion_tests.rs"]
+mod reconcile_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -696,5 +699,20 @@ mod tests {
         // The next step's wait starts now.
         record_wait(&mut status, "wait", &[app("a")], None, at(320), at(20));
         assert_eq!(status.awaiting[0].since.as_ref().map(|t| t.0), Some(at(20)));
+    }
+
+    #[test]
+    fn a_wait_that_goes_on_keeps_its_deadline_until_it_passes() {
+        let mut status = PromotionStatus::default();
+        record_wait(&mut status, "update", &[app("a")], None, at(300), at(0));
+        // Woken at 10 s with nothing changed: the backstop is not pushed back.
+        let kept = record_wait(&mut status, "update", &[app("a")], None, at(310), at(10));
+        assert_eq!(kept, at(300));
+        // A nearer deadline (a step timeout) wins.
+        let nearer = record_wait(&mut status, "update", &[app("a")], None, at(100), at(20));
+        assert_eq!(nearer, at(100));
+        // Once it passed, the wait gets a new one.
+        let renewed = record_wait(&mut status, "update", &[app("a")], None, at(400), at(100));
+        assert_eq!(renewed, at(400));
     }
 }

@@ -282,3 +282,7 @@ fn owner(stage: &Stage) -> OwnerReference {
         block_owner_deletion: None,
     }
 }
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod reconcile_tests;

@@ -1,0 +1,345 @@
+//! The Promotion reconciler's decisions, against an API server in memory:
+//! given these objects, the reconcile writes this.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::{Value, json};
+
+use super::reconcile;
+use crate::api::{Promotion, Stage};
+use crate::await_index::AwaitTarget;
+use crate::controller::Error;
+use crate::controller::fixtures::{
+    BACKSTOP, FakeApi, fails, freight, promotion, promotion_context, registry, stage, succeeds,
+    waits_on_application,
+};
+
+fn update_steps() -> Value {
+    json!([{"uses": "test-update", "as": "update", "config": {"app": "${{ ctx.stage }}-app"}}])
+}
+
+/// The Promotions a change of this object wakes.
+fn waiting_on(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    ctx: &crate::controller::Context,
+) -> Vec<(String, String)> {
+    ctx.index.waiters(kind, namespace, name, &BTreeMap::new())
+}
+
+#[tokio::test]
+async fn a_new_promotion_freezes_its_plan_with_its_freight_and_starts_running() {
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default()
+        .with(&stage(update_steps()).build())
+        .with(&freight("f1", 0).build())
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    assert!(matches!(action, Ok(a) if a == Action::requeue(BACKSTOP)));
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["freight"]["name"], "f1");
+    assert_eq!(status["plan"]["steps"][0]["uses"], "test-update");
+    // Expressions are evaluated when each step runs, not frozen into the plan.
+    assert_eq!(
+        status["plan"]["steps"][0]["config"]["app"],
+        "${{ ctx.stage }}-app"
+    );
+    assert_eq!(api.event_reasons(), ["PromotionStarted"]);
+}
+
+#[tokio::test]
+async fn a_promotion_to_a_missing_stage_ends_errored_naming_the_field() {
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default().with(&freight("f1", 0).build()).with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    assert!(matches!(action, Ok(a) if a == Action::await_change()));
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert_eq!(
+        status["message"],
+        "spec.stage: Stage \"dev\" not found in namespace \"demo\""
+    );
+    assert_eq!(api.event_reasons(), ["PromotionErrored"]);
+}
+
+#[tokio::test]
+async fn a_stage_the_api_server_cannot_read_is_retried_and_nothing_is_written() {
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default()
+        .with(&freight("f1", 0).build())
+        .with(&p1)
+        .failing::<Stage>(Some("demo"), "dev");
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    assert!(matches!(action, Err(Error::Read { what, .. }) if what == "Stage \"dev\""));
+    assert!(api.writes().is_empty(), "wrote {:?}", api.writes());
+}
+
+#[tokio::test]
+async fn a_promotion_queued_behind_a_running_one_waits_pending_on_it() {
+    let p0 = promotion("p0", 0).running(update_steps()).build();
+    let p1 = promotion("p1", 10).build();
+    let api = FakeApi::default()
+        .with(&stage(update_steps()).build())
+        .with(&freight("f1", 0).build())
+        .with(&p0)
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p0, p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["awaiting"][0]["kind"], "Promotion");
+    assert_eq!(status["awaiting"][0]["name"], "p0");
+    assert!(status.get("plan").is_none_or(Value::is_null));
+    // Its turn comes from p0's end, not from the backstop.
+    assert_eq!(
+        waiting_on("Promotion", "demo", "p0", &ctx),
+        [("demo".to_string(), "p1".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_blocker_the_cache_still_shows_running_but_that_ended_does_not_block() {
+    let cached_p0 = promotion("p0", 0).running(update_steps()).build();
+    let live_p0 = promotion("p0", 0)
+        .running(update_steps())
+        .set("/status/phase", json!("Succeeded"))
+        .build();
+    let p1 = promotion("p1", 10).build();
+    let api = FakeApi::default()
+        .with(&stage(update_steps()).build())
+        .with(&freight("f1", 0).build())
+        .with(&live_p0)
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![cached_p0, p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(api.promotion_status("p1")["phase"], "Running");
+}
+
+#[tokio::test]
+async fn a_step_that_waits_records_what_it_waits_on_and_is_woken_by_it() {
+    let p1 = promotion("p1", 0).running(update_steps()).build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![waits_on_application("test-update", "dev-app")]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx.clone()).await;
+
+    let Ok(action) = action else {
+        panic!("reconcile failed: {action:?}")
+    };
+    assert_ne!(action, Action::await_change());
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["awaiting"][0]["alias"], "update");
+    assert_eq!(status["awaiting"][0]["kind"], "Application");
+    assert_eq!(status["awaiting"][0]["name"], "dev-app");
+    assert_eq!(status["stepExecutionMetadata"][0]["status"], "Running");
+    assert_eq!(
+        waiting_on("Application", "argocd", "dev-app", &ctx),
+        [("demo".to_string(), "p1".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_wake_up_that_changes_nothing_writes_nothing() {
+    let p1 = promotion("p1", 0).running(update_steps()).build();
+    let api = FakeApi::default().with(&p1);
+    let steps = || registry(vec![waits_on_application("test-update", "dev-app")]);
+    let (ctx, _) = promotion_context(&api, steps(), vec![p1.clone()], vec![]);
+    reconcile(Arc::new(p1.clone()), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The Promotion as the watch brings it back after the first write.
+    let p1 = promotion("p1", 0)
+        .running(update_steps())
+        .set("/status", api.promotion_status("p1"))
+        .build();
+    let writes_before = api.writes().len();
+
+    let (ctx, _) = promotion_context(&api, steps(), vec![p1.clone()], vec![]);
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(api.writes().len(), writes_before, "{:?}", api.writes());
+}
+
+#[tokio::test]
+async fn when_every_step_succeeds_the_promotion_succeeds_and_the_next_in_line_is_woken() {
+    let p1 = promotion("p1", 0).running(update_steps()).build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![succeeds("test-update", json!({"synced": true}))]);
+    let (ctx, mut woken) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+    let p2_waits_on_p1 = AwaitTarget::Named {
+        kind: "Promotion".into(),
+        namespace: "demo".into(),
+        name: "p1".into(),
+    };
+    ctx.index
+        .set(("demo".into(), "p2".into()), vec![p2_waits_on_p1]);
+
+    let action = reconcile(Arc::new(p1), ctx.clone()).await;
+
+    assert!(matches!(action, Ok(a) if a == Action::await_change()));
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Succeeded");
+    assert_eq!(status["state"]["update"]["synced"], true);
+    assert!(status["awaiting"].as_array().is_none_or(Vec::is_empty));
+    assert_eq!(api.event_reasons(), ["PromotionSucceeded"]);
+    assert_eq!(
+        woken.next().await,
+        Some(ObjectRef::<Promotion>::new("p2").within("demo"))
+    );
+}
+
+#[tokio::test]
+async fn a_step_that_fails_fails_the_promotion_with_its_message() {
+    let p1 = promotion("p1", 0).running(update_steps()).build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![fails("test-update", "the app does not exist")]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the app does not exist")),
+        "{status}"
+    );
+    assert_eq!(api.event_reasons(), ["PromotionErrored"]);
+}
+
+#[tokio::test]
+async fn a_step_kind_nobody_registered_errors_the_promotion_naming_uses() {
+    let p1 = promotion("p1", 0)
+        .running(json!([{"uses": "git-clone", "as": "clone"}]))
+        .build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![succeeds("test-update", json!({}))]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.contains(
+            "uses: step kind \"git-clone\" is not registered (known kinds: test-update)"
+        )),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn an_expression_that_fails_errors_the_step_naming_the_field() {
+    let p1 = promotion("p1", 0)
+        .running(json!([{"uses": "test-update", "as": "update",
+                          "config": {"apps": [{"name": "${{ nope( }}"}]}}]))
+        .build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![succeeds("test-update", json!({}))]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert!(
+        status["stepExecutionMetadata"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("config.apps[0].name: ")),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn an_abort_request_aborts_the_promotion_and_its_running_step() {
+    let p1 = promotion("p1", 0)
+        .running(update_steps())
+        .set(
+            "/metadata/annotations",
+            json!({"barge.dev/abort": "terminate"}),
+        )
+        .set(
+            "/status/stepExecutionMetadata",
+            json!([{"alias": "update", "status": "Running", "startedAt": "2027-01-15T08:00:00Z"}]),
+        )
+        .build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![waits_on_application("test-update", "dev-app")]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Aborted");
+    assert_eq!(status["stepExecutionMetadata"][0]["status"], "Aborted");
+    assert_eq!(api.event_reasons(), ["PromotionAborted"]);
+}
+
+#[tokio::test]
+async fn a_finished_promotion_is_left_alone() {
+    let p1 = promotion("p1", 0)
+        .running(update_steps())
+        .set("/status/phase", json!("Succeeded"))
+        .build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![fails("test-update", "must not run")]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    assert!(matches!(action, Ok(a) if a == Action::await_change()));
+    assert!(api.writes().is_empty(), "wrote {:?}", api.writes());
+}
+
+#[tokio::test]
+async fn a_refresh_request_is_recorded_as_handled() {
+    let p1 = promotion("p1", 0)
+        .running(update_steps())
+        .set("/metadata/annotations", json!({"barge.dev/refresh": "r-1"}))
+        .build();
+    let api = FakeApi::default().with(&p1);
+    let steps = registry(vec![waits_on_application("test-update", "dev-app")]);
+    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(api.promotion_status("p1")["lastHandledRefresh"], "r-1");
+}
