@@ -9,10 +9,19 @@ use kube::api::{Api, ListParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::ObjectRef;
 
-use super::{StepContext, retryable, terminal};
+use serde::de::DeserializeOwned;
+
+use super::{StepContext, parse_config, retryable, terminal};
 use crate::argocd::{AUTHORIZED_STAGE_ANNOTATION, Application, is_authorized};
 use crate::await_index::AwaitTarget;
-use crate::promotion::engine::StepError;
+use crate::promotion::engine::{StepDefaults, StepError};
+
+/// Steps that wait on Argo CD give up after Kargo's five minutes unless
+/// their `retry.timeout` says otherwise.
+pub const ARGOCD_STEP_DEFAULTS: StepDefaults = StepDefaults {
+    timeout: Some(std::time::Duration::from_secs(300)),
+    error_threshold: 1,
+};
 
 /// `Argo CD Application "<name>" in namespace "<namespace>"`, for messages.
 pub fn describe(app: &Application) -> String {
@@ -28,6 +37,58 @@ pub struct AppEntry<'a> {
     pub name: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub selector: Option<&'a LabelSelector>,
+}
+
+impl<'a> AppEntry<'a> {
+    pub fn of(
+        name: &'a Option<String>,
+        namespace: &'a Option<String>,
+        selector: &'a Option<LabelSelector>,
+    ) -> Self {
+        Self {
+            name: name.as_deref(),
+            namespace: namespace.as_deref(),
+            selector: selector.as_ref(),
+        }
+    }
+}
+
+/// Every entry's Applications, each tagged with what its entry asks of it,
+/// and what the step waits on. On an error, what it waits on so far, so a
+/// retry is still woken.
+pub async fn resolve_all<T: Clone>(
+    ctx: &StepContext<'_>,
+    entries: Vec<(AppEntry<'_>, T)>,
+    authorize: bool,
+) -> (
+    Result<Vec<(T, Arc<Application>)>, StepError>,
+    Vec<AwaitTarget>,
+) {
+    let mut awaiting = Vec::new();
+    let mut found = Vec::new();
+    for (index, (entry, tag)) in entries.into_iter().enumerate() {
+        let (resolved, target) = resolve(ctx, index, &entry, authorize).await;
+        awaiting.push(target);
+        match resolved {
+            Ok(apps) => found.extend(apps.into_iter().map(|a| (tag.clone(), a))),
+            Err(e) => return (Err(e), awaiting),
+        }
+    }
+    (Ok(found), awaiting)
+}
+
+/// A step's config, which must name at least one Application.
+pub fn parse_apps_config<C: DeserializeOwned>(
+    config: &serde_json::Value,
+    apps: impl Fn(&C) -> usize,
+) -> Result<C, StepError> {
+    let config: C = parse_config(config)?;
+    if apps(&config) == 0 {
+        return Err(terminal(
+            "config.apps: at least one Application is required",
+        ));
+    }
+    Ok(config)
 }
 
 /// The Applications entry `index` names, and what to wait on for it. With

@@ -6,21 +6,21 @@
 //! controller wakes it on exactly those Applications' changes.
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::applications::{AppEntry, describe, resolve};
-use super::{StepContext, StepRun, StepRunner, parse_config, retryable, terminal};
+use super::applications::{
+    ARGOCD_STEP_DEFAULTS, AppEntry, describe, parse_apps_config, resolve_all,
+};
+use super::{BuiltinStep, StepContext, StepRun, retryable, terminal};
 use crate::argocd::{
     AppHealthCheck, Application, HealthCheckRecord, SourceUpdate, SyncDecision, decide_sync,
     desired_revisions, is_authorized, sync_patch, updated_sources,
 };
-use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
+use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "argocd-update";
 
@@ -44,56 +44,36 @@ pub struct AppUpdate {
     pub sources: Vec<SourceUpdate>,
 }
 
-pub struct ArgoCdUpdate;
-
-impl StepRunner for ArgoCdUpdate {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn defaults(&self) -> StepDefaults {
-        StepDefaults {
-            timeout: Some(Duration::from_secs(300)),
-            error_threshold: 1,
-        }
-    }
-
-    fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun> {
-        run(ctx).boxed()
-    }
+pub fn step() -> BuiltinStep {
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).with_defaults(ARGOCD_STEP_DEFAULTS)
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {
-    let config: Config = match parse_config(ctx.config) {
+    let config: Config = match parse_apps_config(ctx.config, |c: &Config| c.apps.len()) {
         Ok(c) => c,
         Err(e) => return StepRun::done(Err(e)),
     };
-    if config.apps.is_empty() {
-        return StepRun::done(Err(terminal(
-            "config.apps: at least one Application is required",
-        )));
-    }
-
-    let mut awaiting = Vec::new();
-    let mut targets: Vec<(usize, Arc<Application>)> = Vec::new();
-    for (index, entry) in config.apps.iter().enumerate() {
-        let app_entry = AppEntry {
-            name: entry.name.as_deref(),
-            namespace: entry.namespace.as_deref(),
-            selector: entry.selector.as_ref(),
-        };
-        let (resolved, target) = resolve(ctx, index, &app_entry, true).await;
-        awaiting.push(target);
-        match resolved {
-            Ok(apps) => targets.extend(apps.into_iter().map(|a| (index, a))),
-            Err(e) => {
-                return StepRun {
-                    result: Err(e),
-                    awaiting,
-                };
-            }
+    let entries = config
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            (
+                AppEntry::of(&entry.name, &entry.namespace, &entry.selector),
+                index,
+            )
+        })
+        .collect();
+    let (targets, awaiting) = resolve_all(ctx, entries, true).await;
+    let targets = match targets {
+        Ok(targets) => targets,
+        Err(e) => {
+            return StepRun {
+                result: Err(e),
+                awaiting,
+            };
         }
-    }
+    };
     // Every matched Application must accept the source updates before any is touched.
     for (index, app) in &targets {
         if let Err(e) = updated_sources(app, &config.apps[*index].sources) {

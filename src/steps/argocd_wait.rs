@@ -2,19 +2,17 @@
 //! and/or synced. Like argocd-update it records the resolved Applications
 //! (or its selector) it waits on, so their changes wake it at once.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::applications::{AppEntry, describe, resolve};
-use super::{StepContext, StepRun, StepRunner, parse_config, terminal};
+use super::applications::{
+    ARGOCD_STEP_DEFAULTS, AppEntry, describe, parse_apps_config, resolve_all,
+};
+use super::{BuiltinStep, StepContext, StepRun, terminal};
 use crate::argocd::{AppHealth, Application, assess_health, request_refresh};
-use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
+use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "argocd-wait";
 
@@ -77,23 +75,8 @@ fn conditions(index: usize, wait_for: &Option<WaitFor>) -> Result<Conditions, St
     Ok(c)
 }
 
-pub struct ArgoCdWait;
-
-impl StepRunner for ArgoCdWait {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn defaults(&self) -> StepDefaults {
-        StepDefaults {
-            timeout: Some(Duration::from_secs(300)),
-            error_threshold: 1,
-        }
-    }
-
-    fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun> {
-        run(ctx).boxed()
-    }
+pub fn step() -> BuiltinStep {
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).with_defaults(ARGOCD_STEP_DEFAULTS)
 }
 
 /// What one Application means for the step.
@@ -164,39 +147,30 @@ fn previous_health(ctx: &StepContext<'_>, app: &Application) -> Option<String> {
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {
-    let config: Config = match parse_config(ctx.config) {
+    let config: Config = match parse_apps_config(ctx.config, |c: &Config| c.apps.len()) {
         Ok(c) => c,
         Err(e) => return StepRun::done(Err(e)),
     };
-    if config.apps.is_empty() {
-        return StepRun::done(Err(terminal(
-            "config.apps: at least one Application is required",
-        )));
-    }
-    let mut awaiting = Vec::new();
-    let mut targets: Vec<(Conditions, Arc<Application>)> = Vec::new();
+    let mut entries = Vec::new();
     for (index, entry) in config.apps.iter().enumerate() {
-        let wanted = match conditions(index, &entry.wait_for) {
-            Ok(c) => c,
+        match conditions(index, &entry.wait_for) {
+            Ok(wanted) => entries.push((
+                AppEntry::of(&entry.name, &entry.namespace, &entry.selector),
+                wanted,
+            )),
             Err(e) => return StepRun::done(Err(e)),
-        };
-        let app_entry = AppEntry {
-            name: entry.name.as_deref(),
-            namespace: entry.namespace.as_deref(),
-            selector: entry.selector.as_ref(),
-        };
-        let (resolved, target) = resolve(ctx, index, &app_entry, false).await;
-        awaiting.push(target);
-        match resolved {
-            Ok(apps) => targets.extend(apps.into_iter().map(|a| (wanted, a))),
-            Err(e) => {
-                return StepRun {
-                    result: Err(e),
-                    awaiting,
-                };
-            }
         }
     }
+    let (targets, awaiting) = resolve_all(ctx, entries, false).await;
+    let targets = match targets {
+        Ok(targets) => targets,
+        Err(e) => {
+            return StepRun {
+                result: Err(e),
+                awaiting,
+            };
+        }
+    };
 
     let mut waiting = Vec::new();
     let mut observed = Vec::new();

@@ -82,6 +82,57 @@ pub trait StepRunner: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun>;
 }
 
+/// A built-in step kind: a kind name and one async function.
+pub struct BuiltinStep {
+    kind: &'static str,
+    defaults: StepDefaults,
+    propagates_task_output: bool,
+    run: for<'a> fn(&'a StepContext<'a>) -> BoxFuture<'a, StepRun>,
+}
+
+impl BuiltinStep {
+    pub fn new(
+        kind: &'static str,
+        run: for<'a> fn(&'a StepContext<'a>) -> BoxFuture<'a, StepRun>,
+    ) -> Self {
+        Self {
+            kind,
+            defaults: StepDefaults::default(),
+            propagates_task_output: false,
+            run,
+        }
+    }
+
+    pub fn with_defaults(self, defaults: StepDefaults) -> Self {
+        Self { defaults, ..self }
+    }
+
+    pub fn propagating_task_output(self) -> Self {
+        Self {
+            propagates_task_output: true,
+            ..self
+        }
+    }
+}
+
+impl StepRunner for BuiltinStep {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn defaults(&self) -> StepDefaults {
+        self.defaults
+    }
+
+    fn propagates_task_output(&self) -> bool {
+        self.propagates_task_output
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun> {
+        (self.run)(ctx)
+    }
+}
+
 /// The step kinds this controller can run.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -92,9 +143,9 @@ impl Registry {
     /// Every built-in step kind.
     pub fn builtin() -> Self {
         let mut registry = Self::default();
-        registry.register(Arc::new(argocd_update::ArgoCdUpdate));
-        registry.register(Arc::new(argocd_wait::ArgoCdWait));
-        registry.register(Arc::new(compose_output::ComposeOutput));
+        registry.register(Arc::new(argocd_update::step()));
+        registry.register(Arc::new(argocd_wait::step()));
+        registry.register(Arc::new(compose_output::step()));
         registry
     }
 
