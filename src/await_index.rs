@@ -160,18 +160,9 @@ impl SharedAwaitIndex {
             .remove(promotion);
     }
 
-    /// Who waits on the object `kind` `namespace/name` with these labels.
-    pub fn waiters(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Vec<PromotionKey> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .waiters(kind, namespace, name, labels)
+    /// The index as it is now, to ask who waits on an object.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, AwaitIndex> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -294,7 +285,9 @@ mod tests {
         };
         shared.set(("ns".into(), "p1".into()), vec![target]);
         assert_eq!(
-            shared.waiters("Application", "argocd", "demo", &BTreeMap::new()),
+            shared
+                .read()
+                .waiters("Application", "argocd", "demo", &BTreeMap::new()),
             vec![("ns".to_string(), "p1".to_string())]
         );
     }

@@ -119,7 +119,7 @@ fn wake_all(
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> Vec<(String, String)> {
-    let waiters = index.waiters(kind, namespace, name, labels);
+    let waiters = index.read().waiters(kind, namespace, name, labels);
     for (ns, promotion) in &waiters {
         let _ = wake.unbounded_send(ObjectRef::new(promotion).within(ns));
     }
@@ -133,7 +133,7 @@ fn wake_stages(
     name: &str,
     labels: &BTreeMap<String, String>,
 ) {
-    let waiters = index.waiters("Application", namespace, name, labels);
+    let waiters = index.read().waiters("Application", namespace, name, labels);
     for (ns, stage) in waiters {
         let _ = wake.unbounded_send(ObjectRef::new(&stage).within(&ns));
     }

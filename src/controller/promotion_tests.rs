@@ -29,7 +29,9 @@ fn waiting_on(
     name: &str,
     ctx: &crate::controller::Context,
 ) -> Vec<(String, String)> {
-    ctx.index.waiters(kind, namespace, name, &BTreeMap::new())
+    ctx.index
+        .read()
+        .waiters(kind, namespace, name, &BTreeMap::new())
 }
 
 #[tokio::test]

@@ -104,6 +104,7 @@ async fn a_stage_whose_app_runs_the_promoted_revision_healthy_verifies_its_freig
     // A change of the Application wakes the Stage.
     assert_eq!(
         ctx.index
+            .read()
             .waiters("Application", "argocd", "dev-app", &BTreeMap::new()),
         [("demo".to_string(), "dev".to_string())]
     );

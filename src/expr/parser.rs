@@ -581,59 +581,64 @@ impl Parser {
 
     fn array(&mut self, open: &Token) -> PResult<Box<Node>> {
         self.expect(Kind::Bracket, "[")?;
-        let mut nodes = Vec::new();
-        while !self.cur().is_bracket("]") {
-            if self.cur().kind == Kind::Eof {
-                return self.unexpected();
-            }
-            if !nodes.is_empty() {
-                self.expect(Kind::Operator, ",")?;
-                if self.cur().is_bracket("]") {
-                    break;
-                }
-            }
-            nodes.push(*self.expression(0)?);
-        }
-        self.expect(Kind::Bracket, "]")?;
+        let nodes = self.comma_separated("]", |p, _| Ok(*p.expression(0)?))?;
         self.node(Expr::Array(nodes), open.start)
     }
 
     fn map(&mut self, open: &Token) -> PResult<Box<Node>> {
         self.expect(Kind::Bracket, "{")?;
-        let mut pairs = Vec::new();
-        while !self.cur().is_bracket("}") {
+        let pairs = self.comma_separated("}", |p, first| {
+            if !first && p.cur().is_op(",") {
+                return p.unexpected();
+            }
+            let key = p.map_key()?;
+            p.expect(Kind::Operator, ":")?;
+            let value = p.expression(0)?;
+            Ok((*key, *value))
+        })?;
+        self.node(Expr::Map(pairs), open.start)
+    }
+
+    fn map_key(&mut self) -> PResult<Box<Node>> {
+        let tok = self.cur().clone();
+        if matches!(tok.kind, Kind::Number | Kind::String | Kind::Identifier) {
+            self.next();
+            self.node(Expr::Lit(Value::str(&tok.value)), tok.start)
+        } else if tok.is_bracket("(") {
+            self.expression(0)
+        } else {
+            self.error(
+                format!(
+                    "a map key must be a quoted string, a number, a identifier, or an expression enclosed in parentheses (unexpected token {tok})"
+                ),
+                tok.start,
+            )
+        }
+    }
+
+    /// Items up to the bracket `close`, separated by commas, a trailing
+    /// comma allowed; `item` is told whether it is the first.
+    fn comma_separated<T>(
+        &mut self,
+        close: &str,
+        mut item: impl FnMut(&mut Self, bool) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
+        let mut items = Vec::new();
+        while !self.cur().is_bracket(close) {
             if self.cur().kind == Kind::Eof {
                 return self.unexpected();
             }
-            if !pairs.is_empty() {
+            if !items.is_empty() {
                 self.expect(Kind::Operator, ",")?;
-                if self.cur().is_bracket("}") {
+                if self.cur().is_bracket(close) {
                     break;
                 }
-                if self.cur().is_op(",") {
-                    return self.unexpected();
-                }
             }
-            let tok = self.cur().clone();
-            let key = if matches!(tok.kind, Kind::Number | Kind::String | Kind::Identifier) {
-                self.next();
-                self.node(Expr::Lit(Value::str(&tok.value)), tok.start)?
-            } else if tok.is_bracket("(") {
-                self.expression(0)?
-            } else {
-                return self.error(
-                    format!(
-                        "a map key must be a quoted string, a number, a identifier, or an expression enclosed in parentheses (unexpected token {tok})"
-                    ),
-                    tok.start,
-                );
-            };
-            self.expect(Kind::Operator, ":")?;
-            let value = self.expression(0)?;
-            pairs.push((*key, *value));
+            let first = items.is_empty();
+            items.push(item(self, first)?);
         }
-        self.expect(Kind::Bracket, "}")?;
-        self.node(Expr::Map(pairs), open.start)
+        self.expect(Kind::Bracket, close)?;
+        Ok(items)
     }
 
     fn postfix(&mut self, mut node: Box<Node>) -> PResult<Box<Node>> {
