@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::channel::mpsc;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
@@ -12,23 +13,18 @@ use serde_json::{Value, json};
 use super::reconcile;
 use crate::api::{Promotion, Stage};
 use crate::await_index::AwaitTarget;
-use crate::controller::Error;
 use crate::controller::fixtures::{
-    BACKSTOP, FakeApi, fails, freight, promotion, promotion_context, registry, stage, succeeds,
-    waits_on_application,
+    BACKSTOP, FakeApi, Fixture, ScriptedStep, fails, freight, promotion, promotion_context,
+    registry, stage, succeeds, waits_on_application,
 };
+use crate::controller::{Context, Error};
 
 fn update_steps() -> Value {
     json!([{"uses": "test-update", "as": "update", "config": {"app": "${{ ctx.stage }}-app"}}])
 }
 
 /// The Promotions a change of this object wakes.
-fn waiting_on(
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    ctx: &crate::controller::Context,
-) -> Vec<(String, String)> {
+fn waiting_on(kind: &str, namespace: &str, name: &str, ctx: &Context) -> Vec<(String, String)> {
     ctx.index
         .read()
         .waiters(kind, namespace, name, &BTreeMap::new())
@@ -140,95 +136,122 @@ async fn a_blocker_the_cache_still_shows_running_but_that_ended_does_not_block()
     assert_eq!(api.promotion_status("p1")["phase"], "Running");
 }
 
+/// A running Promotion `p1` with the plan `steps`, reconciled once with the
+/// step kinds `kinds`, alone on its Stage.
+struct RunOnce {
+    action: Result<Action, Error>,
+    api: FakeApi,
+    ctx: Arc<Context>,
+    woken: mpsc::UnboundedReceiver<ObjectRef<Promotion>>,
+}
+
+impl RunOnce {
+    async fn of(p1: Fixture<Promotion>, kinds: Vec<ScriptedStep>) -> Self {
+        Self::given(p1, kinds, |_| {}).await
+    }
+
+    /// With `before` run on the context first (to register other waiters).
+    async fn given(
+        p1: Fixture<Promotion>,
+        kinds: Vec<ScriptedStep>,
+        before: impl FnOnce(&Context),
+    ) -> Self {
+        let p1 = p1.build();
+        let api = FakeApi::default().with(&p1);
+        let (ctx, woken) = promotion_context(&api, registry(kinds), vec![p1.clone()], vec![]);
+        before(&ctx);
+        let action = reconcile(Arc::new(p1), ctx.clone()).await;
+        Self {
+            action,
+            api,
+            ctx,
+            woken,
+        }
+    }
+
+    /// The status written, which must have been.
+    fn status(&self) -> Value {
+        assert!(self.action.is_ok(), "reconcile failed: {:?}", self.action);
+        self.api.promotion_status("p1")
+    }
+}
+
+fn running(steps: Value) -> Fixture<Promotion> {
+    promotion("p1", 0).running(steps)
+}
+
 #[tokio::test]
 async fn a_step_that_waits_records_what_it_waits_on_and_is_woken_by_it() {
-    let p1 = promotion("p1", 0).running(update_steps()).build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![waits_on_application("test-update", "dev-app")]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+    let run = RunOnce::of(
+        running(update_steps()),
+        vec![waits_on_application("test-update", "dev-app")],
+    )
+    .await;
 
-    let action = reconcile(Arc::new(p1), ctx.clone()).await;
-
-    let Ok(action) = action else {
-        panic!("reconcile failed: {action:?}")
-    };
-    assert_ne!(action, Action::await_change());
-    let status = api.promotion_status("p1");
+    assert!(matches!(&run.action, Ok(a) if *a != Action::await_change()));
+    let status = run.status();
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["awaiting"][0]["alias"], "update");
     assert_eq!(status["awaiting"][0]["kind"], "Application");
     assert_eq!(status["awaiting"][0]["name"], "dev-app");
     assert_eq!(status["stepExecutionMetadata"][0]["status"], "Running");
     assert_eq!(
-        waiting_on("Application", "argocd", "dev-app", &ctx),
+        waiting_on("Application", "argocd", "dev-app", &run.ctx),
         [("demo".to_string(), "p1".to_string())]
     );
 }
 
 #[tokio::test]
 async fn a_wake_up_that_changes_nothing_writes_nothing() {
-    let p1 = promotion("p1", 0).running(update_steps()).build();
-    let api = FakeApi::default().with(&p1);
-    let steps = || registry(vec![waits_on_application("test-update", "dev-app")]);
-    let (ctx, _) = promotion_context(&api, steps(), vec![p1.clone()], vec![]);
-    reconcile(Arc::new(p1.clone()), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let waits = || vec![waits_on_application("test-update", "dev-app")];
+    let first = RunOnce::of(running(update_steps()), waits()).await;
     // The Promotion as the watch brings it back after the first write.
-    let p1 = promotion("p1", 0)
-        .running(update_steps())
-        .set("/status", api.promotion_status("p1"))
-        .build();
-    let writes_before = api.writes().len();
+    let p1 = running(update_steps()).set("/status", first.status());
 
-    let (ctx, _) = promotion_context(&api, steps(), vec![p1.clone()], vec![]);
-    reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let second = RunOnce::of(p1, waits()).await;
 
-    assert_eq!(api.writes().len(), writes_before, "{:?}", api.writes());
+    assert!(second.action.is_ok(), "{:?}", second.action);
+    assert!(second.api.writes().is_empty(), "{:?}", second.api.writes());
 }
 
 #[tokio::test]
 async fn when_every_step_succeeds_the_promotion_succeeds_and_the_next_in_line_is_woken() {
-    let p1 = promotion("p1", 0).running(update_steps()).build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![succeeds("test-update", json!({"synced": true}))]);
-    let (ctx, mut woken) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
     let p2_waits_on_p1 = AwaitTarget::Named {
         kind: "Promotion".into(),
         namespace: "demo".into(),
         name: "p1".into(),
     };
-    ctx.index
-        .set(("demo".into(), "p2".into()), vec![p2_waits_on_p1]);
+    let mut run = RunOnce::given(
+        running(update_steps()),
+        vec![succeeds("test-update", json!({"synced": true}))],
+        |ctx| {
+            ctx.index
+                .set(("demo".into(), "p2".into()), vec![p2_waits_on_p1])
+        },
+    )
+    .await;
 
-    let action = reconcile(Arc::new(p1), ctx.clone()).await;
-
-    assert!(matches!(action, Ok(a) if a == Action::await_change()));
-    let status = api.promotion_status("p1");
+    assert!(matches!(&run.action, Ok(a) if *a == Action::await_change()));
+    let status = run.status();
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!(status["state"]["update"]["synced"], true);
     assert!(status["awaiting"].as_array().is_none_or(Vec::is_empty));
-    assert_eq!(api.event_reasons(), ["PromotionSucceeded"]);
+    assert_eq!(run.api.event_reasons(), ["PromotionSucceeded"]);
     assert_eq!(
-        woken.next().await,
+        run.woken.next().await,
         Some(ObjectRef::<Promotion>::new("p2").within("demo"))
     );
 }
 
 #[tokio::test]
-async fn a_step_that_fails_fails_the_promotion_with_its_message() {
-    let p1 = promotion("p1", 0).running(update_steps()).build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![fails("test-update", "the app does not exist")]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+async fn a_step_that_fails_for_good_errors_the_promotion_with_its_message() {
+    let run = RunOnce::of(
+        running(update_steps()),
+        vec![fails("test-update", "the app does not exist")],
+    )
+    .await;
 
-    reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    let status = api.promotion_status("p1");
+    let status = run.status();
     assert_eq!(status["phase"], "Errored");
     assert!(
         status["message"]
@@ -236,47 +259,32 @@ async fn a_step_that_fails_fails_the_promotion_with_its_message() {
             .is_some_and(|m| m.contains("the app does not exist")),
         "{status}"
     );
-    assert_eq!(api.event_reasons(), ["PromotionErrored"]);
+    assert_eq!(run.api.event_reasons(), ["PromotionErrored"]);
 }
 
 #[tokio::test]
 async fn a_step_kind_nobody_registered_errors_the_promotion_naming_uses() {
-    let p1 = promotion("p1", 0)
-        .running(json!([{"uses": "git-clone", "as": "clone"}]))
-        .build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![succeeds("test-update", json!({}))]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+    let plan = json!([{"uses": "git-clone", "as": "clone"}]);
+    let run = RunOnce::of(running(plan), vec![succeeds("test-update", json!({}))]).await;
 
-    reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    let status = api.promotion_status("p1");
+    let status = run.status();
     assert_eq!(status["phase"], "Errored");
+    let expected = "uses: step kind \"git-clone\" is not registered (known kinds: test-update)";
     assert!(
-        status["message"].as_str().is_some_and(|m| m.contains(
-            "uses: step kind \"git-clone\" is not registered (known kinds: test-update)"
-        )),
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(expected)),
         "{status}"
     );
 }
 
 #[tokio::test]
 async fn an_expression_that_fails_errors_the_step_naming_the_field() {
-    let p1 = promotion("p1", 0)
-        .running(json!([{"uses": "test-update", "as": "update",
-                          "config": {"apps": [{"name": "${{ nope( }}"}]}}]))
-        .build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![succeeds("test-update", json!({}))]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+    let plan = json!([{"uses": "test-update", "as": "update",
+                       "config": {"apps": [{"name": "${{ nope( }}"}]}}]);
+    let run = RunOnce::of(running(plan), vec![succeeds("test-update", json!({}))]).await;
 
-    reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    let status = api.promotion_status("p1");
+    let status = run.status();
     assert_eq!(status["phase"], "Errored");
     assert!(
         status["stepExecutionMetadata"][0]["message"]
@@ -288,8 +296,7 @@ async fn an_expression_that_fails_errors_the_step_naming_the_field() {
 
 #[tokio::test]
 async fn an_abort_request_aborts_the_promotion_and_its_running_step() {
-    let p1 = promotion("p1", 0)
-        .running(update_steps())
+    let p1 = running(update_steps())
         .set(
             "/metadata/annotations",
             json!({"barge.dev/abort": "terminate"}),
@@ -297,51 +304,29 @@ async fn an_abort_request_aborts_the_promotion_and_its_running_step() {
         .set(
             "/status/stepExecutionMetadata",
             json!([{"alias": "update", "status": "Running", "startedAt": "2027-01-15T08:00:00Z"}]),
-        )
-        .build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![waits_on_application("test-update", "dev-app")]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+        );
+    let run = RunOnce::of(p1, vec![waits_on_application("test-update", "dev-app")]).await;
 
-    reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    let status = api.promotion_status("p1");
+    let status = run.status();
     assert_eq!(status["phase"], "Aborted");
     assert_eq!(status["stepExecutionMetadata"][0]["status"], "Aborted");
-    assert_eq!(api.event_reasons(), ["PromotionAborted"]);
+    assert_eq!(run.api.event_reasons(), ["PromotionAborted"]);
 }
 
 #[tokio::test]
 async fn a_finished_promotion_is_left_alone() {
-    let p1 = promotion("p1", 0)
-        .running(update_steps())
-        .set("/status/phase", json!("Succeeded"))
-        .build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![fails("test-update", "must not run")]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+    let p1 = running(update_steps()).set("/status/phase", json!("Succeeded"));
+    let run = RunOnce::of(p1, vec![fails("test-update", "must not run")]).await;
 
-    let action = reconcile(Arc::new(p1), ctx).await;
-
-    assert!(matches!(action, Ok(a) if a == Action::await_change()));
-    assert!(api.writes().is_empty(), "wrote {:?}", api.writes());
+    assert!(matches!(&run.action, Ok(a) if *a == Action::await_change()));
+    assert!(run.api.writes().is_empty(), "wrote {:?}", run.api.writes());
 }
 
 #[tokio::test]
 async fn a_refresh_request_is_recorded_as_handled() {
-    let p1 = promotion("p1", 0)
-        .running(update_steps())
-        .set("/metadata/annotations", json!({"barge.dev/refresh": "r-1"}))
-        .build();
-    let api = FakeApi::default().with(&p1);
-    let steps = registry(vec![waits_on_application("test-update", "dev-app")]);
-    let (ctx, _) = promotion_context(&api, steps, vec![p1.clone()], vec![]);
+    let p1 =
+        running(update_steps()).set("/metadata/annotations", json!({"barge.dev/refresh": "r-1"}));
+    let run = RunOnce::of(p1, vec![waits_on_application("test-update", "dev-app")]).await;
 
-    reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    assert_eq!(api.promotion_status("p1")["lastHandledRefresh"], "r-1");
+    assert_eq!(run.status()["lastHandledRefresh"], "r-1");
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::reconcile;
+use super::{StageContext, reconcile};
 use crate::api::{Freight, Promotion, Stage};
-use crate::argocd::{AppHealthCheck, HealthCheckRecord};
+use crate::argocd::{AppHealthCheck, Application, HealthCheckRecord};
+use crate::controller::Error;
 use crate::controller::fixtures::{
     BACKSTOP, FakeApi, Fixture, application, freight, promotion, stage, stage_context,
 };
@@ -40,70 +41,122 @@ fn succeeded(name: &str, freight: &str, finished: &str, revision: &str) -> Promo
         .build()
 }
 
-fn dev() -> Fixture<Stage> {
-    stage(json!([{"uses": "argocd-update"}]))
+/// Stage `dev` and the objects around it, as the caches and the API server
+/// both hold them.
+struct Given {
+    stage: Stage,
+    freight: Vec<Freight>,
+    promotions: Vec<Promotion>,
+    apps: Vec<Application>,
 }
 
-/// The merge patches written to Freight `name`'s status.
-fn freight_patches(api: &FakeApi, name: &str) -> Vec<Value> {
-    api.status_writes::<Freight>("demo", name)
-        .into_iter()
-        .map(|w| w.body["status"].clone())
-        .collect()
+impl Given {
+    fn dev(configure: impl FnOnce(Fixture<Stage>) -> Fixture<Stage>) -> Self {
+        Self {
+            stage: configure(stage(json!([{"uses": "argocd-update"}]))).build(),
+            freight: vec![freight("f1", 0).build()],
+            promotions: Vec::new(),
+            apps: Vec::new(),
+        }
+    }
+
+    fn with_freight(mut self, freight: Fixture<Freight>) -> Self {
+        let freight = freight.build();
+        self.freight
+            .retain(|f| f.metadata.name != freight.metadata.name);
+        self.freight.push(freight);
+        self
+    }
+
+    fn promoted(mut self, promotion: Promotion) -> Self {
+        self.promotions.push(promotion);
+        self
+    }
+
+    /// Application `dev-app` running `revision` with `health`.
+    fn app(mut self, revision: &str, health: &str) -> Self {
+        self.apps = vec![application("dev-app", revision, health).build()];
+        self
+    }
+
+    fn api(&self) -> FakeApi {
+        let api = FakeApi::default().with(&self.stage);
+        let api = self.freight.iter().fold(api, FakeApi::with);
+        self.promotions.iter().fold(api, FakeApi::with)
+    }
+
+    async fn reconcile(self) -> Reconciled {
+        let api = self.api();
+        self.reconcile_on(api).await
+    }
+
+    async fn reconcile_on(self, api: FakeApi) -> Reconciled {
+        let ctx = stage_context(&api, self.promotions, self.freight, self.apps);
+        let action = reconcile(Arc::new(self.stage), ctx.clone()).await;
+        Reconciled { action, api, ctx }
+    }
 }
 
-fn stage_status(api: &FakeApi) -> Value {
-    api.status_writes::<Stage>("demo", "dev")
-        .last()
-        .map(|w| w.body["status"].clone())
-        .unwrap_or_else(|| panic!("no status was written to Stage dev"))
+struct Reconciled {
+    action: Result<Action, Error>,
+    api: FakeApi,
+    ctx: Arc<StageContext>,
 }
+
+impl Reconciled {
+    /// The Stage status written, which must have been.
+    fn status(&self) -> Value {
+        assert!(self.action.is_ok(), "reconcile failed: {:?}", self.action);
+        self.api
+            .status_writes::<Stage>("demo", "dev")
+            .last()
+            .map(|w| w.body["status"].clone())
+            .unwrap_or_else(|| panic!("no status was written to Stage dev"))
+    }
+
+    /// The merge patches written to Freight `name`'s status.
+    fn freight_patches(&self, name: &str) -> Vec<Value> {
+        self.api
+            .status_writes::<Freight>("demo", name)
+            .into_iter()
+            .map(|w| w.body["status"].clone())
+            .collect()
+    }
+
+    fn created(&self) -> Vec<Value> {
+        self.api.created::<Promotion>("demo")
+    }
+}
+
+const EIGHT: &str = "2027-01-15T08:00:00Z";
 
 #[tokio::test]
 async fn a_stage_nothing_was_promoted_to_reports_it_and_touches_no_freight() {
-    let dev = dev().build();
-    let f1 = freight("f1", 0).build();
-    let api = FakeApi::default().with(&dev).with(&f1);
-    let ctx = stage_context(&api, vec![], vec![f1], vec![]);
+    let run = Given::dev(|s| s).reconcile().await;
 
-    let action = reconcile(Arc::new(dev), ctx).await;
-
-    assert!(matches!(action, Ok(a) if a == Action::requeue(BACKSTOP)));
-    let status = stage_status(&api);
-    assert!(status.get("lastPromotion").is_none_or(Value::is_null));
-    assert!(freight_patches(&api, "f1").is_empty());
-    assert!(api.created::<Promotion>("demo").is_empty());
+    assert!(matches!(&run.action, Ok(a) if *a == Action::requeue(BACKSTOP)));
+    assert!(run.status().get("lastPromotion").is_none_or(Value::is_null));
+    assert!(run.freight_patches("f1").is_empty());
+    assert!(run.created().is_empty());
 }
 
 #[tokio::test]
 async fn a_stage_whose_app_runs_the_promoted_revision_healthy_verifies_its_freight() {
-    let dev = dev().build();
-    let f1 = freight("f1", 0).build();
-    let p1 = succeeded("p1", "f1", "2027-01-15T08:00:00Z", "rev-1");
-    let app = application("dev-app", "rev-1", "Healthy").build();
-    let api = FakeApi::default().with(&dev).with(&f1).with(&p1);
-    let ctx = stage_context(&api, vec![p1], vec![f1], vec![app]);
+    let run = Given::dev(|s| s)
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-1"))
+        .app("rev-1", "Healthy")
+        .reconcile()
+        .await;
 
-    reconcile(Arc::new(dev), ctx.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    assert_eq!(
-        stage_status(&api)["health"]["status"],
-        "Healthy",
-        "{}",
-        stage_status(&api)
-    );
-    let patches = freight_patches(&api, "f1");
+    assert_eq!(run.status()["health"]["status"], "Healthy");
+    let patches = run.freight_patches("f1");
     assert_eq!(patches.len(), 1, "{patches:?}");
-    assert_eq!(
-        patches[0]["currentlyIn"]["dev"]["since"],
-        "2027-01-15T08:00:00Z"
-    );
+    assert_eq!(patches[0]["currentlyIn"]["dev"]["since"], EIGHT);
     assert!(patches[0]["verifiedIn"]["dev"]["verifiedAt"].is_string());
     // A change of the Application wakes the Stage.
     assert_eq!(
-        ctx.index
+        run.ctx
+            .index
             .read()
             .waiters("Application", "argocd", "dev-app", &BTreeMap::new()),
         [("demo".to_string(), "dev".to_string())]
@@ -112,19 +165,14 @@ async fn a_stage_whose_app_runs_the_promoted_revision_healthy_verifies_its_freig
 
 #[tokio::test]
 async fn an_app_still_progressing_places_the_freight_without_verifying_it() {
-    let dev = dev().build();
-    let f1 = freight("f1", 0).build();
-    let p1 = succeeded("p1", "f1", "2027-01-15T08:00:00Z", "rev-1");
-    let app = application("dev-app", "rev-1", "Progressing").build();
-    let api = FakeApi::default().with(&dev).with(&f1).with(&p1);
-    let ctx = stage_context(&api, vec![p1], vec![f1], vec![app]);
+    let run = Given::dev(|s| s)
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-1"))
+        .app("rev-1", "Progressing")
+        .reconcile()
+        .await;
 
-    reconcile(Arc::new(dev), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    assert_eq!(stage_status(&api)["health"]["status"], "Progressing");
-    let patches = freight_patches(&api, "f1");
+    assert_eq!(run.status()["health"]["status"], "Progressing");
+    let patches = run.freight_patches("f1");
     assert_eq!(patches.len(), 1, "{patches:?}");
     assert!(patches[0]["currentlyIn"]["dev"].is_object());
     assert!(patches[0].get("verifiedIn").is_none());
@@ -132,51 +180,36 @@ async fn an_app_still_progressing_places_the_freight_without_verifying_it() {
 
 #[tokio::test]
 async fn an_app_healthy_at_an_older_revision_does_not_verify_the_new_freight() {
-    let dev = dev().build();
-    let f1 = freight("f1", 0).build();
-    let p1 = succeeded("p1", "f1", "2027-01-15T08:00:00Z", "rev-2");
-    let app = application("dev-app", "rev-1", "Healthy").build();
-    let api = FakeApi::default().with(&dev).with(&f1).with(&p1);
-    let ctx = stage_context(&api, vec![p1], vec![f1], vec![app]);
+    let run = Given::dev(|s| s)
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-2"))
+        .app("rev-1", "Healthy")
+        .reconcile()
+        .await;
 
-    reconcile(Arc::new(dev), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    assert_ne!(stage_status(&api)["health"]["status"], "Healthy");
-    assert!(
-        freight_patches(&api, "f1")
-            .iter()
-            .all(|p| p.get("verifiedIn").is_none())
-    );
+    assert_ne!(run.status()["health"]["status"], "Healthy");
+    let patches = run.freight_patches("f1");
+    assert!(patches.iter().all(|p| p.get("verifiedIn").is_none()));
 }
 
 #[tokio::test]
 async fn freight_replaced_on_the_stage_is_no_longer_currently_in_it() {
-    let dev = dev().build();
-    let f1 = freight("f1", 0)
-        .set(
-            "/status/currentlyIn",
-            json!({"dev": {"since": "2027-01-15T08:00:00Z"}}),
-        )
-        .set("/status/verifiedIn", json!({"dev": {}}))
-        .build();
-    let f2 = freight("f2", 60).build();
-    let p1 = succeeded("p1", "f1", "2027-01-15T08:00:00Z", "rev-1");
-    let p2 = succeeded("p2", "f2", "2027-01-15T09:00:00Z", "rev-2");
-    let app = application("dev-app", "rev-2", "Healthy").build();
-    let api = FakeApi::default().with(&dev).with(&f1).with(&f2);
-    let ctx = stage_context(&api, vec![p1, p2], vec![f1, f2], vec![app]);
-
-    reconcile(Arc::new(dev), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let f1_in_dev = freight("f1", 0)
+        .set("/status/currentlyIn", json!({"dev": {"since": EIGHT}}))
+        .set("/status/verifiedIn", json!({"dev": {}}));
+    let run = Given::dev(|s| s)
+        .with_freight(f1_in_dev)
+        .with_freight(freight("f2", 60))
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-1"))
+        .promoted(succeeded("p2", "f2", "2027-01-15T09:00:00Z", "rev-2"))
+        .app("rev-2", "Healthy")
+        .reconcile()
+        .await;
 
     assert_eq!(
-        freight_patches(&api, "f1"),
+        run.freight_patches("f1"),
         [json!({"currentlyIn": {"dev": null}})]
     );
-    let f2_patches = freight_patches(&api, "f2");
+    let f2_patches = run.freight_patches("f2");
     assert!(
         f2_patches[0]["currentlyIn"]["dev"].is_object(),
         "{f2_patches:?}"
@@ -185,16 +218,11 @@ async fn freight_replaced_on_the_stage_is_no_longer_currently_in_it() {
 
 #[tokio::test]
 async fn auto_promotion_creates_one_promotion_per_new_freight_owned_by_the_stage() {
-    let dev = dev().set("/spec/autoPromotion", json!(true)).build();
-    let f1 = freight("f1", 0).build();
-    let api = FakeApi::default().with(&dev).with(&f1);
-    let ctx = stage_context(&api, vec![], vec![f1], vec![]);
+    let run = Given::dev(|s| s.set("/spec/autoPromotion", json!(true)))
+        .reconcile()
+        .await;
 
-    reconcile(Arc::new(dev), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    let created = api.created::<Promotion>("demo");
+    let created = run.created();
     assert_eq!(created.len(), 1, "{created:?}");
     assert_eq!(
         created[0]["metadata"]["name"],
@@ -210,55 +238,41 @@ async fn auto_promotion_creates_one_promotion_per_new_freight_owned_by_the_stage
 
 #[tokio::test]
 async fn an_auto_promotion_another_reconcile_created_first_is_not_an_error() {
-    let dev = dev().set("/spec/autoPromotion", json!(true)).build();
-    let f1 = freight("f1", 0).build();
+    let given = Given::dev(|s| s.set("/spec/autoPromotion", json!(true)));
+    // Created by a racing reconcile: in the API server, not yet in the cache.
     let raced = promotion(&auto_promotion_name("dev", "f1"), 0).build();
-    let api = FakeApi::default().with(&dev).with(&f1).with(&raced);
-    let ctx = stage_context(&api, vec![], vec![f1], vec![]);
+    let api = given.api().with(&raced);
 
-    let action = reconcile(Arc::new(dev), ctx).await;
+    let run = given.reconcile_on(api).await;
 
-    assert!(action.is_ok(), "{action:?}");
+    assert!(run.action.is_ok(), "{:?}", run.action);
 }
 
 #[tokio::test]
 async fn a_stage_without_auto_promotion_creates_nothing() {
-    let dev = dev().build();
-    let f1 = freight("f1", 0).build();
-    let api = FakeApi::default().with(&dev).with(&f1);
-    let ctx = stage_context(&api, vec![], vec![f1], vec![]);
+    let run = Given::dev(|s| s).reconcile().await;
 
-    reconcile(Arc::new(dev), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    assert!(api.created::<Promotion>("demo").is_empty());
+    assert!(run.created().is_empty());
 }
 
 #[tokio::test]
 async fn an_unchanged_stage_is_not_rewritten() {
-    let f1 = freight("f1", 0).build();
-    let p1 = succeeded("p1", "f1", "2027-01-15T08:00:00Z", "rev-1");
-    let app = application("dev-app", "rev-1", "Progressing").build();
-    let api = FakeApi::default().with(&dev().build()).with(&f1).with(&p1);
-    let ctx = stage_context(&api, vec![p1.clone()], vec![f1.clone()], vec![app.clone()]);
-    reconcile(Arc::new(dev().build()), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = Given::dev(|s| s)
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-1"))
+        .app("rev-1", "Progressing")
+        .reconcile()
+        .await;
     // The Stage and Freight as the watches bring them back after the first writes.
-    let dev = dev().set("/status", stage_status(&api)).build();
-    let f1 = freight("f1", 0)
-        .set(
-            "/status/currentlyIn",
-            json!({"dev": {"since": "2027-01-15T08:00:00Z"}}),
-        )
-        .build();
-    let writes_before = api.writes().len();
+    let status = first.status();
+    let f1_in_dev = freight("f1", 0).set("/status/currentlyIn", json!({"dev": {"since": EIGHT}}));
 
-    let ctx = stage_context(&api, vec![p1], vec![f1], vec![app]);
-    reconcile(Arc::new(dev), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let second = Given::dev(|s| s.set("/status", status))
+        .with_freight(f1_in_dev)
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-1"))
+        .app("rev-1", "Progressing")
+        .reconcile()
+        .await;
 
-    assert_eq!(api.writes().len(), writes_before, "{:?}", api.writes());
+    assert!(second.action.is_ok(), "{:?}", second.action);
+    assert!(second.api.writes().is_empty(), "{:?}", second.api.writes());
 }

@@ -703,39 +703,11 @@ impl Parser {
         let at = self.cur().start;
         self.next();
         if self.cur().is_op(":") {
-            self.next();
-            let to = if self.cur().is_bracket("]") {
-                None
-            } else {
-                Some(self.expression(0)?)
-            };
-            self.expect(Kind::Bracket, "]")?;
-            return self.node(
-                Expr::Slice {
-                    object: node,
-                    from: None,
-                    to,
-                },
-                at,
-            );
+            return self.slice(node, None, at);
         }
         let from = self.expression(0)?;
         if self.cur().is_op(":") {
-            self.next();
-            let to = if self.cur().is_bracket("]") {
-                None
-            } else {
-                Some(self.expression(0)?)
-            };
-            self.expect(Kind::Bracket, "]")?;
-            return self.node(
-                Expr::Slice {
-                    object: node,
-                    from: Some(from),
-                    to,
-                },
-                at,
-            );
+            return self.slice(node, Some(from), at);
         }
         self.expect(Kind::Bracket, "]")?;
         let member = self.node(
@@ -750,6 +722,25 @@ impl Parser {
             return self.node(Expr::Chain(member), at);
         }
         Ok(member)
+    }
+
+    /// The rest of `[from:to]`; the current token is `:`.
+    fn slice(&mut self, node: Box<Node>, from: Option<Box<Node>>, at: usize) -> PResult<Box<Node>> {
+        self.next();
+        let to = if self.cur().is_bracket("]") {
+            None
+        } else {
+            Some(self.expression(0)?)
+        };
+        self.expect(Kind::Bracket, "]")?;
+        self.node(
+            Expr::Slice {
+                object: node,
+                from,
+                to,
+            },
+            at,
+        )
     }
 }
 

@@ -117,6 +117,16 @@ fn vars_of(step: &PromotionStep) -> Vec<(&str, &str)> {
 
 // ---- alias scheme ----
 
+/// The plan of one reference to ClusterPromotionTask `argocd-sync` that
+/// passes `vars`.
+fn sync_task_with(vars: &[(&str, &str)]) -> PromotionPlan {
+    let steps = [with_vars(
+        task(TaskKind::ClusterPromotionTask, "argocd-sync"),
+        vars,
+    )];
+    inflate(&request(&steps), &tasks()).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn plain_steps_get_step_n_aliases_and_keep_everything() {
     let steps = vec![
@@ -285,11 +295,7 @@ fn plan_vars_are_stage_then_template_then_promotion() {
 
 #[test]
 fn inner_step_vars_are_task_defaults_then_reference_then_own() {
-    let steps = [with_vars(
-        task(TaskKind::ClusterPromotionTask, "argocd-sync"),
-        &[("repoURL", "https://git.example/repo"), ("extra", "e")],
-    )];
-    let plan = inflate(&request(&steps), &tasks()).unwrap();
+    let plan = sync_task_with(&[("repoURL", "https://git.example/repo"), ("extra", "e")]);
     assert_eq!(
         vars_of(&plan.steps[0]),
         [
@@ -345,11 +351,7 @@ fn an_empty_promotion_var_does_not_drop_a_task_default() {
 
 #[test]
 fn reference_vars_follow_task_defaults_so_they_win() {
-    let steps = [with_vars(
-        task(TaskKind::ClusterPromotionTask, "argocd-sync"),
-        &[("app", "mine"), ("repoURL", "r")],
-    )];
-    let plan = inflate(&request(&steps), &tasks()).unwrap();
+    let plan = sync_task_with(&[("app", "mine"), ("repoURL", "r")]);
     assert_eq!(
         vars_of(&plan.steps[1]),
         [
@@ -873,11 +875,7 @@ fn alias_namespaces() {
 
 #[test]
 fn plan_round_trips_through_json_with_kargo_field_names() {
-    let steps = [with_vars(
-        task(TaskKind::ClusterPromotionTask, "argocd-sync"),
-        &[("repoURL", "r")],
-    )];
-    let plan = inflate(&request(&steps), &tasks()).unwrap();
+    let plan = sync_task_with(&[("repoURL", "r")]);
     let value = serde_json::to_value(&plan).unwrap();
     assert_eq!(value["steps"][0]["as"], json!("task-1::update"));
     assert_eq!(value["steps"][0]["if"], json!("${{ always() }}"));

@@ -31,6 +31,16 @@ fn retryable(msg: &str) -> Result<StepResult, StepError> {
     })
 }
 
+/// Step 0 of `plan` reports `result` at `at`, with the default timeout and threshold.
+fn report(
+    progress: &mut Progress,
+    plan: &[PromotionStep],
+    result: Result<StepResult, StepError>,
+    at: Timestamp,
+) -> Recorded {
+    record(progress, plan, 0, result, StepDefaults::default(), at)
+}
+
 fn run_all(plan: &[PromotionStep], results: Vec<Result<StepResult, StepError>>) -> Progress {
     let mut progress = Progress::default();
     let mut results = results.into_iter();
@@ -49,6 +59,14 @@ fn run_all(plan: &[PromotionStep], results: Vec<Result<StepResult, StepError>>) 
     progress
 }
 
+/// The Promotion is done, in `phase`, with no message.
+fn finished(phase: FinalPhase) -> Next {
+    Next::Done {
+        phase,
+        message: None,
+    }
+}
+
 #[test]
 fn steps_run_in_order_and_the_promotion_succeeds() {
     let plan = vec![step("a"), step("b")];
@@ -56,13 +74,7 @@ fn steps_run_in_order_and_the_promotion_succeeds() {
         &plan,
         vec![ok(StepStatus::Succeeded), ok(StepStatus::Succeeded)],
     );
-    assert_eq!(
-        next(&plan, &progress),
-        Next::Done {
-            phase: FinalPhase::Succeeded,
-            message: None
-        }
-    );
+    assert_eq!(next(&plan, &progress), finished(FinalPhase::Succeeded));
     assert_eq!(progress.metas.len(), 2);
 }
 
@@ -73,14 +85,7 @@ fn a_running_step_waits_and_resumes_later() {
     assert_eq!(next(&plan, &progress), Next::Start(0));
     start(&mut progress, &plan, 0, t(0));
     assert_eq!(
-        record(
-            &mut progress,
-            &plan,
-            0,
-            ok(StepStatus::Running),
-            StepDefaults::default(),
-            t(0)
-        ),
+        report(&mut progress, &plan, ok(StepStatus::Running), t(0)),
         Recorded::Wait { wake_at: None }
     );
     assert_eq!(next(&plan, &progress), Next::Resume(0));
@@ -95,14 +100,7 @@ fn output_is_kept_even_while_the_step_runs() {
         output: Some(json!({"apps": ["x"]})),
         ..StepResult::new(StepStatus::Running)
     };
-    record(
-        &mut progress,
-        &plan,
-        0,
-        Ok(result),
-        StepDefaults::default(),
-        t(0),
-    );
+    report(&mut progress, &plan, Ok(result), t(0));
     assert_eq!(progress.state.get("a"), Some(&json!({"apps": ["x"]})));
 }
 
@@ -116,14 +114,7 @@ fn a_timeout_is_a_wake_up_deadline_and_errors_the_step_when_passed() {
     let plan = vec![s];
     let mut progress = Progress::default();
     start(&mut progress, &plan, 0, t(0));
-    let waited = record(
-        &mut progress,
-        &plan,
-        0,
-        ok(StepStatus::Running),
-        StepDefaults::default(),
-        t(1),
-    );
+    let waited = report(&mut progress, &plan, ok(StepStatus::Running), t(1));
     assert_eq!(
         waited,
         Recorded::Wait {
@@ -131,14 +122,7 @@ fn a_timeout_is_a_wake_up_deadline_and_errors_the_step_when_passed() {
         }
     );
     assert_eq!(
-        record(
-            &mut progress,
-            &plan,
-            0,
-            ok(StepStatus::Running),
-            StepDefaults::default(),
-            t(3)
-        ),
+        report(&mut progress, &plan, ok(StepStatus::Running), t(3)),
         Recorded::Continue
     );
     let Next::Done { phase, message } = next(&plan, &progress) else {
@@ -154,18 +138,21 @@ fn the_step_kinds_default_timeout_applies_when_retry_is_unset_and_zero_disables_
         timeout: Some(Duration::from_secs(300)),
         error_threshold: 1,
     };
-    let plan = vec![step("a")];
-    let mut progress = Progress::default();
-    start(&mut progress, &plan, 0, t(0));
-    assert_eq!(
+    // A running step, checked at `at`, wakes at its deadline.
+    let wake = |plan: Vec<PromotionStep>, at| {
+        let mut progress = Progress::default();
+        start(&mut progress, &plan, 0, t(0));
         record(
             &mut progress,
             &plan,
             0,
             ok(StepStatus::Running),
             defaults,
-            t(1)
-        ),
+            at,
+        )
+    };
+    assert_eq!(
+        wake(vec![step("a")], t(1)),
         Recorded::Wait {
             wake_at: Some(t(300))
         }
@@ -176,20 +163,7 @@ fn the_step_kinds_default_timeout_applies_when_retry_is_unset_and_zero_disables_
         timeout: "0s".parse().ok(),
         error_threshold: 0,
     });
-    let plan = vec![s];
-    let mut progress = Progress::default();
-    start(&mut progress, &plan, 0, t(0));
-    assert_eq!(
-        record(
-            &mut progress,
-            &plan,
-            0,
-            ok(StepStatus::Running),
-            defaults,
-            t(10_000)
-        ),
-        Recorded::Wait { wake_at: None }
-    );
+    assert_eq!(wake(vec![s], t(10_000)), Recorded::Wait { wake_at: None });
 }
 
 #[test]
@@ -203,14 +177,7 @@ fn errors_below_the_threshold_are_retried_then_the_step_errors() {
     let mut progress = Progress::default();
     start(&mut progress, &plan, 0, t(0));
     assert!(matches!(
-        record(
-            &mut progress,
-            &plan,
-            0,
-            retryable("boom"),
-            StepDefaults::default(),
-            t(1)
-        ),
+        report(&mut progress, &plan, retryable("boom"), t(1)),
         Recorded::Wait { wake_at: Some(_) }
     ));
     assert_eq!(
@@ -218,25 +185,11 @@ fn errors_below_the_threshold_are_retried_then_the_step_errors() {
         Some("boom; step will be retried")
     );
     assert!(matches!(
-        record(
-            &mut progress,
-            &plan,
-            0,
-            retryable("boom"),
-            StepDefaults::default(),
-            t(2)
-        ),
+        report(&mut progress, &plan, retryable("boom"), t(2)),
         Recorded::Wait { .. }
     ));
     assert_eq!(
-        record(
-            &mut progress,
-            &plan,
-            0,
-            retryable("boom"),
-            StepDefaults::default(),
-            t(3)
-        ),
+        report(&mut progress, &plan, retryable("boom"), t(3)),
         Recorded::Continue
     );
     assert_eq!(
@@ -274,13 +227,7 @@ fn a_failure_with_continue_on_error_does_not_fail_the_promotion() {
         &plan,
         vec![ok(StepStatus::Failed), ok(StepStatus::Succeeded)],
     );
-    assert_eq!(
-        next(&plan, &progress),
-        Next::Done {
-            phase: FinalPhase::Succeeded,
-            message: None
-        }
-    );
+    assert_eq!(next(&plan, &progress), finished(FinalPhase::Succeeded));
 }
 
 #[test]
