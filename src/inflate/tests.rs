@@ -616,9 +616,8 @@ fn step_with_both_uses_and_task_gets_the_task_alias() {
         uses: Some("argocd-update".into()),
         ..task(TaskKind::PromotionTask, "notify")
     }];
-    let err = inflate_err(&request(&steps));
     assert_eq!(
-        err.to_string(),
+        inflate_err(&request(&steps)).to_string(),
         r#"steps[1] (alias "task-1"): uses: must not be set on a step that references a task"#
     );
 }
@@ -743,9 +742,8 @@ fn alias_with_separator() {
 #[test]
 fn empty_task_name() {
     let steps = [task(TaskKind::PromotionTask, " ")];
-    let err = inflate_err(&request(&steps));
     assert_eq!(
-        err.to_string(),
+        inflate_err(&request(&steps)).to_string(),
         r#"steps[1] (alias "task-1"): task.name: must not be empty"#
     );
 }
@@ -796,7 +794,7 @@ fn invalid_var_names_everywhere() {
     );
     let steps = [with_vars(uses("a"), &[("a-b", "1")])];
     assert_eq!(
-        msg(&request(&steps)),
+        inflate_err(&request(&steps)).to_string(),
         r#"steps[1] (alias "step-1"): vars[1].name: invalid variable name "a-b": must match ^[a-zA-Z_]\w*$"#
     );
     let steps = [with_vars(
@@ -804,7 +802,7 @@ fn invalid_var_names_everywhere() {
         &[("", "1")],
     )];
     assert_eq!(
-        msg(&request(&steps)),
+        inflate_err(&request(&steps)).to_string(),
         r#"steps[1] (alias "task-1"): vars[1].name: invalid variable name "": must match ^[a-zA-Z_]\w*$"#
     );
 
