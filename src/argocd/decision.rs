@@ -63,20 +63,43 @@ pub enum SyncDecision {
     Running { phase: String },
     /// Our operation succeeded at the desired revisions.
     Succeeded,
-    /// Our operation ended Failed or Error, or synced something else.
+    /// Our operation succeeded at other revisions than the step wants (a
+    /// branch that moved on, another step that synced the Application):
+    /// sync again, as Kargo does, until the step's timeout.
+    Resync { message: String },
+    /// Our operation ended Failed or Error.
     Failed { message: String },
 }
 
-fn names_promotion(info: &[Info], namespace: &str, promotion: &str) -> bool {
-    let named = info
-        .iter()
-        .any(|i| i.name == PROMOTION_INFO && i.value == promotion);
-    // Operations written without the namespace entry still count as ours by name.
-    let same_namespace = info
-        .iter()
-        .find(|i| i.name == PROMOTION_NAMESPACE_INFO)
-        .is_none_or(|i| i.value == namespace);
-    named && same_namespace
+/// The info entry carrying the Promotion's UID: a Promotion deleted and
+/// created again under its old name (as auto-promotion names them) must
+/// not take the old one's operation for its own.
+pub const PROMOTION_UID_INFO: &str = "barge.dev/promotion-uid";
+
+/// The Promotion asking for a sync.
+#[derive(Clone, Copy, Debug)]
+pub struct Requester<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+impl Requester<'_> {
+    fn wrote(&self, info: &[Info]) -> bool {
+        let value = |key: &str| {
+            info.iter()
+                .find(|i| i.name == key)
+                .map(|i| i.value.as_str())
+        };
+        if value(PROMOTION_INFO) != Some(self.name) {
+            return false;
+        }
+        match value(PROMOTION_UID_INFO) {
+            Some(uid) => uid == self.uid,
+            // Written before the UID entry existed: the name and namespace decide.
+            None => value(PROMOTION_NAMESPACE_INFO).is_none_or(|ns| ns == self.namespace),
+        }
+    }
 }
 
 fn requested_info(operation: &Value) -> Vec<Info> {
@@ -92,12 +115,11 @@ fn requested_info(operation: &Value) -> Vec<Info> {
 /// that a completed failure of our own ends the step instead of re-syncing).
 pub fn decide_sync(
     app: &Application,
-    namespace: &str,
-    promotion: &str,
+    requester: Requester<'_>,
     desired: &[String],
 ) -> SyncDecision {
     if let Some(operation) = &app.operation {
-        return if names_promotion(&requested_info(operation), namespace, promotion) {
+        return if requester.wrote(&requested_info(operation)) {
             SyncDecision::Running {
                 phase: "Requested".into(),
             }
@@ -116,7 +138,7 @@ pub fn decide_sync(
         .as_ref()
         .map(|o| o.info.as_slice())
         .unwrap_or_default();
-    if !names_promotion(info, namespace, promotion) {
+    if !requester.wrote(info) {
         return if phase.completed() {
             SyncDecision::Sync
         } else {
@@ -144,7 +166,7 @@ pub fn decide_sync(
             for (i, want) in desired.iter().enumerate() {
                 let got = synced.get(i).copied().unwrap_or_default();
                 if !want.is_empty() && got != want {
-                    return SyncDecision::Failed {
+                    return SyncDecision::Resync {
                         message: format!(
                             "Argo CD synced revision \"{got}\" but the step wants \"{want}\""
                         ),
@@ -187,13 +209,13 @@ pub fn is_authorized(app: &Application, namespace: &str, stage: &str) -> bool {
 /// the new one. The resourceVersion makes the write fail rather than race.
 pub fn sync_patch(
     app: &Application,
-    namespace: &str,
-    promotion: &str,
+    requester: Requester<'_>,
     actor: Option<&str>,
     sources: Option<Value>,
+    desired: &[String],
 ) -> Value {
     let sync_policy = app.spec.get("syncPolicy");
-    let mut sync = json!({});
+    let mut sync = requested_revisions(app, sources.as_ref(), desired);
     if let Some(options) = sync_policy.and_then(|p| p.get("syncOptions")) {
         sync["syncOptions"] = options.clone();
     }
@@ -204,8 +226,9 @@ pub fn sync_patch(
         },
         "info": [
             {"name": "Reason", "value": "Promotion triggered a sync of this Application resource."},
-            {"name": PROMOTION_INFO, "value": promotion},
-            {"name": PROMOTION_NAMESPACE_INFO, "value": namespace},
+            {"name": PROMOTION_INFO, "value": requester.name},
+            {"name": PROMOTION_NAMESPACE_INFO, "value": requester.namespace},
+            {"name": PROMOTION_UID_INFO, "value": requester.uid},
         ],
         "sync": sync,
     });
@@ -231,6 +254,37 @@ pub fn sync_patch(
         patch["status"] = json!({"operationState": null});
     }
     patch
+}
+
+/// `operation.sync.revision` (one source) or `revisions` (several): each
+/// source's desired revision where the step names one, else its
+/// targetRevision after the update, as Kargo asks. Argo CD then deploys
+/// exactly that, never a branch head the Freight does not name.
+fn requested_revisions(app: &Application, updated: Option<&Value>, desired: &[String]) -> Value {
+    let sources: Vec<&Value> = match updated {
+        Some(Value::Array(sources)) => sources.iter().collect(),
+        Some(source @ Value::Object(_)) => vec![source],
+        _ => app.sources(),
+    };
+    let revisions: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(
+            |(i, source)| match desired.get(i).filter(|d| !d.is_empty()) {
+                Some(want) => want.clone(),
+                None => source
+                    .get("targetRevision")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+        )
+        .collect();
+    if app.has_multiple_sources() {
+        json!({"revisions": revisions})
+    } else {
+        json!({"revision": revisions.into_iter().next().unwrap_or_default()})
+    }
 }
 
 /// Health of one Application as a Stage or argocd-wait sees it.

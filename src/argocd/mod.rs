@@ -13,8 +13,8 @@ pub use application::{
     SyncResult, SyncStatus,
 };
 pub use decision::{
-    AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, SyncDecision, assess_health,
-    authorized_stages, decide_sync, is_authorized, sync_patch,
+    AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, PROMOTION_UID_INFO, Requester,
+    SyncDecision, assess_health, authorized_stages, decide_sync, is_authorized, sync_patch,
 };
 pub use health_check::{AppHealthCheck, HealthCheckRecord};
 pub use refresh::request_refresh;

@@ -16,6 +16,7 @@ fn state(phase: &str, promotion: Option<&str>, revision: &str, finished: bool) -
     if let Some(p) = promotion {
         info.push(json!({"name": PROMOTION_INFO, "value": p}));
         info.push(json!({"name": "barge.dev/promotion-namespace", "value": "demo"}));
+        info.push(json!({"name": PROMOTION_UID_INFO, "value": format!("uid-{p}")}));
     }
     let mut s = json!({
         "operation": {"info": info, "sync": {}},
@@ -30,6 +31,21 @@ fn state(phase: &str, promotion: Option<&str>, revision: &str, finished: bool) -
     s
 }
 
+/// Promotion `name` in `namespace`; in `demo` it is the one the fixtures'
+/// operations were written for, elsewhere another Promotion of that name.
+fn who(namespace: &'static str, name: &'static str) -> Requester<'static> {
+    let uid = match (namespace, name) {
+        ("demo", "p0") => "uid-p0",
+        ("demo", "p1") => "uid-p1",
+        _ => "uid-of-another-promotion",
+    };
+    Requester {
+        namespace,
+        name,
+        uid,
+    }
+}
+
 fn with_state(op_state: Value) -> Application {
     app(json!({
         "metadata": {"name": "demo-dev", "namespace": "argocd", "resourceVersion": "7"},
@@ -41,7 +57,7 @@ fn with_state(op_state: Value) -> Application {
 #[test]
 fn an_application_never_synced_needs_a_sync() {
     let a = app(json!({"metadata": {"name": "a"}, "spec": {}}));
-    assert_eq!(decide_sync(&a, "demo", "p1", &[]), SyncDecision::Sync);
+    assert_eq!(decide_sync(&a, who("demo", "p1"), &[]), SyncDecision::Sync);
 }
 
 #[test]
@@ -50,7 +66,7 @@ fn our_requested_operation_is_running_until_argo_cd_reports() {
     a.status = None;
     a.operation = Some(json!({"info": [{"name": PROMOTION_INFO, "value": "p1"}], "sync": {}}));
     assert!(matches!(
-        decide_sync(&a, "demo", "p1", &[]),
+        decide_sync(&a, who("demo", "p1"), &[]),
         SyncDecision::Running { .. }
     ));
 }
@@ -60,7 +76,7 @@ fn a_foreign_requested_operation_is_waited_for() {
     let mut a = with_state(Value::Null);
     a.operation = Some(json!({"info": [{"name": "Reason", "value": "manual"}], "sync": {}}));
     assert!(matches!(
-        decide_sync(&a, "demo", "p1", &[]),
+        decide_sync(&a, who("demo", "p1"), &[]),
         SyncDecision::WaitForeign { .. }
     ));
 }
@@ -69,7 +85,7 @@ fn a_foreign_requested_operation_is_waited_for() {
 fn a_foreign_running_operation_is_waited_for() {
     let a = with_state(state("Running", None, "abc", false));
     assert!(matches!(
-        decide_sync(&a, "demo", "p1", &[]),
+        decide_sync(&a, who("demo", "p1"), &[]),
         SyncDecision::WaitForeign { .. }
     ));
 }
@@ -77,20 +93,20 @@ fn a_foreign_running_operation_is_waited_for() {
 #[test]
 fn another_promotions_finished_operation_means_we_sync() {
     let a = with_state(state("Succeeded", Some("p0"), "abc", true));
-    assert_eq!(decide_sync(&a, "demo", "p1", &[]), SyncDecision::Sync);
+    assert_eq!(decide_sync(&a, who("demo", "p1"), &[]), SyncDecision::Sync);
 }
 
 #[test]
 fn a_same_named_promotion_in_another_namespace_is_not_us() {
     let a = with_state(state("Succeeded", Some("p1"), "abc", true));
-    assert_eq!(decide_sync(&a, "other", "p1", &[]), SyncDecision::Sync);
+    assert_eq!(decide_sync(&a, who("other", "p1"), &[]), SyncDecision::Sync);
 }
 
 #[test]
 fn our_running_operation_keeps_the_step_running() {
     let a = with_state(state("Running", Some("p1"), "abc", false));
     assert_eq!(
-        decide_sync(&a, "demo", "p1", &[]),
+        decide_sync(&a, who("demo", "p1"), &[]),
         SyncDecision::Running {
             phase: "Running".into()
         }
@@ -101,7 +117,7 @@ fn our_running_operation_keeps_the_step_running() {
 fn our_operation_retrying_with_finished_at_set_is_still_running() {
     let a = with_state(state("Running", Some("p1"), "abc", true));
     assert!(matches!(
-        decide_sync(&a, "demo", "p1", &[]),
+        decide_sync(&a, who("demo", "p1"), &[]),
         SyncDecision::Running { .. }
     ));
 }
@@ -110,16 +126,17 @@ fn our_operation_retrying_with_finished_at_set_is_still_running() {
 fn our_succeeded_operation_at_the_desired_revision_succeeds() {
     let a = with_state(state("Succeeded", Some("p1"), "abc", true));
     assert_eq!(
-        decide_sync(&a, "demo", "p1", &["abc".into()]),
+        decide_sync(&a, who("demo", "p1"), &["abc".into()]),
         SyncDecision::Succeeded
     );
 }
 
 #[test]
-fn our_succeeded_operation_at_another_revision_fails_instead_of_syncing_again() {
+fn our_succeeded_operation_at_another_revision_syncs_again_saying_why() {
     let a = with_state(state("Succeeded", Some("p1"), "zzz", true));
-    let SyncDecision::Failed { message } = decide_sync(&a, "demo", "p1", &["abc".into()]) else {
-        panic!("expected Failed");
+    let SyncDecision::Resync { message } = decide_sync(&a, who("demo", "p1"), &["abc".into()])
+    else {
+        panic!("expected Resync");
     };
     assert!(
         message.contains("zzz") && message.contains("abc"),
@@ -128,11 +145,37 @@ fn our_succeeded_operation_at_another_revision_fails_instead_of_syncing_again() 
 }
 
 #[test]
+fn a_promotion_created_again_under_its_old_name_does_not_take_the_old_operation_for_its_own() {
+    let a = with_state(state("Succeeded", Some("p1"), "abc", true));
+    let again = Requester {
+        uid: "uid-of-the-new-p1",
+        ..who("demo", "p1")
+    };
+    assert_eq!(decide_sync(&a, again, &["abc".into()]), SyncDecision::Sync);
+    let failed = with_state(state("Failed", Some("p1"), "abc", true));
+    assert_eq!(decide_sync(&failed, again, &[]), SyncDecision::Sync);
+}
+
+#[test]
+fn an_operation_written_without_a_uid_is_ours_by_name_and_namespace() {
+    let mut op = state("Succeeded", Some("p1"), "abc", true);
+    if let Some(info) = op["operation"]["info"].as_array_mut() {
+        info.retain(|i| i["name"] != PROMOTION_UID_INFO);
+    }
+    let a = with_state(op);
+    assert_eq!(
+        decide_sync(&a, who("demo", "p1"), &[]),
+        SyncDecision::Succeeded
+    );
+    assert_eq!(decide_sync(&a, who("other", "p1"), &[]), SyncDecision::Sync);
+}
+
+#[test]
 fn our_failed_operation_fails_with_argo_cds_message() {
     for phase in ["Failed", "Error"] {
         let a = with_state(state(phase, Some("p1"), "abc", true));
         assert_eq!(
-            decide_sync(&a, "demo", "p1", &[]),
+            decide_sync(&a, who("demo", "p1"), &[]),
             SyncDecision::Failed {
                 message: format!("{phase} message")
             }
@@ -157,7 +200,7 @@ fn authorization_accepts_a_comma_separated_list_only_exactly() {
 fn the_sync_patch_names_the_promotion_clears_the_old_state_and_asks_for_a_hard_refresh() {
     let mut a = with_state(state("Succeeded", Some("p0"), "abc", true));
     a.spec["syncPolicy"] = json!({"syncOptions": ["CreateNamespace=true"], "retry": {"limit": 2}});
-    let patch = sync_patch(&a, "demo", "p1", None, None);
+    let patch = sync_patch(&a, who("demo", "p1"), None, None, &[]);
     assert_eq!(patch["metadata"]["annotations"][REFRESH_ANNOTATION], "hard");
     assert_eq!(patch["metadata"]["resourceVersion"], "7");
     assert_eq!(patch["status"]["operationState"], Value::Null);
@@ -178,14 +221,55 @@ fn the_sync_patch_names_the_promotion_clears_the_old_state_and_asks_for_a_hard_r
         info.iter()
             .any(|i| i.name == PROMOTION_INFO && i.value == "p1")
     );
+    assert!(
+        info.iter()
+            .any(|i| i.name == PROMOTION_UID_INFO && i.value == "uid-p1")
+    );
     assert!(patch.get("spec").is_none());
+}
+
+#[test]
+fn the_sync_asks_for_the_desired_revision_not_the_branch_head() {
+    let a = with_state(state("Succeeded", Some("p0"), "abc", true));
+    let patch = sync_patch(&a, who("demo", "p1"), None, None, &["abc".into()]);
+    assert_eq!(patch["operation"]["sync"]["revision"], "abc");
+    // Without a desired revision: the source's targetRevision, as Kargo asks.
+    let patch = sync_patch(&a, who("demo", "p1"), None, None, &[]);
+    assert_eq!(patch["operation"]["sync"]["revision"], "main");
+}
+
+#[test]
+fn each_source_of_a_multi_source_sync_gets_its_desired_or_updated_target_revision() {
+    let a = app(json!({
+        "metadata": {"name": "a"},
+        "spec": {"sources": [
+            {"repoURL": "https://git.example/one.git", "targetRevision": "main"},
+            {"repoURL": "https://git.example/two.git", "targetRevision": "main"},
+        ]},
+    }));
+    let updated = json!([
+        {"repoURL": "https://git.example/one.git", "targetRevision": "main"},
+        {"repoURL": "https://git.example/two.git", "targetRevision": "v2"},
+    ]);
+    let patch = sync_patch(
+        &a,
+        who("demo", "p1"),
+        None,
+        Some(updated),
+        &["abc".into(), "".into()],
+    );
+    assert_eq!(
+        patch["operation"]["sync"]["revisions"],
+        json!(["abc", "v2"])
+    );
+    assert!(patch["operation"]["sync"].get("revision").is_none());
 }
 
 #[test]
 fn the_sync_patch_leaves_status_alone_when_the_application_has_none() {
     let a = app(json!({"metadata": {"name": "a"}, "spec": {}}));
     assert!(
-        sync_patch(&a, "demo", "p1", None, None)
+        sync_patch(&a, who("demo", "p1"), None, None, &[])
             .get("status")
             .is_none()
     );

@@ -129,6 +129,7 @@ async fn run_steps(
     let subject = Subject {
         namespace: &namespace,
         promotion: &name,
+        promotion_uid: promotion.metadata.uid.as_deref().unwrap_or_default(),
         stage: &promotion.spec.stage,
         actor: actor(promotion),
     };

@@ -17,8 +17,8 @@ use super::applications::{
 };
 use super::{BuiltinStep, StepContext, StepRun, retryable, terminal};
 use crate::argocd::{
-    AppHealthCheck, Application, HealthCheckRecord, SourceUpdate, SyncDecision, decide_sync,
-    desired_revisions, is_authorized, sync_patch, updated_sources,
+    AppHealthCheck, Application, HealthCheckRecord, Requester, SourceUpdate, SyncDecision,
+    decide_sync, desired_revisions, is_authorized, sync_patch, updated_sources,
 };
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
@@ -126,8 +126,10 @@ async fn sync_each(
     for (index, app) in targets {
         let sources = &config.apps[*index].sources;
         let desired = desired_revisions(app, sources);
-        let decision = match decide_sync(app, ctx.namespace, ctx.promotion, &desired) {
-            SyncDecision::Sync => request_sync(ctx, app, sources).await?,
+        let decision = match decide_sync(app, requester(ctx), &desired) {
+            SyncDecision::Sync | SyncDecision::Resync { .. } => {
+                request_sync(ctx, app, sources).await?
+            }
             other => other,
         };
         match decision {
@@ -150,9 +152,20 @@ async fn sync_each(
                 describe(app)
             )),
             SyncDecision::Sync => waiting.push(format!("{} to start syncing", describe(app))),
+            SyncDecision::Resync { message } => {
+                waiting.push(format!("{} to sync again ({message})", describe(app)))
+            }
         }
     }
     Ok((waiting, health))
+}
+
+fn requester<'a>(ctx: &StepContext<'a>) -> Requester<'a> {
+    Requester {
+        namespace: ctx.namespace,
+        name: ctx.promotion,
+        uid: ctx.promotion_uid,
+    }
 }
 
 /// Writes the sync operation, after deciding again on the live object: the
@@ -172,10 +185,12 @@ async fn request_sync(
         Err(e) => return Err(retryable(format!("reading {}: {e}", describe(cached)))),
     };
     let desired = desired_revisions(&live, sources);
-    let decision = decide_sync(&live, ctx.namespace, ctx.promotion, &desired);
-    if decision != SyncDecision::Sync {
-        return Ok(decision);
-    }
+    let decision = decide_sync(&live, requester(ctx), &desired);
+    let again = match decision {
+        SyncDecision::Sync => None,
+        SyncDecision::Resync { message } => Some(message),
+        other => return Ok(other),
+    };
     if !is_authorized(&live, ctx.namespace, ctx.stage) {
         return Err(terminal(format!(
             "{} is no longer authorized for this Stage",
@@ -184,15 +199,18 @@ async fn request_sync(
     }
     let new_sources = updated_sources(&live, sources)
         .map_err(|e| terminal(format!("{}: {e}", describe(&live))))?;
-    let patch: Value = sync_patch(&live, ctx.namespace, ctx.promotion, ctx.actor, new_sources);
+    let patch: Value = sync_patch(&live, requester(ctx), ctx.actor, new_sources, &desired);
     match api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => {
-            tracing::info!(application = %name, app_namespace = %namespace, promotion = %ctx.promotion, "requested Argo CD sync");
-            Ok(SyncDecision::Running {
-                phase: "Requested".into(),
+            tracing::info!(application = %name, app_namespace = %namespace, promotion = %ctx.promotion, again = again.is_some(), "requested Argo CD sync");
+            Ok(match again {
+                None => SyncDecision::Running {
+                    phase: "Requested".into(),
+                },
+                Some(message) => SyncDecision::Resync { message },
             })
         }
         // Someone changed the Application between our read and write; its

@@ -17,6 +17,7 @@ use crate::promotion::evaluate::StepEvaluator;
 pub struct Subject<'a> {
     pub namespace: &'a str,
     pub promotion: &'a str,
+    pub promotion_uid: &'a str,
     pub stage: &'a str,
     pub actor: Option<&'a str>,
 }
@@ -62,6 +63,7 @@ pub async fn execute(
         let ctx = StepContext {
             namespace: subject.namespace,
             promotion: subject.promotion,
+            promotion_uid: subject.promotion_uid,
             stage: subject.stage,
             actor: subject.actor,
             alias: &alias,

@@ -36,6 +36,8 @@ pub struct StepContext<'a> {
     /// The Promotion's namespace (Kargo's project).
     pub namespace: &'a str,
     pub promotion: &'a str,
+    /// The Promotion's UID: what tells it from an earlier one of its name.
+    pub promotion_uid: &'a str,
     pub stage: &'a str,
     /// Who asked for the Promotion, if a person did.
     pub actor: Option<&'a str>,
