@@ -52,6 +52,10 @@ struct State {
     failing: BTreeSet<String>,
     requests: Vec<Recorded>,
     next_uid: u64,
+    /// Object paths whose next write is refused with 409 Conflict.
+    conflicting: BTreeSet<String>,
+    /// Called with every write as it arrives, before it is answered.
+    on_write: Option<Arc<dyn Fn(&Recorded) + Send + Sync>>,
 }
 
 /// An API server in memory.
@@ -91,6 +95,24 @@ impl FakeApi {
             .failing
             .insert(object_path::<K>(namespace, name));
         self
+    }
+
+    /// The next write to this object is refused with 409 Conflict, as when
+    /// someone else wrote it after our read.
+    pub fn conflict_once<K: Resource<DynamicType = ()>>(
+        self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Self {
+        self.state()
+            .conflicting
+            .insert(object_path::<K>(namespace, name));
+        self
+    }
+
+    /// Calls `hook` with every write at the moment it reaches the server.
+    pub fn on_write(&self, hook: impl Fn(&Recorded) + Send + Sync + 'static) {
+        self.state().on_write = Some(Arc::new(hook));
     }
 
     pub fn client(&self) -> Client {
@@ -170,6 +192,10 @@ impl FakeApi {
                 .to_string(),
             body,
         };
+        let hook = self.state().on_write.clone();
+        if let Some(hook) = hook.filter(|_| recorded.method != "GET") {
+            hook(&recorded);
+        }
         let mut state = self.state();
         state.requests.push(recorded.clone());
         state.answer(&recorded)
@@ -188,6 +214,10 @@ impl State {
                 Some(object) => answer(StatusCode::OK, object),
                 None => not_found(path),
             },
+            "PATCH" | "POST" if self.conflicting.remove(path) => answer(
+                StatusCode::CONFLICT,
+                &status_body(409, "the object has been modified"),
+            ),
             "POST" => self.create(path, &request.body),
             "PATCH" => self.patch(path, &request.content_type, &request.body),
             _ => answer(StatusCode::METHOD_NOT_ALLOWED, &status_body(405, path)),
@@ -249,7 +279,7 @@ fn merge(target: &mut Value, patch: &Value) {
 fn status_body(code: u16, message: &str) -> Value {
     let reason = match code {
         404 => "NotFound",
-        409 => "AlreadyExists",
+        409 => "Conflict",
         _ => "InternalError",
     };
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -293,15 +323,17 @@ pub fn promotion_context(
 ) -> (Arc<Context>, mpsc::UnboundedReceiver<ObjectRef<Promotion>>) {
     let client = api.client();
     let (wake, woken) = mpsc::unbounded();
+    let index = SharedAwaitIndex::default();
     let ctx = Context {
         services: Services {
             client: client.clone(),
             applications: cache(applications),
             argocd_namespace: "argocd".into(),
+            waits: index.clone(),
         },
         registry,
         promotions: cache(promotions),
-        index: SharedAwaitIndex::default(),
+        index,
         wake,
         recorder: Recorder::new(client, Reporter::from(crate::CONTROLLER_NAME)),
         backstop: BACKSTOP,

@@ -255,6 +255,7 @@ pub async fn run(
             client: client.clone(),
             applications: applications.clone(),
             argocd_namespace: settings.argocd_namespace.clone(),
+            waits: index.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),

@@ -2,22 +2,25 @@
 //! given these objects, the reconcile writes this.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
 use super::reconcile;
 use crate::api::{Promotion, Stage};
+use crate::argocd::Application;
 use crate::await_index::AwaitTarget;
 use crate::controller::fixtures::{
-    BACKSTOP, FakeApi, Fixture, ScriptedStep, fails, freight, promotion, promotion_context,
-    registry, stage, succeeds, waits_on_application,
+    BACKSTOP, FakeApi, Fixture, ScriptedStep, application, fails, freight, promotion,
+    promotion_context, registry, stage, succeeds, waits_on_application,
 };
 use crate::controller::{Context, Error};
+use crate::steps::Registry;
 
 fn update_steps() -> Value {
     json!([{"uses": "test-update", "as": "update", "config": {"app": "${{ ctx.stage }}-app"}}])
@@ -329,4 +332,86 @@ async fn a_refresh_request_is_recorded_as_handled() {
     let run = RunOnce::of(p1, vec![waits_on_application("test-update", "dev-app")]).await;
 
     assert_eq!(run.status()["lastHandledRefresh"], "r-1");
+}
+
+/// `argocd-update` of Application `dev-app`, with the built-in steps, over
+/// an API server that serves the Application.
+fn syncing_dev_app() -> (Promotion, Application, FakeApi) {
+    let p1 = running(json!([{"uses": "argocd-update", "as": "update",
+                             "config": {"apps": [{"name": "dev-app"}]}}]))
+    .build();
+    let app = application("dev-app", "rev-1", "Healthy")
+        .set(
+            "/metadata/annotations",
+            json!({"barge.dev/authorized-stage": "demo:dev"}),
+        )
+        .set("/metadata/resourceVersion", json!("7"))
+        .build();
+    let api = FakeApi::default().with(&p1).with(&app);
+    (p1, app, api)
+}
+
+fn application_path() -> String {
+    format!("{}/dev-app", Application::url_path(&(), Some("argocd")))
+}
+
+#[tokio::test]
+async fn the_sync_is_requested_only_once_the_promotion_waits_on_the_application() {
+    let (p1, app, api) = syncing_dev_app();
+    let (ctx, _) = promotion_context(&api, Registry::builtin(), vec![p1.clone()], vec![app]);
+    // What an Application event caused by the sync would wake, at the
+    // moment the sync reaches the API server.
+    let woken_by_the_sync = Arc::new(Mutex::new(None));
+    let (seen, index, path) = (
+        woken_by_the_sync.clone(),
+        ctx.index.clone(),
+        application_path(),
+    );
+    api.on_write(move |write| {
+        if write.path == path {
+            let waiters =
+                index
+                    .read()
+                    .waiters("Application", "argocd", "dev-app", &BTreeMap::new());
+            *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(waiters);
+        }
+    });
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(
+        *woken_by_the_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+        Some(vec![("demo".to_string(), "p1".to_string())]),
+        "the sync was written before the Promotion waited on the Application"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_refused_with_a_conflict_is_read_and_requested_again_at_once() {
+    let (p1, app, api) = syncing_dev_app();
+    let api = api.conflict_once::<Application>(Some("argocd"), "dev-app");
+    let (ctx, _) = promotion_context(&api, Registry::builtin(), vec![p1.clone()], vec![app]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let patches: Vec<_> = api
+        .writes()
+        .into_iter()
+        .filter(|w| w.path == application_path())
+        .collect();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert_eq!(patches[1].body["operation"]["info"][3]["value"], "uid-p1");
+    let status = api.promotion_status("p1");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("to finish syncing (Requested)")),
+        "{status}"
+    );
 }

@@ -54,8 +54,10 @@ impl<'a> AppEntry<'a> {
 }
 
 /// Every entry's Applications, each tagged with what its entry asks of it,
-/// and what the step waits on. On an error, what it waits on so far, so a
-/// retry is still woken.
+/// and what the step waits on. The wait is registered before anything is
+/// read or written, so that no change the step sees late, or causes, goes
+/// by without waking it. On an error, what it waits on is still returned,
+/// so a retry is woken.
 pub async fn resolve_all<T: Clone>(
     ctx: &StepContext<'_>,
     entries: Vec<(AppEntry<'_>, T)>,
@@ -64,12 +66,11 @@ pub async fn resolve_all<T: Clone>(
     Result<Vec<(T, Arc<Application>)>, StepError>,
     Vec<AwaitTarget>,
 ) {
-    let mut awaiting = Vec::new();
+    let awaiting: Vec<AwaitTarget> = entries.iter().map(|(e, _)| target(ctx, e)).collect();
+    ctx.register_waits(&awaiting);
     let mut found = Vec::new();
     for (index, (entry, tag)) in entries.into_iter().enumerate() {
-        let (resolved, target) = resolve(ctx, index, &entry, authorize).await;
-        awaiting.push(target);
-        match resolved {
+        match resolve(ctx, index, &entry, authorize).await {
             Ok(apps) => found.extend(apps.into_iter().map(|a| (tag.clone(), a))),
             Err(e) => return (Err(e), awaiting),
         }
@@ -100,43 +101,41 @@ pub async fn resolve(
     index: usize,
     entry: &AppEntry<'_>,
     authorize: bool,
-) -> (Result<Vec<Arc<Application>>, StepError>, AwaitTarget) {
-    let namespace = entry
+) -> Result<Vec<Arc<Application>>, StepError> {
+    let namespace = entry_namespace(ctx, entry);
+    match (entry.name, entry.selector) {
+        (Some(name), None) => resolve_named(ctx, index, name, &namespace, authorize).await,
+        (None, Some(selector)) => {
+            resolve_selected(ctx, index, selector, &namespace, authorize).await
+        }
+        _ => Err(terminal(format!(
+            "config.apps[{index}]: exactly one of name and selector must be set"
+        ))),
+    }
+}
+
+fn entry_namespace(ctx: &StepContext<'_>, entry: &AppEntry<'_>) -> String {
+    entry
         .namespace
         .filter(|n| !n.is_empty())
         .map(String::from)
-        .unwrap_or_else(|| ctx.services.argocd_namespace.clone());
+        .unwrap_or_else(|| ctx.services.argocd_namespace.clone())
+}
+
+/// What a change of the entry's Applications is known by.
+fn target(ctx: &StepContext<'_>, entry: &AppEntry<'_>) -> AwaitTarget {
+    let namespace = entry_namespace(ctx, entry);
     match (entry.name, entry.selector) {
-        (Some(name), None) => {
-            let target = AwaitTarget::Named {
-                kind: "Application".into(),
-                namespace: namespace.clone(),
-                name: name.to_string(),
-            };
-            (
-                resolve_named(ctx, index, name, &namespace, authorize).await,
-                target,
-            )
-        }
-        (None, Some(selector)) => {
-            let target = AwaitTarget::Selected {
-                kind: "Application".into(),
-                namespace: namespace.clone(),
-                selector: selector.clone(),
-            };
-            let found = resolve_selected(ctx, index, selector, &namespace, authorize).await;
-            (found, target)
-        }
-        _ => {
-            let target = AwaitTarget::Named {
-                kind: "Application".into(),
-                namespace,
-                name: String::new(),
-            };
-            let message =
-                format!("config.apps[{index}]: exactly one of name and selector must be set");
-            (Err(terminal(message)), target)
-        }
+        (None, Some(selector)) => AwaitTarget::Selected {
+            kind: "Application".into(),
+            namespace,
+            selector: selector.clone(),
+        },
+        (name, _) => AwaitTarget::Named {
+            kind: "Application".into(),
+            namespace,
+            name: name.unwrap_or_default().to_string(),
+        },
     }
 }
 

@@ -168,14 +168,39 @@ fn requester<'a>(ctx: &StepContext<'a>) -> Requester<'a> {
     }
 }
 
+/// How many times a sync is requested again at once when the Application
+/// changed between our read and our write.
+const CONFLICT_ATTEMPTS: usize = 3;
+
 /// Writes the sync operation, after deciding again on the live object: the
 /// cache may not show our own last write yet, and a sync must never be
-/// requested twice for one Promotion.
+/// requested twice for one Promotion. A conflict (someone wrote the
+/// Application between our read and write) reads and decides again at once.
 async fn request_sync(
     ctx: &StepContext<'_>,
     cached: &Application,
     sources: &[SourceUpdate],
 ) -> Result<SyncDecision, StepError> {
+    for _ in 1..CONFLICT_ATTEMPTS {
+        if let Some(decision) = try_request_sync(ctx, cached, sources).await? {
+            return Ok(decision);
+        }
+    }
+    // Still conflicting: the Application keeps changing, and each change
+    // wakes the step (its wait was registered before the first read).
+    Ok(try_request_sync(ctx, cached, sources)
+        .await?
+        .unwrap_or(SyncDecision::Running {
+            phase: "Conflict".into(),
+        }))
+}
+
+/// One read, decision and write; `None` on a conflict.
+async fn try_request_sync(
+    ctx: &StepContext<'_>,
+    cached: &Application,
+    sources: &[SourceUpdate],
+) -> Result<Option<SyncDecision>, StepError> {
     let name = cached.metadata.name.clone().unwrap_or_default();
     let namespace = cached.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Application> = Api::namespaced(ctx.services.client.clone(), &namespace);
@@ -185,11 +210,10 @@ async fn request_sync(
         Err(e) => return Err(retryable(format!("reading {}: {e}", describe(cached)))),
     };
     let desired = desired_revisions(&live, sources);
-    let decision = decide_sync(&live, requester(ctx), &desired);
-    let again = match decision {
+    let again = match decide_sync(&live, requester(ctx), &desired) {
         SyncDecision::Sync => None,
         SyncDecision::Resync { message } => Some(message),
-        other => return Ok(other),
+        other => return Ok(Some(other)),
     };
     if !is_authorized(&live, ctx.namespace, ctx.stage) {
         return Err(terminal(format!(
@@ -206,18 +230,14 @@ async fn request_sync(
     {
         Ok(_) => {
             tracing::info!(application = %name, app_namespace = %namespace, promotion = %ctx.promotion, again = again.is_some(), "requested Argo CD sync");
-            Ok(match again {
+            Ok(Some(match again {
                 None => SyncDecision::Running {
                     phase: "Requested".into(),
                 },
                 Some(message) => SyncDecision::Resync { message },
-            })
+            }))
         }
-        // Someone changed the Application between our read and write; its
-        // watch event wakes the step to decide again.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(SyncDecision::Running {
-            phase: "Conflict".into(),
-        }),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(e) => Err(retryable(format!(
             "requesting a sync of {}: {e}",
             describe(&live)

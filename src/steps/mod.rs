@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::argocd::Application;
-use crate::await_index::AwaitTarget;
+use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::promotion::engine::{StepDefaults, StepError, StepResult};
 
 /// What the controller shares with every step run.
@@ -29,6 +29,8 @@ pub struct Services {
     pub applications: Store<Application>,
     /// Where Applications are looked up when a step names none.
     pub argocd_namespace: String,
+    /// Which Promotions an object's change wakes.
+    pub waits: SharedAwaitIndex,
 }
 
 /// Everything one run of one step may look at.
@@ -47,6 +49,16 @@ pub struct StepContext<'a> {
     /// What this step wrote on its previous run, if it ran before.
     pub previous_output: Option<&'a Value>,
     pub services: &'a Services,
+}
+
+impl StepContext<'_> {
+    /// Says what the step waits on before it looks or acts, so that a change
+    /// from then on wakes the Promotion (the reconciler records the same
+    /// targets again when the step returns).
+    pub fn register_waits(&self, targets: &[AwaitTarget]) {
+        let key = (self.namespace.to_string(), self.promotion.to_string());
+        self.services.waits.set(key, targets.to_vec());
+    }
 }
 
 /// The outcome of one run: the engine's result plus what the step now waits
