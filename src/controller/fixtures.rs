@@ -44,6 +44,9 @@ pub struct Recorded {
     pub body: Value,
 }
 
+/// What a test runs when a write reaches the server.
+type WriteHook = dyn Fn(&Recorded) + Send + Sync;
+
 #[derive(Default)]
 struct State {
     /// Object path → the object.
@@ -55,7 +58,7 @@ struct State {
     /// Object paths whose next write is refused with 409 Conflict.
     conflicting: BTreeSet<String>,
     /// Called with every write as it arrives, before it is answered.
-    on_write: Option<Arc<dyn Fn(&Recorded) + Send + Sync>>,
+    on_write: Option<Arc<WriteHook>>,
 }
 
 /// An API server in memory.
