@@ -543,3 +543,6 @@ conformance!(
     an_application_with_automated_sync_is_promoted_to_the_freights_commit,
     an_application_that_stays_out_of_sync_after_its_sync_is_healthy,
 );
+
+// Declared after the macro, which it uses.
+mod semantics;
