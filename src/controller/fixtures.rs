@@ -83,7 +83,10 @@ impl FakeApi {
         K: Resource<DynamicType = ()> + Serialize,
     {
         let path = object_path::<K>(object.meta().namespace.as_deref(), &object.name_any());
-        let value = serde_json::to_value(object).unwrap_or_else(|e| panic!("fixture: {e}"));
+        let mut value = serde_json::to_value(object).unwrap_or_else(|e| panic!("fixture: {e}"));
+        if value.pointer("/metadata/resourceVersion").is_none() {
+            value["metadata"]["resourceVersion"] = json!("1");
+        }
         self.state().objects.insert(path, value);
         self
     }
@@ -249,12 +252,25 @@ impl State {
         let Some(object) = self.objects.get_mut(object_path) else {
             return not_found(object_path);
         };
+        // A resourceVersion in the patch is a precondition, as on the API server.
+        let current = object["metadata"]["resourceVersion"].clone();
+        if let Some(expected) = body.pointer("/metadata/resourceVersion")
+            && *expected != current
+        {
+            let message = format!("{object_path}: the object has been modified");
+            return answer(StatusCode::CONFLICT, &status_body(409, &message));
+        }
+        let next = current
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(1, |v| v + 1);
         if content_type.starts_with("application/apply-patch") {
             // The controller applies its whole status: what it leaves out it no longer owns.
             object["status"] = body["status"].clone();
         } else {
             merge(object, body);
         }
+        object["metadata"]["resourceVersion"] = json!(next.to_string());
         answer(StatusCode::OK, object)
     }
 }

@@ -40,6 +40,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The reconcile started from a cached object older than the API
+    /// server's: its status write was refused, and the newer object's watch
+    /// event reconciles again.
+    #[error("{what} changed since the cached copy this reconcile started from")]
+    Stale { what: String },
 }
 
 /// Waits a little for a cache's first list; false if it has not come yet

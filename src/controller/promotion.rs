@@ -32,7 +32,14 @@ pub const FIELD_MANAGER: &str = crate::CONTROLLER_NAME;
 pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     ctx.metrics.reconcile_started(&key(&promotion));
-    let result = reconcile_inner(&promotion, &ctx).await;
+    let result = match reconcile_inner(&promotion, &ctx).await {
+        // Nothing was written: the newer Promotion's watch event brings it back.
+        Err(Error::Stale { what }) => {
+            tracing::debug!(%what, "reconciled from a stale cache; waiting for the newer object");
+            Ok(Action::requeue(ctx.backstop))
+        }
+        other => other,
+    };
     ctx.metrics
         .reconciled("promotion", started.elapsed(), result.is_err());
     result
@@ -455,18 +462,31 @@ async fn write_status(
     }
     let (namespace, name) = key(promotion);
     let api = Api::<Promotion>::namespaced(ctx.services.client.clone(), &namespace);
-    let body = json!({
+    // The resourceVersion makes the write conditional: a reconcile that
+    // started from a cache older than the last write must not undo it
+    // (finish twice, revive a finished Promotion, move finishedAt).
+    let mut body = json!({
         "apiVersion": Promotion::api_version(&()),
         "kind": Promotion::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    if let Some(version) = &promotion.metadata.resource_version {
+        body["metadata"] = json!({"resourceVersion": version});
+    }
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await;
+    match written {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Stale {
+            what: format!("Promotion {namespace}/{name}"),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn actor(promotion: &Promotion) -> Option<&str> {

@@ -179,6 +179,9 @@ impl RunOnce {
     }
 }
 
+/// The metric line of one Promotion that finished Succeeded.
+const FINISHED_ONCE: &str = "barge_promotions_finished_total{phase=\"Succeeded\"} 1";
+
 fn running(steps: Value) -> Fixture<Promotion> {
     promotion("p1", 0).running(steps)
 }
@@ -240,6 +243,7 @@ async fn when_every_step_succeeds_the_promotion_succeeds_and_the_next_in_line_is
     assert_eq!(status["state"]["update"]["synced"], true);
     assert!(status["awaiting"].as_array().is_none_or(Vec::is_empty));
     assert_eq!(run.api.event_reasons(), ["PromotionSucceeded"]);
+    assert!(run.ctx.metrics.encode().contains(FINISHED_ONCE));
     assert_eq!(
         run.woken.next().await,
         Some(ObjectRef::<Promotion>::new("p2").within("demo"))
@@ -414,4 +418,39 @@ async fn a_sync_refused_with_a_conflict_is_read_and_requested_again_at_once() {
             .is_some_and(|m| m.contains("to finish syncing (Requested)")),
         "{status}"
     );
+}
+
+#[tokio::test]
+async fn a_reconcile_from_a_cache_older_than_the_last_write_does_not_finish_twice() {
+    // The API server has p1 Succeeded; the cache still shows it Running.
+    let finished = running(update_steps())
+        .set("/metadata/resourceVersion", json!("2"))
+        .set("/status/phase", json!("Succeeded"))
+        .set("/status/finishedAt", json!("2027-01-15T08:00:00Z"))
+        .build();
+    let stale = running(update_steps())
+        .set("/metadata/resourceVersion", json!("1"))
+        .build();
+    let api = FakeApi::default().with(&finished);
+    let steps = registry(vec![succeeds("test-update", json!({}))]);
+    let (ctx, _) = promotion_context(&api, steps, vec![stale.clone()], vec![]);
+
+    let action = reconcile(Arc::new(stale), ctx.clone()).await;
+
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::requeue(BACKSTOP)),
+        "{action:?}"
+    );
+    assert!(api.event_reasons().is_empty(), "{:?}", api.event_reasons());
+    assert!(
+        !ctx.metrics
+            .encode()
+            .contains("barge_promotions_finished_total{phase=\"Succeeded\"} 1"),
+        "{}",
+        ctx.metrics.encode()
+    );
+    // The refused write left the finished Promotion as it was.
+    let refused = api.status_writes::<Promotion>("demo", "p1");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].body["metadata"]["resourceVersion"], "1");
 }
