@@ -369,7 +369,7 @@ pub fn assess_health(app: Option<&Application>, desired: &[String]) -> AppHealth
 
 /// Unknown (asking for a refresh) while Argo CD's last comparison may
 /// predate the last operation's end.
-fn stale_comparison(app: &Application) -> Option<AppHealth> {
+pub fn stale_comparison(app: &Application) -> Option<AppHealth> {
     let status = app.status.as_ref()?;
     let state = status.operation_state.as_ref()?;
     let finished = seconds(state.finished_at.as_ref()?);

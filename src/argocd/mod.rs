@@ -14,7 +14,8 @@ pub use application::{
 };
 pub use decision::{
     AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, PROMOTION_UID_INFO, Requester,
-    SyncDecision, assess_health, authorized_stages, decide_sync, is_authorized, sync_patch,
+    SyncDecision, assess_health, authorized_stages, decide_sync, is_authorized, stale_comparison,
+    sync_patch,
 };
 pub use health_check::{AppHealthCheck, HealthCheckRecord};
 pub use refresh::request_refresh;

@@ -11,7 +11,7 @@ use super::applications::{
     ARGOCD_STEP_DEFAULTS, AppEntry, describe, parse_apps_config, resolve_all,
 };
 use super::{BuiltinStep, StepContext, StepRun, terminal};
-use crate::argocd::{AppHealth, Application, assess_health, request_refresh};
+use crate::argocd::{AppHealth, Application, request_refresh, stale_comparison};
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "argocd-wait";
@@ -43,31 +43,75 @@ pub enum WaitFor {
     Many(Vec<String>),
 }
 
+/// What one `apps[]` entry waits for (Kargo's `waitFor`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Conditions {
+    /// Health is Healthy.
     health: bool,
+    /// Health is Suspended.
+    suspended: bool,
+    /// Health is Degraded.
+    degraded: bool,
+    /// Sync status is Synced.
     sync: bool,
+    /// No operation is requested or running.
+    operation: bool,
+}
+
+impl Conditions {
+    /// Kargo's default, that of `argocd app wait`: health, sync and operation.
+    const DEFAULT: Self = Self {
+        health: true,
+        suspended: false,
+        degraded: false,
+        sync: true,
+        operation: true,
+    };
+
+    fn judges_health(&self) -> bool {
+        self.health || self.suspended || self.degraded
+    }
+
+    /// Whether `health` is one the entry accepts (they are alternatives).
+    fn accepts_health(&self, health: &str) -> bool {
+        (self.health && health == "Healthy")
+            || (self.suspended && health == "Suspended")
+            || (self.degraded && health == "Degraded")
+    }
+
+    fn wanted_health(&self) -> String {
+        let names = [
+            (self.health, "Healthy"),
+            (self.suspended, "Suspended"),
+            (self.degraded, "Degraded"),
+        ];
+        let wanted: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        wanted.join(" or ")
+    }
 }
 
 fn conditions(index: usize, wait_for: &Option<WaitFor>) -> Result<Conditions, StepError> {
     let names: Vec<&str> = match wait_for {
-        None => {
-            return Ok(Conditions {
-                health: true,
-                sync: false,
-            });
-        }
+        None => return Ok(Conditions::DEFAULT),
         Some(WaitFor::One(s)) => vec![s.as_str()],
+        Some(WaitFor::Many(list)) if list.is_empty() => return Ok(Conditions::DEFAULT),
         Some(WaitFor::Many(list)) => list.iter().map(String::as_str).collect(),
     };
     let mut c = Conditions::default();
     for name in names {
-        match name.to_ascii_lowercase().as_str() {
-            "health" | "healthy" => c.health = true,
-            "sync" | "synced" => c.sync = true,
+        match name {
+            "health" => c.health = true,
+            "suspended" => c.suspended = true,
+            "degraded" => c.degraded = true,
+            "sync" => c.sync = true,
+            "operation" => c.operation = true,
             other => {
                 return Err(terminal(format!(
-                    "config.apps[{index}].waitFor: unknown condition \"{other}\" (use health or sync)"
+                    "config.apps[{index}].waitFor: unknown condition \"{other}\" (use health, sync, operation, suspended or degraded)"
                 )));
             }
         }
@@ -97,35 +141,48 @@ fn verdict(app: &Application, wanted: Conditions, health_before: Option<&str>) -
     if !errors.is_empty() {
         return Verdict::Fail(format!("{}: {}", describe(app), errors.join("; ")));
     }
-    let status = app.status.clone().unwrap_or_default();
     let wait = |what: String| Verdict::Wait {
         what,
         refresh: false,
     };
-    if app.operation_in_progress() {
+    if wanted.operation && app.operation_in_progress() {
         return wait(format!("{} to finish its operation", describe(app)));
     }
-    if wanted.health {
-        let health = status.health.as_ref().map(|h| h.status.as_str());
-        let fell = health == Some("Degraded")
+    let status = app.status.clone().unwrap_or_default();
+    if wanted.judges_health() {
+        // Health compared before the last operation ended says nothing of it.
+        if let Some(AppHealth::Unknown { reason, refresh }) = stale_comparison(app) {
+            return Verdict::Wait {
+                what: format!(
+                    "{} to be {} ({reason})",
+                    describe(app),
+                    wanted.wanted_health()
+                ),
+                refresh,
+            };
+        }
+        let health = status.health.as_ref().map_or("", |h| h.status.as_str());
+        let fell = wanted.health
+            && health == "Degraded"
             && health_before.is_some_and(|b| !b.is_empty() && b != "Degraded" && b != "Unknown");
         if fell {
             return Verdict::Fail(format!(
-                "{} became Degraded while waiting for it to be healthy",
-                describe(app)
+                "{} health has regressed from {} to Degraded",
+                describe(app),
+                health_before.unwrap_or_default()
             ));
         }
-        match assess_health(Some(app), &[]) {
-            AppHealth::Healthy => {}
-            AppHealth::Unknown { reason, refresh } => {
-                return Verdict::Wait {
-                    what: format!("{} to be healthy ({reason})", describe(app)),
-                    refresh,
-                };
-            }
-            AppHealth::Progressing(why) | AppHealth::Unhealthy(why) => {
-                return wait(format!("{} to be healthy ({why})", describe(app)));
-            }
+        if !wanted.accepts_health(health) {
+            let health = if health.is_empty() {
+                "not reported"
+            } else {
+                health
+            };
+            return wait(format!(
+                "{} to be {} (health is {health})",
+                describe(app),
+                wanted.wanted_health()
+            ));
         }
     }
     if wanted.sync && status.sync.as_ref().map(|s| s.status.as_str()) != Some("Synced") {
@@ -230,8 +287,16 @@ mod tests {
 
     const HEALTH: Conditions = Conditions {
         health: true,
+        suspended: false,
+        degraded: false,
         sync: false,
+        operation: false,
     };
+
+    fn wait_for(names: &[&str]) -> Conditions {
+        let list = names.iter().map(|n| n.to_string()).collect();
+        conditions(0, &Some(WaitFor::Many(list))).unwrap_or_else(|e| panic!("{}", e.message))
+    }
 
     #[test]
     fn a_healthy_application_meets_the_wait() {
@@ -243,7 +308,7 @@ mod tests {
     fn health_that_falls_to_degraded_while_waiting_fails_the_wait() {
         let a = app(json!({"health": {"status": "Degraded"}}));
         assert!(
-            matches!(verdict(&a, HEALTH, Some("Progressing")), Verdict::Fail(m) if m.contains("became Degraded"))
+            matches!(verdict(&a, HEALTH, Some("Progressing")), Verdict::Fail(m) if m.contains("regressed from Progressing to Degraded"))
         );
         // Degraded from the start is waited on: it may recover.
         assert!(matches!(verdict(&a, HEALTH, None), Verdict::Wait { .. }));
@@ -270,11 +335,77 @@ mod tests {
 
     #[test]
     fn waiting_for_sync_needs_argo_cd_to_report_synced() {
-        let wanted = Conditions {
-            health: false,
-            sync: true,
-        };
         let a = app(json!({"sync": {"status": "OutOfSync"}}));
-        assert!(matches!(verdict(&a, wanted, None), Verdict::Wait { .. }));
+        assert!(matches!(
+            verdict(&a, wait_for(&["sync"]), None),
+            Verdict::Wait { .. }
+        ));
+    }
+
+    #[test]
+    fn by_default_the_wait_is_for_health_sync_and_no_operation_as_kargo() {
+        assert_eq!(conditions(0, &None).ok(), Some(Conditions::DEFAULT));
+        let healthy_out_of_sync =
+            app(json!({"health": {"status": "Healthy"}, "sync": {"status": "OutOfSync"}}));
+        assert!(matches!(
+            verdict(&healthy_out_of_sync, Conditions::DEFAULT, None),
+            Verdict::Wait { what, .. } if what.contains("to be synced")
+        ));
+        let mut syncing =
+            app(json!({"health": {"status": "Healthy"}, "sync": {"status": "Synced"}}));
+        syncing.operation = Some(json!({"sync": {}}));
+        assert!(matches!(
+            verdict(&syncing, Conditions::DEFAULT, None),
+            Verdict::Wait { what, .. } if what.contains("operation")
+        ));
+        // Without "operation", a running operation does not hold the wait.
+        assert_eq!(verdict(&syncing, wait_for(&["health"]), None), Verdict::Met);
+    }
+
+    #[test]
+    fn suspended_and_degraded_are_health_states_one_may_wait_for() {
+        let suspended = app(json!({"health": {"status": "Suspended"}}));
+        assert_eq!(
+            verdict(&suspended, wait_for(&["suspended"]), None),
+            Verdict::Met
+        );
+        assert_eq!(
+            verdict(&suspended, wait_for(&["health", "suspended"]), None),
+            Verdict::Met
+        );
+        assert!(matches!(
+            verdict(&suspended, wait_for(&["health"]), None),
+            Verdict::Wait { .. }
+        ));
+        let degraded = app(json!({"health": {"status": "Degraded"}}));
+        // Waiting for Degraded, falling to it is the goal, not a failure.
+        assert_eq!(
+            verdict(&degraded, wait_for(&["degraded"]), Some("Healthy")),
+            Verdict::Met
+        );
+    }
+
+    #[test]
+    fn an_unknown_wait_for_value_is_refused_naming_the_field() {
+        let Err(e) = conditions(2, &Some(WaitFor::One("ready".into()))) else {
+            panic!("accepted");
+        };
+        assert!(
+            e.message
+                .starts_with("config.apps[2].waitFor: unknown condition \"ready\"")
+        );
+    }
+
+    #[test]
+    fn stale_health_asks_argo_cd_for_a_refresh_for_every_health_wait() {
+        let a = app(json!({
+            "health": {"status": "Suspended"},
+            "reconciledAt": "2026-11-25T10:00:00Z",
+            "operationState": {"phase": "Succeeded", "finishedAt": "2026-11-25T10:00:05Z"},
+        }));
+        assert!(matches!(
+            verdict(&a, wait_for(&["suspended"]), None),
+            Verdict::Wait { refresh: true, .. }
+        ));
     }
 }
