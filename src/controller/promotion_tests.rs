@@ -12,15 +12,17 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
 use super::reconcile;
+use crate::api::PromotionStepStatus;
 use crate::api::{Promotion, Stage};
 use crate::argocd::Application;
 use crate::await_index::AwaitTarget;
 use crate::controller::fixtures::{
     BACKSTOP, FakeApi, Fixture, ScriptedStep, application, fails, freight, promotion,
-    promotion_context, registry, stage, succeeds, waits_on_application,
+    promotion_context, registry, scripted, stage, succeeds, waits_on_application,
 };
 use crate::controller::{Context, Error};
-use crate::steps::Registry;
+use crate::promotion::engine::StepResult;
+use crate::steps::{Registry, StepRun};
 
 fn update_steps() -> Value {
     json!([{"uses": "test-update", "as": "update", "config": {"app": "${{ ctx.stage }}-app"}}])
@@ -453,4 +455,35 @@ async fn a_reconcile_from_a_cache_older_than_the_last_write_does_not_finish_twic
     let refused = api.status_writes::<Promotion>("demo", "p1");
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].body["metadata"]["resourceVersion"], "1");
+}
+
+#[tokio::test]
+async fn two_compose_output_steps_of_one_task_both_reach_the_tasks_outputs() {
+    let plan = json!([
+        {"uses": "compose-output", "as": "deploy::first", "config": {"image": "web:1"}},
+        {"uses": "compose-output", "as": "deploy::second", "config": {"chart": "2.0"}},
+        {"uses": "test-update", "as": "after",
+         "config": {"both": "${{ outputs.deploy.image }} ${{ outputs.deploy.chart }}"}},
+    ]);
+    let p1 = running(plan).build();
+    let api = FakeApi::default().with(&p1);
+    let mut kinds = Registry::builtin();
+    kinds.register(Arc::new(scripted("test-update", |ctx| {
+        let mut result = StepResult::new(PromotionStepStatus::Succeeded);
+        result.output = Some(ctx.config.clone());
+        StepRun::done(Ok(result))
+    })));
+    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(
+        status["state"]["deploy"],
+        json!({"image": "web:1", "chart": "2.0"})
+    );
+    assert_eq!(status["state"]["after"]["both"], "web:1 2.0");
 }

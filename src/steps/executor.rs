@@ -5,7 +5,7 @@
 
 use jiff::Timestamp;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Registry, Services, StepContext, StepRunner};
 use crate::api::PromotionStep;
@@ -82,12 +82,13 @@ pub async fn execute(
             Timestamp::now(),
         );
         // A task's composed output is also the task's own output, seen as
-        // `outputs['<task alias>']` by later template steps.
+        // `outputs['<task alias>']` by later template steps; several
+        // compose-output steps in one task add up.
         if runner.propagates_task_output()
             && let (Some(output), Some((task, _))) =
                 (output, alias.split_once(crate::inflate::ALIAS_SEPARATOR))
         {
-            progress.state.insert(task.to_string(), output);
+            merge_task_output(&mut progress.state, task, output);
         }
         if let Recorded::Wait { wake_at } = recorded {
             let message = progress
@@ -101,6 +102,16 @@ pub async fn execute(
                 message,
                 wake_at,
             };
+        }
+    }
+}
+
+/// Adds `output`'s keys to task `task`'s output (a later step's value wins).
+fn merge_task_output(state: &mut Map<String, Value>, task: &str, output: Value) {
+    match (state.get_mut(task), output) {
+        (Some(Value::Object(existing)), Value::Object(more)) => existing.extend(more),
+        (_, output) => {
+            state.insert(task.to_string(), output);
         }
     }
 }
@@ -214,6 +225,25 @@ mod tests {
             }),
             ..StepMeta::default()
         }
+    }
+
+    #[test]
+    fn outputs_of_two_compose_steps_in_one_task_add_up() {
+        let mut state = Map::new();
+        merge_task_output(
+            &mut state,
+            "deploy",
+            serde_json::json!({"a": 1, "shared": "first"}),
+        );
+        merge_task_output(
+            &mut state,
+            "deploy",
+            serde_json::json!({"b": 2, "shared": "second"}),
+        );
+        assert_eq!(
+            state["deploy"],
+            serde_json::json!({"a": 1, "b": 2, "shared": "second"})
+        );
     }
 
     #[test]
