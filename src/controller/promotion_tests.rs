@@ -487,3 +487,21 @@ async fn two_compose_output_steps_of_one_task_both_reach_the_tasks_outputs() {
     );
     assert_eq!(status["state"]["after"]["both"], "web:1 2.0");
 }
+
+#[tokio::test]
+async fn a_step_after_a_failure_is_skipped_without_evaluating_its_vars() {
+    let plan = json!([
+        {"uses": "test-update", "as": "build"},
+        {"uses": "test-update", "as": "deploy",
+         "vars": [{"name": "image", "value": "${{ upper(outputs.build.image) }}"}]},
+    ]);
+    let run = RunOnce::of(running(plan), vec![fails("test-update", "no image")]).await;
+
+    let status = run.status();
+    assert_eq!(status["stepExecutionMetadata"][0]["status"], "Errored");
+    assert_eq!(
+        status["stepExecutionMetadata"][1]["status"], "Skipped",
+        "{status}"
+    );
+    assert_eq!(status["phase"], "Errored");
+}

@@ -372,21 +372,22 @@ pub fn abort(progress: &mut Progress, plan: &[PromotionStep], now: Timestamp) {
 }
 
 /// Kargo's `DetermineFinalPhase`: the worst status of the steps that do not
-/// continue on error decides, and that step's message explains it.
+/// continue on error decides (the first such step, when several are as
+/// bad), and that step's message explains it. A step still Running when the
+/// Promotion ends did not finish its work: Errored.
 pub fn final_phase(progress: &Progress) -> (FinalPhase, Option<String>) {
     let worst = progress
         .metas
         .iter()
         .filter(|m| !m.continue_on_error)
         .filter_map(|m| m.status.map(|s| (s, m)))
-        .max_by_key(|(s, _)| s.severity());
+        .min_by_key(|(s, _)| std::cmp::Reverse(s.severity()));
     match worst {
         None => (FinalPhase::Succeeded, None),
         Some((status, meta)) => {
             let phase = match status {
-                StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Running => {
-                    FinalPhase::Succeeded
-                }
+                StepStatus::Succeeded | StepStatus::Skipped => FinalPhase::Succeeded,
+                StepStatus::Running => FinalPhase::Errored,
                 StepStatus::Aborted => FinalPhase::Aborted,
                 StepStatus::Failed => FinalPhase::Failed,
                 StepStatus::Errored => FinalPhase::Errored,

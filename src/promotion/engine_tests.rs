@@ -295,3 +295,39 @@ fn go_durations_read_like_kargos() {
     assert_eq!(go_duration(Duration::from_secs(3)), "3s");
     assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
 }
+
+fn ended(alias: &str, status: StepStatus, message: &str) -> StepMeta {
+    StepMeta {
+        alias: alias.into(),
+        status: Some(status),
+        message: Some(message.into()),
+        ..StepMeta::default()
+    }
+}
+
+#[test]
+fn the_first_of_equally_bad_steps_explains_the_final_phase() {
+    let progress = Progress {
+        metas: vec![
+            ended("a", StepStatus::Failed, "first"),
+            ended("b", StepStatus::Failed, "second"),
+        ],
+        ..Progress::default()
+    };
+    assert_eq!(
+        final_phase(&progress),
+        (FinalPhase::Failed, Some("step \"a\": first".into()))
+    );
+}
+
+#[test]
+fn a_step_left_running_when_the_promotion_ends_makes_it_errored() {
+    let progress = Progress {
+        metas: vec![
+            ended("a", StepStatus::Succeeded, ""),
+            ended("b", StepStatus::Running, "still syncing"),
+        ],
+        ..Progress::default()
+    };
+    assert_eq!(final_phase(&progress).0, FinalPhase::Errored);
+}

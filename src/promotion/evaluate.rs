@@ -91,39 +91,50 @@ impl ExprEvaluator {
         alias: &str,
         progress: &Progress,
     ) -> Result<Env, EvalError> {
-        let mut env = Env {
-            ctx: Ctx {
-                step_alias: String::new(),
-                ..self.ctx.clone()
-            },
+        // Promotion vars see the context and the Freight, not the steps.
+        let mut promotion = Env {
+            ctx: self.ctx.clone(),
             freight: self.freight.clone(),
             ..Env::default()
         };
         for var in &self.promotion_vars {
-            let value = evaluate_text(&var.value, &env, Scope::Vars)
+            let value = evaluate_text(&var.value, &promotion, Scope::Vars)
                 .map_err(EvalError::at(format!("vars.{}", var.name)))?;
-            env.vars.insert(var.name.clone(), value);
+            promotion.vars.insert(var.name.clone(), value);
         }
-        env.ctx.step_alias = alias.to_string();
-        env.outputs = Some(progress.state.clone());
-        env.step_metas = Some(step_metas(progress));
-        env.statuses = StepStatuses {
-            steps: progress
-                .metas
-                .iter()
-                .map(|m| StepStatus {
-                    alias: m.alias.clone(),
-                    status: m.status.map(|s| s.to_string()).unwrap_or_default(),
-                    continue_on_error: m.continue_on_error,
-                })
-                .collect(),
-        };
+        let mut env = self.bare_env(alias, progress);
+        env.vars = promotion.vars;
         for var in step.map(|s| &s.vars[..]).unwrap_or_default() {
             let value = evaluate_text(&var.value, &env, Scope::Vars)
                 .map_err(EvalError::at(format!("vars.{}", var.name)))?;
             env.vars.insert(var.name.clone(), value);
         }
         Ok(env)
+    }
+
+    /// The environment without any vars: enough for the steps' statuses.
+    fn bare_env(&self, alias: &str, progress: &Progress) -> Env {
+        Env {
+            ctx: Ctx {
+                step_alias: alias.to_string(),
+                ..self.ctx.clone()
+            },
+            freight: self.freight.clone(),
+            outputs: Some(progress.state.clone()),
+            step_metas: Some(step_metas(progress)),
+            statuses: StepStatuses {
+                steps: progress
+                    .metas
+                    .iter()
+                    .map(|m| StepStatus {
+                        alias: m.alias.clone(),
+                        status: m.status.map(|s| s.to_string()).unwrap_or_default(),
+                        continue_on_error: m.continue_on_error,
+                    })
+                    .collect(),
+            },
+            ..Env::default()
+        }
     }
 }
 
@@ -184,8 +195,15 @@ impl StepEvaluator for ExprEvaluator {
         alias: &str,
         progress: &Progress,
     ) -> Result<bool, EvalError> {
-        let env = self.env(Some(step), alias, progress)?;
         let condition = step.if_.as_deref().map(str::trim).unwrap_or_default();
+        // Without an `if` the step runs on `success()`, which needs no vars:
+        // a step skipped after a failure must not error on vars that read
+        // the failed step's outputs.
+        let env = if condition.is_empty() {
+            self.bare_env(alias, progress)
+        } else {
+            self.env(Some(step), alias, progress)?
+        };
         expr::template::evaluate_condition(condition, &env).map_err(EvalError::at("if"))
     }
 
