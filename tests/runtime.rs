@@ -105,14 +105,7 @@ async fn metrics_show_reconciles_steps_phases_and_wakeup_latency() -> TestResult
     let metrics = h.metrics.clone();
     let addr = free_addr();
     let server = tokio::spawn(runtime::serve_http(addr, metrics));
-    let app = format!("{}-dev", h.ns);
-    h.apply(json!([
-        h.application(&app, "dev"),
-        h.freight("f1", "abc1234"),
-        h.stage("dev", json!([{"as": "update", "uses": "argocd-update", "config": Harness::argocd_update(json!({"name": app}))}]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_app(json!({})).await?;
     assert_eq!(h.finished("p1").await?.phase(), PromotionPhase::Succeeded);
 
     // The Stage controller records the Promotion's end asynchronously.
@@ -187,14 +180,9 @@ async fn a_standby_takes_over_from_a_stopped_leader_and_the_promotion_syncs_once
     held_by(&leases, &lease, "replica-a").await?;
     let second = start("replica-b");
 
-    let app = format!("{}-dev", h.ns);
-    h.apply(json!([
-        h.application_with(&app, "dev", json!({}), json!({"double.barge.dev/sync-delay": "4s"})),
-        h.freight("f1", "abc1234"),
-        h.stage("dev", json!([{"as": "update", "uses": "argocd-update", "config": Harness::argocd_update(json!({"name": app}))}]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let app = h
+        .promote_app(json!({"double.barge.dev/sync-delay": "4s"}))
+        .await?;
     let (ns, name) = (h.argocd_ns.clone(), app.clone());
     h.journal
         .wait_for(support::PATIENCE, |j| !j.syncs_for(&ns, &name).is_empty())
