@@ -435,6 +435,21 @@ pub fn auto_stage_with(name: &str, upstream: Option<&str>, steps: Value) -> Valu
     })
 }
 
+/// The standard output of a tool that must have succeeded; else an error
+/// naming it (`what`) with its exit status and both outputs.
+pub fn succeeded(what: &str, output: std::process::Output) -> Result<String, Error> {
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
 /// The status of the step `alias` of a Promotion, if it ran.
 pub fn step_status(
     p: &barge::api::Promotion,
