@@ -41,7 +41,7 @@ use barge::api::{Promotion, PromotionPhase};
 use barge::argocd::{PROMOTION_INFO, PROMOTION_NAMESPACE_INFO};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, Journal};
-use barge_testenv::TestEnv;
+use barge_testenv::{StoppableTask, TestEnv};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -333,7 +333,6 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
     let app_watch = watch_applications(&client, &argocd_ns, &ns, shared.clone());
     let promotion_watch = watch_promotions(&client, &ns, shared.clone());
 
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let settings = Settings {
         backstop: mode.backstop,
         argocd_namespace: argocd_ns.clone(),
@@ -341,14 +340,9 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
         wake_on_application_events: mode.wake_on_application_events,
         ..Settings::default()
     };
-    let controller = tokio::spawn(controller::run(
-        client.clone(),
-        settings,
-        Arc::new(Metrics::default()),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let metrics = Arc::new(Metrics::default());
+    let controller =
+        StoppableTask::spawn(|stopped| controller::run(client.clone(), settings, metrics, stopped));
 
     apply(&client, &ns, json!({
         "apiVersion": "barge.dev/v1alpha1", "kind": "Freight", "metadata": {"name": "f1"},
@@ -462,8 +456,7 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
 
     report_syncs(&client, &argocd_ns, &commit).await?;
 
-    let _ = stop_tx.send(());
-    let _ = controller.await;
+    controller.stop().await;
     app_watch.abort();
     promotion_watch.abort();
     if let Some(double) = double {

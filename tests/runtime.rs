@@ -9,7 +9,7 @@ use std::time::Duration;
 use barge::api::PromotionPhase;
 use barge::controller::{Metrics, Settings};
 use barge::runtime::{self, LeaderElection};
-use barge_testenv::TestEnv;
+use barge_testenv::{StoppableTask, TestEnv};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use serde_json::json;
@@ -75,15 +75,9 @@ async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
         namespace: Some(ns.clone()),
         ..Settings::default()
     };
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-    let controller = tokio::spawn(barge::controller::run(
-        env.client(),
-        settings,
-        metrics.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let controller = StoppableTask::spawn(|stopped| {
+        barge::controller::run(env.client(), settings, metrics.clone(), stopped)
+    });
     until_status(addr, "/healthz", 200).await?;
     let (status, body) = get(addr, "/readyz").await?;
     assert_eq!(status, 503, "{body}");
@@ -93,8 +87,7 @@ async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
     env.apply_crds(barge_argocd_double::CRD_YAML).await?;
     until_status(addr, "/readyz", 200).await?;
 
-    let _ = stop_tx.send(());
-    let _ = controller.await;
+    controller.stop().await;
     server.abort();
     Ok(())
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use barge::api::{Promotion, PromotionPhase};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, Journal};
-use barge_testenv::TestEnv;
-use futures::channel::oneshot;
+use barge_testenv::{StoppableTask, TestEnv};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
@@ -37,7 +36,7 @@ pub struct Harness {
     pub argocd_ns: String,
     pub double: Option<DoubleHandle>,
     pub journal: Journal,
-    controller: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    controller: Option<StoppableTask>,
     pub settings: Settings,
     /// The running controller's metrics.
     pub metrics: Arc<Metrics>,
@@ -120,25 +119,17 @@ impl Harness {
     }
 
     pub fn start_controller(&mut self) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let client = self.env.client();
-        let settings = self.settings.clone();
+        let (client, settings) = (self.env.client(), self.settings.clone());
         let metrics = self.metrics.clone();
-        let task = tokio::spawn(async move {
-            controller::run(client, settings, metrics, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        self.controller = Some((stop, task));
+        self.controller = Some(StoppableTask::spawn(|stopped| {
+            controller::run(client, settings, metrics, stopped)
+        }));
     }
 
-    /// Stops the controller and waits until it has.
+    /// Stops the controller at once, as if killed, and waits until it has.
     pub async fn stop_controller(&mut self) {
-        if let Some((stop, task)) = self.controller.take() {
-            let _ = stop.send(());
-            task.abort();
-            let _ = task.await;
+        if let Some(controller) = self.controller.take() {
+            controller.kill().await;
         }
     }
 
