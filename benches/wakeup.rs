@@ -41,7 +41,7 @@ use barge::api::{Promotion, PromotionPhase};
 use barge::argocd::{PROMOTION_INFO, PROMOTION_NAMESPACE_INFO};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, Journal};
-use barge_testenv::TestEnv;
+use barge_testenv::{StoppableTask, TestEnv};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -208,6 +208,45 @@ fn finished_sync_of(app: &DynamicObject, ns: &str) -> Option<String> {
     entry(PROMOTION_INFO).map(String::from)
 }
 
+/// Watches `api`: for each object seen that is `relevant`, `note`s it, with
+/// the instant it was seen, in what the watches saw and wakes the waiters.
+fn watch<K>(
+    api: Api<K>,
+    what: &'static str,
+    shared: Shared,
+    relevant: impl Fn(&K) -> bool + Send + 'static,
+    note: impl Fn(&K, Instant, &mut Seen) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(event) = events.next().await {
+            let now = Instant::now();
+            let object = match event {
+                Ok(object) => object,
+                Err(e) => {
+                    eprintln!("wakeup: {what} watch: {e}");
+                    continue;
+                }
+            };
+            if !relevant(&object) {
+                continue;
+            }
+            let Ok(mut seen) = shared.0.lock() else {
+                return;
+            };
+            note(&object, now, &mut seen);
+            drop(seen);
+            shared.1.notify_waiters();
+        }
+    })
+}
+
 /// Watches the Applications of `argocd_ns`, noting finished syncs and
 /// comparisons.
 fn watch_applications(
@@ -222,75 +261,40 @@ fn watch_applications(
         &barge_argocd_double::api_resource(),
     );
     let ns = ns.to_string();
-    tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(event) = events.next().await {
-            let now = Instant::now();
-            let app = match event {
-                Ok(app) => app,
-                Err(e) => {
-                    eprintln!("wakeup: Application watch: {e}");
-                    continue;
-                }
-            };
-            let synced = finished_sync_of(&app, &ns);
+    watch(
+        api,
+        "Application",
+        shared,
+        |_| true,
+        move |app, now, seen| {
+            if let Some(promotion) = finished_sync_of(app, &ns) {
+                seen.synced.entry(promotion).or_insert(now);
+            }
             let compared = app
                 .data
                 .pointer("/status/reconciledAt")
                 .and_then(Value::as_str)
                 .is_some_and(|t| !t.is_empty());
-            let Ok(mut seen) = shared.0.lock() else {
-                return;
-            };
-            if let Some(promotion) = synced {
-                seen.synced.entry(promotion).or_insert(now);
-            }
             if compared {
                 seen.compared.insert(app.name_any());
             }
-            drop(seen);
-            shared.1.notify_waiters();
-        }
-    })
+        },
+    )
 }
 
 /// Watches the Promotions of `ns`, noting when each ends.
 fn watch_promotions(client: &Client, ns: &str, shared: Shared) -> tokio::task::JoinHandle<()> {
     let api = Api::<Promotion>::namespaced(client.clone(), ns);
-    tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(event) = events.next().await {
-            let now = Instant::now();
-            let p = match event {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("wakeup: Promotion watch: {e}");
-                    continue;
-                }
-            };
-            let phase = p.phase();
-            if !phase.is_terminal() {
-                continue;
-            }
-            let Ok(mut seen) = shared.0.lock() else {
-                return;
-            };
-            if phase == PromotionPhase::Succeeded {
-                seen.succeeded.entry(p.name_any()).or_insert(now);
-            } else {
-                let message = p.status.as_ref().map(|s| s.message.clone());
-                seen.failed
-                    .entry(p.name_any())
-                    .or_insert_with(|| format!("{phase:?}: {}", message.unwrap_or_default()));
-            }
-            drop(seen);
-            shared.1.notify_waiters();
+    let ended = |p: &Promotion| p.phase().is_terminal();
+    watch(api, "Promotion", shared, ended, |p, now, seen| {
+        let phase = p.phase();
+        if phase == PromotionPhase::Succeeded {
+            seen.succeeded.entry(p.name_any()).or_insert(now);
+        } else {
+            let message = p.status.as_ref().map(|s| s.message.clone());
+            seen.failed
+                .entry(p.name_any())
+                .or_insert_with(|| format!("{phase:?}: {}", message.unwrap_or_default()));
         }
     })
 }
@@ -333,7 +337,6 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
     let app_watch = watch_applications(&client, &argocd_ns, &ns, shared.clone());
     let promotion_watch = watch_promotions(&client, &ns, shared.clone());
 
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let settings = Settings {
         backstop: mode.backstop,
         argocd_namespace: argocd_ns.clone(),
@@ -341,14 +344,9 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
         wake_on_application_events: mode.wake_on_application_events,
         ..Settings::default()
     };
-    let controller = tokio::spawn(controller::run(
-        client.clone(),
-        settings,
-        Arc::new(Metrics::default()),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let metrics = Arc::new(Metrics::default());
+    let controller =
+        StoppableTask::spawn(|stopped| controller::run(client.clone(), settings, metrics, stopped));
 
     apply(&client, &ns, json!({
         "apiVersion": "barge.dev/v1alpha1", "kind": "Freight", "metadata": {"name": "f1"},
@@ -462,8 +460,7 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
 
     report_syncs(&client, &argocd_ns, &commit).await?;
 
-    let _ = stop_tx.send(());
-    let _ = controller.await;
+    controller.stop().await;
     app_watch.abort();
     promotion_watch.abort();
     if let Some(double) = double {

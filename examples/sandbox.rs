@@ -39,7 +39,7 @@ use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, HealthAfterSync};
 use barge_testenv::argocd::{self, ARGOCD_VERSION};
 use barge_testenv::git::GitRepo;
-use barge_testenv::{ControlPlane, TestEnv};
+use barge_testenv::{ControlPlane, StoppableTask, TestEnv};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject};
@@ -162,20 +162,14 @@ async fn run() -> Result<ExitCode, Error> {
     );
 
     let double = (kind == ArgoCdKind::Double).then(|| spawn_double(&client));
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let settings = Settings {
         namespace: Some(NAMESPACE.into()),
         argocd_namespace: argocd_namespace.clone(),
         ..Settings::default()
     };
-    let controller = tokio::spawn(controller::run(
-        client.clone(),
-        settings,
-        Arc::new(Metrics::default()),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let metrics = Arc::new(Metrics::default());
+    let controller =
+        StoppableTask::spawn(|stopped| controller::run(client.clone(), settings, metrics, stopped));
     say(
         started,
         match kind {
@@ -248,8 +242,7 @@ async fn run() -> Result<ExitCode, Error> {
         println!("Press Ctrl-C to stop and clean up.");
         let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = stop_tx.send(());
-    let _ = controller.await;
+    controller.stop().await;
     if let Some(double) = double {
         double.stop().await;
     }

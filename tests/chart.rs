@@ -7,6 +7,8 @@
 //! hardened; `values.schema.json` rejects bad values; and `helm install` into
 //! a real kube-apiserver creates every object.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,9 +21,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use serde_json::Value;
-
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use support::{Error, TestResult, succeeded};
 
 const UPDATE_SNAPSHOTS: &str = "BARGE_UPDATE_SNAPSHOTS";
 const KEEP: &str = "helm.sh/resource-policy";
@@ -63,20 +63,6 @@ fn helm(args: &[&str]) -> Result<Output, Error> {
         .env("HELM_DATA_HOME", home.path().join("data"))
         .env("KUBECONFIG", home.path().join("no-cluster"))
         .output()?)
-}
-
-/// The output of a tool that must succeed.
-fn succeeded(what: &str, output: Output) -> Result<String, Error> {
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8(output.stdout)?)
 }
 
 /// `helm template barge charts/barge --namespace barge-system` plus `extra`.

@@ -128,10 +128,94 @@ impl Fixture {
     }
 }
 
-async fn env() -> &'static TestEnv {
-    match TestEnv::shared().await {
-        Ok(env) => env,
-        Err(e) => panic!("control plane did not start: {e}"),
+/// A namespace of its own in the shared control plane, with the committed
+/// CRDs installed.
+struct Cluster {
+    env: &'static TestEnv,
+    client: Client,
+    namespace: String,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let env = match TestEnv::shared().await {
+            Ok(env) => env,
+            Err(e) => panic!("control plane did not start: {e}"),
+        };
+        install_crds(env).await;
+        let namespace = match env.namespace().await {
+            Ok(ns) => ns,
+            Err(e) => panic!("namespace: {e}"),
+        };
+        Cluster {
+            env,
+            client: env.client(),
+            namespace,
+        }
+    }
+
+    /// The object's API and the object as it is sent: in the namespace if
+    /// its kind is namespaced.
+    fn placed(&self, object: &Value) -> (Api<DynamicObject>, Value) {
+        let (api, namespaced) = api_for(&self.client, object, &self.namespace);
+        let mut object = object.clone();
+        if namespaced {
+            object["metadata"]["namespace"] = json!(self.namespace);
+        }
+        (api, object)
+    }
+
+    /// Server-side applies `object` (as `kubectl apply --server-side` does,
+    /// so unknown fields are errors).
+    async fn apply(&self, object: &Value) -> Result<DynamicObject, kube::Error> {
+        let (api, object) = self.placed(object);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+    }
+
+    /// Creates `object` with strict field validation (as `kubectl create`
+    /// and client-side `kubectl apply` do), so that unknown fields are
+    /// errors rather than silently dropped.
+    async fn create_strict(&self, object: &Value) -> Result<DynamicObject, kube::Error> {
+        let (api, object) = self.placed(object);
+        let body = serde_json::to_vec(&object).map_err(kube::Error::SerdeError)?;
+        let mut request = kube::core::Request::new(api.resource_url())
+            .create(&PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        let uri = request.uri().to_string();
+        let separator = if uri.ends_with('?') { "" } else { "&" };
+        *request.uri_mut() = format!("{uri}{separator}fieldValidation=Strict")
+            .parse()
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        self.client.request::<DynamicObject>(request).await
+    }
+
+    /// Server-side applies `status` to the status subresource of the `K`
+    /// named `name`, then reads the object back.
+    async fn apply_status<K>(&self, name: &str, status: Value) -> Result<K, kube::Error>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = Api::<K>::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({"apiVersion": api::API_VERSION, "kind": K::kind(&()), "status": status});
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        api.get(name).await
     }
 }
 
@@ -165,55 +249,6 @@ fn api_for(client: &Client, object: &Value, namespace: &str) -> (Api<DynamicObje
     }
 }
 
-/// Server-side applies `object` (as `kubectl apply --server-side` does, so
-/// unknown fields are errors) into `namespace`.
-async fn apply(
-    client: &Client,
-    namespace: &str,
-    object: &Value,
-) -> Result<DynamicObject, kube::Error> {
-    let (api, namespaced) = api_for(client, object, namespace);
-    let mut object = object.clone();
-    if namespaced {
-        object["metadata"]["namespace"] = json!(namespace);
-    }
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-}
-
-/// Creates `object` in `namespace` with strict field validation (as
-/// `kubectl create` and client-side `kubectl apply` do), so that unknown
-/// fields are errors rather than silently dropped.
-async fn create_strict(
-    client: &Client,
-    namespace: &str,
-    object: &Value,
-) -> Result<DynamicObject, kube::Error> {
-    let (api, namespaced) = api_for(client, object, namespace);
-    let mut object = object.clone();
-    if namespaced {
-        object["metadata"]["namespace"] = json!(namespace);
-    }
-    let body = serde_json::to_vec(&object).map_err(kube::Error::SerdeError)?;
-    let mut request = kube::core::Request::new(api.resource_url())
-        .create(&PostParams::default(), body)
-        .map_err(kube::Error::BuildRequest)?;
-    let uri = request.uri().to_string();
-    let separator = if uri.ends_with('?') { "" } else { "&" };
-    *request.uri_mut() = format!("{uri}{separator}fieldValidation=Strict")
-        .parse()
-        .map_err(|e| kube::Error::Service(Box::new(e)))?;
-    client.request::<DynamicObject>(request).await
-}
-
 /// The API server's answer to an invalid object: its message, or why it is
 /// not the expected rejection.
 fn rejection(result: Result<DynamicObject, kube::Error>) -> Result<String, String> {
@@ -228,18 +263,12 @@ fn rejection(result: Result<DynamicObject, kube::Error>) -> Result<String, Strin
 
 #[tokio::test]
 async fn each_invalid_fixture_is_rejected_with_its_message() {
-    let env = env().await;
-    install_crds(env).await;
-    let namespace = match env.namespace().await {
-        Ok(ns) => ns,
-        Err(e) => panic!("namespace: {e}"),
-    };
-    let client = env.client();
+    let cluster = Cluster::start().await;
     let mut failures = Vec::new();
     let fixtures = yaml_files(&root().join("tests/fixtures/invalid"));
     for path in &fixtures {
         let fixture = Fixture::read(path);
-        match rejection(create_strict(&client, &namespace, &fixture.object).await) {
+        match rejection(cluster.create_strict(&fixture.object).await) {
             Ok(message) if message.contains(&fixture.expect) => {}
             Ok(message) => failures.push(format!(
                 "{}: expected a message containing\n    {}\n  got\n    {message}",
@@ -284,18 +313,12 @@ fn valid_examples() -> Vec<(String, Value)> {
 
 #[tokio::test]
 async fn the_valid_examples_are_accepted() {
-    let env = env().await;
-    install_crds(env).await;
-    let namespace = match env.namespace().await {
-        Ok(ns) => ns,
-        Err(e) => panic!("namespace: {e}"),
-    };
-    let client = env.client();
+    let cluster = Cluster::start().await;
     let examples = valid_examples();
     assert!(examples.len() >= 9, "{} examples", examples.len());
     let mut failures = Vec::new();
     for (label, object) in &examples {
-        match apply(&client, &namespace, object).await {
+        match cluster.apply(object).await {
             Ok(stored) => {
                 // What was stored is what was written (no field pruned),
                 // apart from server-side defaults and the status, which only
@@ -345,10 +368,7 @@ fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> 
 async fn explicit_nulls_count_as_absent() -> TestResult {
     // As a Helm template may render them: `task: null` beside `uses`, and
     // `uses: null` beside `task`, must not trip "exactly one of uses or task".
-    let env = env().await;
-    install_crds(env).await;
-    let namespace = env.namespace().await?;
-    let client = env.client();
+    let cluster = Cluster::start().await;
     let stage = json!({
         "apiVersion": api::API_VERSION,
         "kind": "Stage",
@@ -362,7 +382,7 @@ async fn explicit_nulls_count_as_absent() -> TestResult {
             "verification": null,
         }
     });
-    let stored = create_strict(&client, &namespace, &stage).await?;
+    let stored = cluster.create_strict(&stage).await?;
     let steps = &stored.data["spec"]["promotionTemplate"]["spec"]["steps"];
     assert_eq!(steps[0], json!({"uses": "argocd-update"}), "{steps:#}");
     assert_eq!(
@@ -388,19 +408,16 @@ fn promotion(name: &str, stage: &str) -> Value {
 
 #[tokio::test]
 async fn a_promotion_spec_cannot_change_but_its_status_and_labels_can() -> TestResult {
-    let env = env().await;
-    install_crds(env).await;
-    let namespace = env.namespace().await?;
-    let client = env.client();
+    let cluster = Cluster::start().await;
 
     let created = promotion("to-dev", "dev");
-    apply(&client, &namespace, &created).await?;
+    cluster.apply(&created).await?;
     // Applying the same spec again is fine.
-    apply(&client, &namespace, &created).await?;
+    cluster.apply(&created).await?;
 
     let mut moved = created.clone();
     moved["spec"]["stage"] = json!("prod");
-    let message = rejection(apply(&client, &namespace, &moved).await)?;
+    let message = rejection(cluster.apply(&moved).await)?;
     assert!(
         message.contains(&format!(
             "spec: Invalid value: {}",
@@ -411,7 +428,7 @@ async fn a_promotion_spec_cannot_change_but_its_status_and_labels_can() -> TestR
 
     let mut with_steps = created.clone();
     with_steps["spec"]["steps"] = json!([{"uses": "argocd-update"}]);
-    let message = rejection(apply(&client, &namespace, &with_steps).await)?;
+    let message = rejection(cluster.apply(&with_steps).await)?;
     assert!(
         message.contains(validation::MSG_SPEC_IMMUTABLE),
         "{message}"
@@ -420,35 +437,23 @@ async fn a_promotion_spec_cannot_change_but_its_status_and_labels_can() -> TestR
     // Metadata and status are not the spec.
     let mut labelled = created.clone();
     labelled["metadata"]["labels"][api::LABEL_SHARD] = json!("east");
-    apply(&client, &namespace, &labelled).await?;
+    cluster.apply(&labelled).await?;
 
-    let promotions = Api::<Promotion>::namespaced(client.clone(), &namespace);
     let status = json!({
-        "apiVersion": api::API_VERSION,
-        "kind": "Promotion",
-        "status": {
-            "phase": "Running",
-            "currentStep": 1,
-            "plan": {
-                "vars": [{"name": "repoURL", "value": "https://example.com/repo.git"}],
-                "steps": [
-                    {"uses": "git-clone", "as": "step-1"},
-                    {"uses": "argocd-update", "as": "deploy::update", "retry": {"timeout": "5m"}},
-                ],
-            },
-            "stepExecutionMetadata": [{"alias": "step-1", "status": "Succeeded"}],
-            "awaiting": [{"alias": "deploy::update", "kind": "Application", "namespace": "argocd", "name": "guestbook"}],
-            "state": {"step-1": {"commit": "abc"}},
-        }
+        "phase": "Running",
+        "currentStep": 1,
+        "plan": {
+            "vars": [{"name": "repoURL", "value": "https://example.com/repo.git"}],
+            "steps": [
+                {"uses": "git-clone", "as": "step-1"},
+                {"uses": "argocd-update", "as": "deploy::update", "retry": {"timeout": "5m"}},
+            ],
+        },
+        "stepExecutionMetadata": [{"alias": "step-1", "status": "Succeeded"}],
+        "awaiting": [{"alias": "deploy::update", "kind": "Application", "namespace": "argocd", "name": "guestbook"}],
+        "state": {"step-1": {"commit": "abc"}},
     });
-    promotions
-        .patch_status(
-            "to-dev",
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await?;
-    let stored = promotions.get("to-dev").await?;
+    let stored: Promotion = cluster.apply_status("to-dev", status).await?;
     let stored_status = stored.status.unwrap_or_default();
     assert_eq!(stored_status.phase, Some(api::PromotionPhase::Running));
     let plan = stored_status.plan.unwrap_or_default();
@@ -479,13 +484,10 @@ fn freight(name: &str) -> Value {
 
 #[tokio::test]
 async fn a_freights_artifacts_cannot_change_but_its_alias_and_status_can() -> TestResult {
-    let env = env().await;
-    install_crds(env).await;
-    let namespace = env.namespace().await?;
-    let client = env.client();
+    let cluster = Cluster::start().await;
 
     let created = freight("demo-8f3c2a9");
-    apply(&client, &namespace, &created).await?;
+    cluster.apply(&created).await?;
 
     let cases = [
         (
@@ -505,7 +507,7 @@ async fn a_freights_artifacts_cannot_change_but_its_alias_and_status_can() -> Te
     for (field, value) in cases {
         let mut changed = created.clone();
         changed[field] = value;
-        let message = rejection(apply(&client, &namespace, &changed).await)?;
+        let message = rejection(cluster.apply(&changed).await)?;
         let expected = format!(
             "{field}: Invalid value: {}: {field} cannot be changed",
             validation::MSG_FREIGHT_IMMUTABLE
@@ -515,25 +517,13 @@ async fn a_freights_artifacts_cannot_change_but_its_alias_and_status_can() -> Te
 
     let mut renamed = created.clone();
     renamed["alias"] = json!("second-light");
-    apply(&client, &namespace, &renamed).await?;
+    cluster.apply(&renamed).await?;
 
-    let freights = Api::<Freight>::namespaced(client.clone(), &namespace);
     let status = json!({
-        "apiVersion": api::API_VERSION,
-        "kind": "Freight",
-        "status": {
-            "currentlyIn": {"dev": {"since": "2026-01-01T00:00:00Z"}},
-            "verifiedIn": {"dev": {"verifiedAt": "2026-01-01T00:05:00Z", "longestSoak": "1h0m0s"}},
-        }
+        "currentlyIn": {"dev": {"since": "2026-01-01T00:00:00Z"}},
+        "verifiedIn": {"dev": {"verifiedAt": "2026-01-01T00:05:00Z", "longestSoak": "1h0m0s"}},
     });
-    freights
-        .patch_status(
-            "demo-8f3c2a9",
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await?;
-    let stored = freights.get("demo-8f3c2a9").await?;
+    let stored: Freight = cluster.apply_status("demo-8f3c2a9", status).await?;
     assert_eq!(stored.spec.alias.as_deref(), Some("second-light"));
     assert_eq!(stored.spec.commits[0].id, "8f3c2a9");
     let stored_status = stored.status.unwrap_or_default();
@@ -547,14 +537,11 @@ async fn a_freights_artifacts_cannot_change_but_its_alias_and_status_can() -> Te
 
 #[tokio::test]
 async fn kubectl_shows_kargos_columns_and_explains_fields() -> TestResult {
-    let env = env().await;
-    install_crds(env).await;
-    let namespace = env.namespace().await?;
-    let client = env.client();
-    apply(&client, &namespace, &promotion("shown", "dev")).await?;
+    let cluster = Cluster::start().await;
+    cluster.apply(&promotion("shown", "dev")).await?;
 
     let kubectl = |args: &[&str]| -> Result<String, Box<dyn std::error::Error>> {
-        let output = env.kubectl(args)?;
+        let output = cluster.env.kubectl(args)?;
         if !output.status.success() {
             return Err(format!(
                 "kubectl {}: {}",
@@ -566,7 +553,7 @@ async fn kubectl_shows_kargos_columns_and_explains_fields() -> TestResult {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
 
-    let table = kubectl(&["get", "promo", "-n", &namespace])?;
+    let table = kubectl(&["get", "promo", "-n", &cluster.namespace])?;
     let header: Vec<&str> = table
         .lines()
         .next()

@@ -48,26 +48,37 @@ fn one_stage_can_be_chosen() {
     );
 }
 
-const STAGE_WITH_TASK: &str = r#"
-apiVersion: barge.dev/v1alpha1
-kind: Stage
+/// A Stage `dev` of namespace `demo`, after its `apiVersion` line: its
+/// template's steps follow, as YAML list items under `steps:`.
+const STAGE: &str = r#"kind: Stage
 metadata: {name: dev, namespace: demo}
 spec:
   requestedFreight: [{origin: {kind: Warehouse, name: w}, sources: {direct: true}}]
   promotionTemplate:
     spec:
       steps:
-      - as: build
+"#;
+
+/// `barge expand -f` of a file holding [`STAGE`] at `api_version` with
+/// `steps`.
+fn expand_stage(api_version: &str, steps: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = write(
+        &dir,
+        "stage.yaml",
+        &format!("apiVersion: {api_version}\n{STAGE}{steps}"),
+    );
+    barge(&["expand", "-f", &file])
+}
+
+#[test]
+fn an_unknown_task_is_reported_with_the_step_and_field() {
+    let steps = r#"      - as: build
         uses: compose-output
         config: {image: "registry/app:${{ ctx.stage }}"}
       - task: {name: missing-task}
 "#;
-
-#[test]
-fn an_unknown_task_is_reported_with_the_step_and_field() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file = write(&dir, "stage.yaml", STAGE_WITH_TASK);
-    let (ok, _, stderr) = barge(&["expand", "-f", &file]);
+    let (ok, _, stderr) = expand_stage("barge.dev/v1alpha1", steps);
     assert!(!ok);
     assert!(
         stderr.contains("steps[2]")
@@ -79,20 +90,7 @@ fn an_unknown_task_is_reported_with_the_step_and_field() {
 
 #[test]
 fn expressions_that_need_a_running_promotion_are_left_as_written_with_a_note() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file = write(
-        &dir,
-        "stage.yaml",
-        r#"
-apiVersion: kargo.akuity.io/v1alpha1
-kind: Stage
-metadata: {name: dev, namespace: demo}
-spec:
-  requestedFreight: [{origin: {kind: Warehouse, name: w}, sources: {direct: true}}]
-  promotionTemplate:
-    spec:
-      steps:
-      - as: build
+    let steps = r#"      - as: build
         uses: compose-output
         config: {image: "app:${{ ctx.stage }}"}
       - as: use
@@ -100,9 +98,8 @@ spec:
         config:
           digest: "${{ outputs.build.missing.digest }}"
           stage: "${{ ctx.stage }}"
-"#,
-    );
-    let (ok, stdout, stderr) = barge(&["expand", "-f", &file]);
+"#;
+    let (ok, stdout, stderr) = expand_stage("kargo.akuity.io/v1alpha1", steps);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("image: app:dev"), "{stdout}");
     assert!(stdout.contains("stage: dev"), "{stdout}");

@@ -4,26 +4,20 @@
 //! template instead (`evaluate_string`; `\n` in a line stands for a newline).
 //!
 //! The same lines run through the Go implementations give the reference
-//! output that `tests/expr_compat.rs` records. The Go side is a small
-//! program (module requiring `github.com/expr-lang/expr v1.17.8`, or
+//! output that `tests/expr_compat.rs` records (in
+//! `tests/fixtures/expr_compat/`). The Go side is a small program (module
+//! requiring `github.com/expr-lang/expr v1.17.8`, or
 //! `github.com/akuity/kargo v1.11.2` for templates) that reads lines from
 //! stdin and, for each, runs `expr.Compile(line)` + `expr.Run(program, env)`
 //! (or `expressions.EvaluateTemplate(line, env)`) with the environment of
-//! [`env`] below, printing `json.Marshal` of the result the same way. Diff
-//! the two outputs, comparing JSON values.
+//! `tests/support/expr_env.rs`, printing `json.Marshal` of the result the
+//! same way. Diff the two outputs, comparing JSON values.
 
-use barge::expr::{Engine, Env, Evaluator, Scope, template};
-use serde_json::json;
+#[path = "support/expr_env.rs"]
+mod expr_env;
 
-fn env() -> Env {
-    let vars = json!({"n": 3.0, "s": "str", "list": [1.0, 2.0, 3.0], "m": {"a": 1.0}});
-    let outputs = json!({"step-1": {"x": "y"}});
-    Env {
-        vars: vars.as_object().cloned().unwrap_or_default(),
-        outputs: outputs.as_object().cloned(),
-        ..Env::default()
-    }
-}
+use barge::expr::{Engine, Evaluator, Scope, template};
+use expr_env::env;
 
 #[test]
 #[ignore = "differential harness, run by hand with EXPR_CASES=<file>"]

@@ -131,24 +131,27 @@ impl Input {
     }
 }
 
+/// Inputs with vars from `vars` at each of the Stage, template and
+/// Promotion layers, and `steps` and `tasks`.
+fn input_of<V: Strategy<Value = Vec<ExpressionVariable>>>(
+    vars: impl Fn() -> V,
+    steps: impl Strategy<Value = Vec<PromotionStep>>,
+    tasks: impl Strategy<Value = TaskMap>,
+) -> impl Strategy<Value = Input> {
+    (vars(), vars(), vars(), steps, tasks).prop_map(
+        |(stage_vars, template_vars, promotion_vars, steps, tasks)| Input {
+            stage_vars,
+            template_vars,
+            promotion_vars,
+            steps,
+            tasks,
+        },
+    )
+}
+
 /// Anything, mostly invalid.
 fn wild_input() -> impl Strategy<Value = Input> {
-    (
-        vars(),
-        vars(),
-        vars(),
-        prop::collection::vec(step(), 0..6),
-        task_map(),
-    )
-        .prop_map(
-            |(stage_vars, template_vars, promotion_vars, steps, tasks)| Input {
-                stage_vars,
-                template_vars,
-                promotion_vars,
-                steps,
-                tasks,
-            },
-        )
+    input_of(vars, prop::collection::vec(step(), 0..6), task_map())
 }
 
 fn tame_vars() -> impl Strategy<Value = Vec<ExpressionVariable>> {
@@ -232,22 +235,11 @@ fn tame_tasks() -> impl Strategy<Value = TaskMap> {
 
 /// Mostly well-formed: plain steps and references to existing tasks.
 fn tame_input() -> impl Strategy<Value = Input> {
-    (
-        tame_vars(),
-        tame_vars(),
-        tame_vars(),
+    input_of(
+        tame_vars,
         prop::collection::vec(tame_step(), 1..6),
         tame_tasks(),
     )
-        .prop_map(
-            |(stage_vars, template_vars, promotion_vars, steps, tasks)| Input {
-                stage_vars,
-                template_vars,
-                promotion_vars,
-                steps,
-                tasks,
-            },
-        )
 }
 
 fn input() -> impl Strategy<Value = Input> {

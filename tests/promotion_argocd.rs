@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use barge::api::{PromotionPhase, PromotionStepStatus};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use serde_json::json;
-use support::{Harness, TestResult, step_status};
+use serde_json::{Value, json};
+use support::{COMMIT, Harness, TestResult, message, promotion, step, step_status};
 
-fn step(alias: &str, uses: &str, config: serde_json::Value) -> serde_json::Value {
-    json!({"as": alias, "uses": uses, "config": config})
+/// The double's knob that keeps a sync running until the test ends.
+fn hang() -> Value {
+    json!({"double.barge.dev/outcome": "hang"})
 }
 
-fn app_name(h: &Harness, stage: &str) -> String {
-    format!("{}-{stage}", h.ns)
+/// The double's knob that makes a sync take `delay`.
+fn sync_delay(delay: &str) -> Value {
+    json!({ "double.barge.dev/sync-delay": delay })
 }
 
 #[tokio::test]
@@ -24,21 +26,17 @@ async fn a_cluster_promotion_task_naming_the_app_by_expression_succeeds_as_soon_
 -> TestResult {
     let h = Harness::start(|c| c).await?;
     let task = format!("argocd-sync-{}", h.ns);
-    h.apply(json!([
-        {
-            "apiVersion": "barge.dev/v1alpha1", "kind": "ClusterPromotionTask",
-            "metadata": {"name": task},
-            "spec": {
-                "vars": [{"name": "argocdAppName", "value": "${{ ctx.project }}-${{ ctx.stage }}"}],
-                "steps": [step("update", "argocd-update", Harness::argocd_update(json!({"name": "${{ vars.argocdAppName }}"})))],
-            },
+    let cluster_task = json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "ClusterPromotionTask",
+        "metadata": {"name": task},
+        "spec": {
+            "vars": [{"name": "argocdAppName", "value": "${{ ctx.project }}-${{ ctx.stage }}"}],
+            "steps": [Harness::update_app("${{ vars.argocdAppName }}")],
         },
-        h.application(&app_name(&h, "dev"), "dev"),
-        h.freight("f1", "c0ffee1"),
-        h.stage("dev", json!([{"task": {"name": task, "kind": "ClusterPromotionTask"}, "as": "deploy"}]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    });
+    let objects = vec![cluster_task, h.application(&h.app_name("dev"), "dev")];
+    let steps = json!([{"task": {"name": task, "kind": "ClusterPromotionTask"}, "as": "deploy"}]);
+    h.promote_to_dev(objects, "c0ffee1", steps).await?;
 
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
@@ -59,22 +57,7 @@ async fn a_cluster_promotion_task_naming_the_app_by_expression_succeeds_as_soon_
 #[tokio::test]
 async fn a_step_written_directly_in_the_stage_succeeds() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application(&app, "dev"),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_app(json!({})).await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     assert_eq!(h.syncs_for("p1"), 1);
@@ -91,27 +74,23 @@ async fn a_step_written_directly_in_the_stage_succeeds() -> TestResult {
 #[tokio::test]
 async fn a_namespaced_promotion_task_with_a_commit_from_var_succeeds() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    let mut config = Harness::argocd_update(json!({"name": "${{ vars.app }}"}));
-    config["apps"][0]["sources"][0]["desiredRevision"] = json!("${{ vars.revision }}");
-    h.apply(json!([
-        {
-            "apiVersion": "barge.dev/v1alpha1", "kind": "PromotionTask",
-            "metadata": {"name": "sync"},
-            "spec": {
-                "vars": [
-                    {"name": "app"},
-                    {"name": "revision", "value": "${{ commitFrom(\"https://git.example.com/demo/app.git\").id }}"},
-                ],
-                "steps": [step("update", "argocd-update", config)],
-            },
+    let app = h.app_name("dev");
+    let mut update = Harness::update_app("${{ vars.app }}");
+    update["config"]["apps"][0]["sources"][0]["desiredRevision"] = json!("${{ vars.revision }}");
+    let task = json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "PromotionTask",
+        "metadata": {"name": "sync"},
+        "spec": {
+            "vars": [
+                {"name": "app"},
+                {"name": "revision", "value": "${{ commitFrom(\"https://git.example.com/demo/app.git\").id }}"},
+            ],
+            "steps": [update],
         },
-        h.application(&app, "dev"),
-        h.freight("f1", "feed123"),
-        h.stage("dev", json!([{"task": {"name": "sync"}, "vars": [{"name": "app", "value": app}]}]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    });
+    let steps = json!([{"task": {"name": "sync"}, "vars": [{"name": "app", "value": app}]}]);
+    h.promote_to_dev(vec![task, h.application(&app, "dev")], "feed123", steps)
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     assert_eq!(
@@ -128,27 +107,22 @@ async fn a_namespaced_promotion_task_with_a_commit_from_var_succeeds() -> TestRe
     Ok(())
 }
 
+/// The `update` step of the Applications labelled `team: web`.
+fn update_team_web() -> Value {
+    Harness::update_step(json!({"selector": {"matchLabels": {"team": "web"}}}))
+}
+
 #[tokio::test]
 async fn an_app_chosen_by_label_selector_succeeds() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    let selector = json!({"selector": {"matchLabels": {"team": "web"}}});
-    h.apply(json!([
-        h.application_with(&app, "dev", json!({"team": "web"}), json!({})),
-        h.application_with("unauthorized", "other", json!({"team": "web"}), json!({})),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(selector)
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let app = h.app_name("dev");
+    let web = json!({"team": "web"});
+    let apps = vec![
+        h.application_with(&app, "dev", web.clone(), json!({})),
+        h.application_with("unauthorized", "other", web, json!({})),
+    ];
+    h.promote_to_dev(apps, COMMIT, json!([update_team_web()]))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     let syncs = h.journal.syncs_for_promotion("p1");
@@ -161,30 +135,14 @@ async fn an_app_chosen_by_label_selector_succeeds() -> TestResult {
 #[tokio::test]
 async fn an_app_whose_labels_change_to_match_while_the_step_waits_is_synced_too() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let first = app_name(&h, "dev");
+    let first = h.app_name("dev");
     let second = format!("{first}-extra");
-    let selector = json!({"selector": {"matchLabels": {"team": "web"}}});
-    h.apply(json!([
-        h.application_with(
-            &first,
-            "dev",
-            json!({"team": "web"}),
-            json!({"double.barge.dev/sync-delay": "3s"})
-        ),
+    let apps = vec![
+        h.application_with(&first, "dev", json!({"team": "web"}), sync_delay("3s")),
         h.application_with(&second, "dev", json!({"team": "none"}), json!({})),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(selector)
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    ];
+    h.promote_to_dev(apps, COMMIT, json!([update_team_web()]))
+        .await?;
     h.reaches("p1", PromotionPhase::Running).await?;
     // Relabel the second Application while the first one's sync is running.
     let apps: Api<DynamicObject> =
@@ -213,25 +171,15 @@ async fn an_app_whose_labels_change_to_match_while_the_step_waits_is_synced_too(
 #[tokio::test]
 async fn two_apps_in_one_step_are_both_synced_once() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let (a, b) = (app_name(&h, "a"), app_name(&h, "b"));
-    let mut config = Harness::argocd_update(json!({"name": a}));
-    let mut second = config["apps"][0].clone();
+    let (a, b) = (h.app_name("a"), h.app_name("b"));
+    let mut update = Harness::update_app(&a);
+    let mut second = update["config"]["apps"][0].clone();
     second["name"] = json!(b);
-    if let Some(apps) = config["apps"].as_array_mut() {
+    if let Some(apps) = update["config"]["apps"].as_array_mut() {
         apps.push(second);
     }
-    h.apply(json!([
-        h.application(&a, "dev"),
-        h.application(&b, "dev"),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step("update", "argocd-update", config)]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let apps = vec![h.application(&a, "dev"), h.application(&b, "dev")];
+    h.promote_to_dev(apps, COMMIT, json!([update])).await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     assert_eq!(h.journal.syncs_for(&h.argocd_ns, &a).len(), 1);
@@ -243,30 +191,11 @@ async fn two_apps_in_one_step_are_both_synced_once() -> TestResult {
 #[tokio::test]
 async fn a_failed_sync_errors_the_promotion_with_argo_cds_message() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/outcome": "fail:quota exceeded"})
-        ),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_app(json!({"double.barge.dev/outcome": "fail:quota exceeded"}))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored);
-    let message = p.status.map(|s| s.message).unwrap_or_default();
+    let message = message(&p);
     assert!(
         message.contains("quota exceeded") && message.contains("\"update\""),
         "{message}"
@@ -283,25 +212,13 @@ async fn a_failed_sync_errors_the_promotion_with_argo_cds_message() -> TestResul
 #[tokio::test]
 async fn an_application_without_the_authorization_errors_naming_the_annotation() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application(&app, "some-other-stage"),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let app = h.app_name("dev");
+    let unauthorized = vec![h.application(&app, "some-other-stage")];
+    h.promote_to_dev(unauthorized, COMMIT, json!([Harness::update_app(&app)]))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored);
-    let message = p.status.map(|s| s.message).unwrap_or_default();
+    let message = message(&p);
     assert!(
         message.contains("barge.dev/authorized-stage") && message.contains("not authorized"),
         "{message}"
@@ -314,23 +231,11 @@ async fn an_application_without_the_authorization_errors_naming_the_annotation()
 #[tokio::test]
 async fn a_missing_application_errors_the_promotion() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    h.apply(json!([
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": "nowhere"}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_to_dev(vec![], COMMIT, json!([Harness::update_app("nowhere")]))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored);
-    let message = p.status.map(|s| s.message).unwrap_or_default();
+    let message = message(&p);
     assert!(
         message.contains("\"nowhere\"") && message.contains("not found"),
         "{message}"
@@ -342,25 +247,10 @@ async fn a_missing_application_errors_the_promotion() -> TestResult {
 #[tokio::test]
 async fn a_three_second_timeout_fires_within_a_second_of_its_deadline() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    let mut update = step(
-        "update",
-        "argocd-update",
-        Harness::argocd_update(json!({"name": app})),
-    );
+    let mut update = Harness::update_app(&h.app_name("dev"));
     update["retry"] = json!({"timeout": "3s"});
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/outcome": "hang"})
-        ),
-        h.freight("f1", "abc1234"),
-        h.stage("dev", json!([update]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_to_dev(vec![h.dev_application(hang())], COMMIT, json!([update]))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored);
     let status = p.status.unwrap_or_default();
@@ -383,37 +273,10 @@ async fn a_three_second_timeout_fires_within_a_second_of_its_deadline() -> TestR
 #[tokio::test]
 async fn abort_while_running_ends_the_promotion_aborted() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/outcome": "hang"})
-        ),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_app(hang()).await?;
     // Abort while the step is waiting on Argo CD.
-    h.until("p1", "waiting on the Application", |p| {
-        p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
-    })
-    .await?;
-    let promotions: Api<barge::api::Promotion> = Api::namespaced(h.client.clone(), &h.ns);
-    let abort = json!({"metadata": {"annotations": {"barge.dev/abort": "terminate"}}});
-    promotions
-        .patch("p1", &PatchParams::default(), &Patch::Merge(abort))
-        .await?;
+    h.until_awaiting("p1").await?;
+    h.abort("p1").await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Aborted);
     assert_eq!(
@@ -424,28 +287,18 @@ async fn abort_while_running_ends_the_promotion_aborted() -> TestResult {
     Ok(())
 }
 
+/// The step `report`, which always succeeds.
+fn report() -> Value {
+    step("report", "compose-output", json!({"done": true}))
+}
+
 #[tokio::test]
 async fn continue_on_error_lets_the_promotion_succeed() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let mut failing = step(
-        "update",
-        "argocd-update",
-        Harness::argocd_update(json!({"name": "nowhere"})),
-    );
+    let mut failing = Harness::update_app("nowhere");
     failing["continueOnError"] = json!(true);
-    h.apply(json!([
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([
-                failing,
-                step("report", "compose-output", json!({"done": true}))
-            ]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_to_dev(vec![], COMMIT, json!([failing, report()]))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     assert_eq!(
@@ -465,24 +318,9 @@ async fn steps_after_a_failure_are_skipped_unless_they_run_always() -> TestResul
     let h = Harness::start(|c| c).await?;
     let mut always = step("cleanup", "compose-output", json!({"cleaned": true}));
     always["if"] = json!("${{ always() }}");
-    h.apply(json!([
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([
-                step(
-                    "update",
-                    "argocd-update",
-                    Harness::argocd_update(json!({"name": "nowhere"}))
-                ),
-                step("report", "compose-output", json!({"done": true})),
-                always,
-            ]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let failing = Harness::update_app("nowhere");
+    h.promote_to_dev(vec![], COMMIT, json!([failing, report(), always]))
+        .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored);
     assert_eq!(
@@ -500,32 +338,12 @@ async fn steps_after_a_failure_are_skipped_unless_they_run_always() -> TestResul
 #[tokio::test]
 async fn a_restarted_controller_completes_the_promotion_with_exactly_one_sync() -> TestResult {
     let mut h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/sync-delay": "3s"})
-        ),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let app = h.promote_app(sync_delay("3s")).await?;
     h.reaches("p1", PromotionPhase::Running).await?;
-    let (ns, name) = (h.argocd_ns.clone(), app.clone());
+    let ns = h.argocd_ns.clone();
     h.journal
         .wait_for(Duration::from_secs(30), |j| {
-            !j.syncs_for(&ns, &name).is_empty()
+            !j.syncs_for(&ns, &app).is_empty()
         })
         .await?;
     h.stop_controller().await;
@@ -540,30 +358,15 @@ async fn a_restarted_controller_completes_the_promotion_with_exactly_one_sync() 
 #[tokio::test]
 async fn promotions_of_one_stage_run_one_at_a_time_in_creation_order() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/sync-delay": "1s"})
-        ),
-        h.freight("f1", "aaa1111"),
+    let app = h.app_name("dev");
+    let objects = vec![
+        h.dev_application(sync_delay("1s")),
         h.freight("f2", "bbb2222"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    ];
+    h.promote_to_dev(objects, "aaa1111", json!([Harness::update_app(&app)]))
+        .await?;
     h.reaches("p1", PromotionPhase::Running).await?;
-    h.apply(h.promotion("p2", "dev", "f2")).await?;
+    h.apply(promotion("p2", "dev", "f2")).await?;
     let waiting = h
         .until("p2", "waiting Pending behind p1", |p| {
             p.status
@@ -604,25 +407,24 @@ async fn promotions_of_one_stage_run_one_at_a_time_in_creation_order() -> TestRe
 #[tokio::test]
 async fn argocd_wait_succeeds_once_the_synced_application_turns_healthy() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/health-after-sync": "progressing-then-healthy", "double.barge.dev/progressing-for": "2s"})
+    let app = h.app_name("dev");
+    let progressing_then_healthy = json!({
+        "double.barge.dev/health-after-sync": "progressing-then-healthy",
+        "double.barge.dev/progressing-for": "2s",
+    });
+    let steps = json!([
+        Harness::update_app(&app),
+        step(
+            "wait",
+            "argocd-wait",
+            json!({"apps": [{"name": app, "waitFor": ["health", "sync"]}]})
         ),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([
-                step("update", "argocd-update", Harness::argocd_update(json!({"name": app}))),
-                step("wait", "argocd-wait", json!({"apps": [{"name": app, "waitFor": ["health", "sync"]}]})),
-            ]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
+    ]);
+    h.promote_to_dev(
+        vec![h.dev_application(progressing_then_healthy)],
+        COMMIT,
+        steps,
+    )
     .await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
@@ -640,23 +442,15 @@ async fn argocd_wait_succeeds_once_the_synced_application_turns_healthy() -> Tes
 #[tokio::test]
 async fn a_hostile_expression_is_cut_off_and_the_promotion_errors_saying_so() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    h.apply(json!([
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "boom",
-                "compose-output",
-                json!({"n": "${{ len(map(1..3000000, {# * #})) }}"})
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let boom = step(
+        "boom",
+        "compose-output",
+        json!({"n": "${{ len(map(1..3000000, {# * #})) }}"}),
+    );
+    h.promote_to_dev(vec![], COMMIT, json!([boom])).await?;
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored);
-    let message = p.status.map(|s| s.message).unwrap_or_default();
+    let message = message(&p);
     assert!(
         message.contains("budget") && message.contains("\"boom\"") && message.contains("config.n"),
         "{message}"
@@ -669,44 +463,17 @@ async fn a_hostile_expression_is_cut_off_and_the_promotion_errors_saying_so() ->
 async fn a_refresh_annotation_is_handled_at_once_by_a_waiting_promotion_and_its_stage() -> TestResult
 {
     let h = Harness::start(|c| c).await?;
-    let app = app_name(&h, "dev");
-    h.apply(json!([
-        h.application_with(
-            &app,
-            "dev",
-            json!({}),
-            json!({"double.barge.dev/outcome": "hang"})
-        ),
-        h.freight("f1", "abc1234"),
-        h.stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                Harness::argocd_update(json!({"name": app}))
-            )]),
-            json!([])
-        ),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
-    h.until("p1", "waiting on the Application", |p| {
-        p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
-    })
-    .await?;
-    let refresh =
-        json!({"metadata": {"annotations": {"barge.dev/refresh": "2026-11-29T18:00:00Z"}}});
-    Api::<barge::api::Promotion>::namespaced(h.client.clone(), &h.ns)
-        .patch("p1", &PatchParams::default(), &Patch::Merge(&refresh))
+    h.promote_app(hang()).await?;
+    h.until_awaiting("p1").await?;
+    let (refresh, at) = ("barge.dev/refresh", "2026-11-29T18:00:00Z");
+    h.annotate::<barge::api::Promotion>("p1", refresh, at)
         .await?;
-    Api::<barge::api::Stage>::namespaced(h.client.clone(), &h.ns)
-        .patch("dev", &PatchParams::default(), &Patch::Merge(&refresh))
-        .await?;
+    h.annotate::<barge::api::Stage>("dev", refresh, at).await?;
     let p = h
-        .until("p1", "the refresh recorded", |p| {
+        .until("p1", "the refresh recorded", move |p| {
             p.status
                 .as_ref()
-                .is_some_and(|s| s.last_handled_refresh == "2026-11-29T18:00:00Z")
+                .is_some_and(|s| s.last_handled_refresh == at)
         })
         .await?;
     assert_eq!(
@@ -714,10 +481,10 @@ async fn a_refresh_annotation_is_handled_at_once_by_a_waiting_promotion_and_its_
         PromotionPhase::Running,
         "a refresh does not end the wait"
     );
-    h.stage_until("dev", "the refresh recorded", |s| {
+    h.stage_until("dev", "the refresh recorded", move |s| {
         s.status
             .as_ref()
-            .is_some_and(|s| s.last_handled_refresh == "2026-11-29T18:00:00Z")
+            .is_some_and(|s| s.last_handled_refresh == at)
     })
     .await?;
     h.shutdown().await;

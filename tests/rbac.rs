@@ -21,11 +21,12 @@
 //! forbidden that only that rule allowed, and a behaviour fail. The test
 //! prints which rule broke which behaviour.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -43,9 +44,7 @@ use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), Error>;
+use support::{Error, TestResult, succeeded};
 
 /// Long enough that a missed wake-up fails instead of hiding behind a timer.
 const BACKSTOP: Duration = Duration::from_secs(3600);
@@ -279,19 +278,6 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f).await?
-}
-
-fn succeeded(what: &str, output: Output) -> Result<String, Error> {
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8(output.stdout)?)
 }
 
 async fn helm(env: &'static TestEnv, args: Vec<String>) -> Result<String, Error> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use barge::api::PromotionPhase;
 use barge::controller::{Metrics, Settings};
 use barge::runtime::{self, LeaderElection};
-use barge_testenv::TestEnv;
+use barge_testenv::{StoppableTask, TestEnv};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use serde_json::json;
@@ -75,15 +75,9 @@ async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
         namespace: Some(ns.clone()),
         ..Settings::default()
     };
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-    let controller = tokio::spawn(barge::controller::run(
-        env.client(),
-        settings,
-        metrics.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let controller = StoppableTask::spawn(|stopped| {
+        barge::controller::run(env.client(), settings, metrics.clone(), stopped)
+    });
     until_status(addr, "/healthz", 200).await?;
     let (status, body) = get(addr, "/readyz").await?;
     assert_eq!(status, 503, "{body}");
@@ -93,8 +87,7 @@ async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
     env.apply_crds(barge_argocd_double::CRD_YAML).await?;
     until_status(addr, "/readyz", 200).await?;
 
-    let _ = stop_tx.send(());
-    let _ = controller.await;
+    controller.stop().await;
     server.abort();
     Ok(())
 }
@@ -105,14 +98,7 @@ async fn metrics_show_reconciles_steps_phases_and_wakeup_latency() -> TestResult
     let metrics = h.metrics.clone();
     let addr = free_addr();
     let server = tokio::spawn(runtime::serve_http(addr, metrics));
-    let app = format!("{}-dev", h.ns);
-    h.apply(json!([
-        h.application(&app, "dev"),
-        h.freight("f1", "abc1234"),
-        h.stage("dev", json!([{"as": "update", "uses": "argocd-update", "config": Harness::argocd_update(json!({"name": app}))}]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    h.promote_app(json!({})).await?;
     assert_eq!(h.finished("p1").await?.phase(), PromotionPhase::Succeeded);
 
     // The Stage controller records the Promotion's end asynchronously.
@@ -187,14 +173,9 @@ async fn a_standby_takes_over_from_a_stopped_leader_and_the_promotion_syncs_once
     held_by(&leases, &lease, "replica-a").await?;
     let second = start("replica-b");
 
-    let app = format!("{}-dev", h.ns);
-    h.apply(json!([
-        h.application_with(&app, "dev", json!({}), json!({"double.barge.dev/sync-delay": "4s"})),
-        h.freight("f1", "abc1234"),
-        h.stage("dev", json!([{"as": "update", "uses": "argocd-update", "config": Harness::argocd_update(json!({"name": app}))}]), json!([])),
-        h.promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    let app = h
+        .promote_app(json!({"double.barge.dev/sync-delay": "4s"}))
+        .await?;
     let (ns, name) = (h.argocd_ns.clone(), app.clone());
     h.journal
         .wait_for(support::PATIENCE, |j| !j.syncs_for(&ns, &name).is_empty())

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use barge::api::{Freight, HealthState, Promotion, PromotionPhase};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
-use support::{Harness, TestResult, current_freight, stage_health};
+use support::{Harness, TestResult, current_freight, healthy_with, stage_health};
 
 const SYNC_DELAY: Duration = Duration::from_millis(300);
 
@@ -25,13 +25,6 @@ async fn pipeline(h: &Harness, dev_annotations: serde_json::Value) -> TestResult
     .await
 }
 
-fn is_healthy_with(freight: &'static str) -> impl Fn(&barge::api::Stage) -> bool + Send + 'static {
-    move |s| {
-        stage_health(s) == Some(HealthState::Healthy)
-            && current_freight(s).as_deref() == Some(freight)
-    }
-}
-
 #[tokio::test]
 async fn one_freight_flows_from_dev_to_prod_on_its_own() -> TestResult {
     let h = Harness::start(|c| c.with_sync_delay(SYNC_DELAY)).await?;
@@ -39,7 +32,7 @@ async fn one_freight_flows_from_dev_to_prod_on_its_own() -> TestResult {
     let start = Instant::now();
     h.apply(h.freight("f1", "c0ffee1")).await?;
     let prod = h
-        .stage_until("prod", "healthy on f1", is_healthy_with("f1"))
+        .stage_until("prod", "healthy on f1", healthy_with("f1"))
         .await?;
     let took = start.elapsed();
     println!(
@@ -117,7 +110,7 @@ async fn a_degraded_application_holds_freight_back_until_it_recovers() -> TestRe
     .await?;
 
     let result = h
-        .stage_until("prod", "healthy on f1", is_healthy_with("f1"))
+        .stage_until("prod", "healthy on f1", healthy_with("f1"))
         .await;
     if result.is_err() {
         let dev = Api::<barge::api::Stage>::namespaced(h.client.clone(), &h.ns)
@@ -143,7 +136,7 @@ async fn two_freights_back_to_back_are_promoted_in_order_and_the_newest_reaches_
     h.apply(h.freight("f1", "aaaa111")).await?;
     h.apply(h.freight("f2", "bbbb222")).await?;
 
-    h.stage_until("prod", "healthy on f2", is_healthy_with("f2"))
+    h.stage_until("prod", "healthy on f2", healthy_with("f2"))
         .await?;
     let promotions = Api::<Promotion>::namespaced(h.client.clone(), &h.ns)
         .list(&ListParams::default())
@@ -216,7 +209,7 @@ async fn health_is_never_reported_healthy_from_a_stale_argo_cd_status() -> TestR
         stale.status
     );
     let healthy = h
-        .stage_until("dev", "healthy on f1", is_healthy_with("f1"))
+        .stage_until("dev", "healthy on f1", healthy_with("f1"))
         .await?;
     assert_eq!(stage_health(&healthy), Some(HealthState::Healthy));
     h.shutdown().await;

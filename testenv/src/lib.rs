@@ -13,6 +13,7 @@ pub mod argocd;
 pub mod git;
 mod pki;
 pub mod process;
+mod task;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -29,6 +30,7 @@ use kube::{Client, Config};
 
 pub use crate::apply::apply;
 use crate::process::{Server, Watchdog, free_port, rss_kib};
+pub use crate::task::{StopSignal, StoppableTask};
 
 /// The Kubernetes release the control plane is built from, read from the
 /// wrapper module so the version is pinned in one place.

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use barge_testenv::argocd::{WIDGET_CRD_YAML, widget_resource};
 use barge_testenv::process::{panicking_child, rss_kib, wait_gone};
 use barge_testenv::{KUBERNETES_VERSION, TestEnv};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
@@ -83,41 +83,17 @@ async fn a_configmap_change_arrives_as_a_watch_event() -> TestResult {
     Ok(())
 }
 
-const WIDGET_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.testenv.barge.dev
-spec:
-  group: testenv.barge.dev
-  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {type: integer, minimum: 1}
-"#;
-
 #[tokio::test]
 async fn a_crd_becomes_established_and_serves_its_kind() -> TestResult {
     let env = env().await;
-    let names = env.apply_crds(WIDGET_CRD).await?;
-    assert_eq!(names, vec!["widgets.testenv.barge.dev".to_string()]);
+    // The testenv's own Widget kind (see `argocd`): `spec.size` must not be negative.
+    let names = env.apply_crds(WIDGET_CRD_YAML).await?;
+    assert_eq!(names, vec!["widgets.test.barge.dev".to_string()]);
 
     let ns = env.namespace().await?;
-    let gvk = GroupVersionKind::gvk("testenv.barge.dev", "v1", "Widget");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "widgets");
-    let api = Api::<DynamicObject>::namespaced_with(env.client(), &ns, &resource);
+    let api = Api::<DynamicObject>::namespaced_with(env.client(), &ns, &widget_resource());
     let widget: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "testenv.barge.dev/v1", "kind": "Widget",
+        "apiVersion": "test.barge.dev/v1", "kind": "Widget",
         "metadata": {"name": "w1"}, "spec": {"size": 3}
     }))?;
     api.create(&PostParams::default(), &widget).await?;
@@ -131,8 +107,8 @@ async fn a_crd_becomes_established_and_serves_its_kind() -> TestResult {
     assert_eq!(names, vec!["w1".to_string()]);
 
     let invalid: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "testenv.barge.dev/v1", "kind": "Widget",
-        "metadata": {"name": "w2"}, "spec": {"size": 0}
+        "apiVersion": "test.barge.dev/v1", "kind": "Widget",
+        "metadata": {"name": "w2"}, "spec": {"size": -1}
     }))?;
     let err = api
         .create(&PostParams::default(), &invalid)

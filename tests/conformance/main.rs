@@ -9,36 +9,10 @@
 mod support;
 mod world;
 
-use barge::api::{HealthState, Promotion, PromotionPhase, PromotionStepStatus};
-use kube::api::{Api, Patch, PatchParams};
+use barge::api::{PromotionPhase, PromotionStepStatus};
 use serde_json::{Value, json};
-use support::{
-    ArgoCdKind, TestResult, auto_stage_with, current_freight, stage_health, step_status,
-};
+use support::{ArgoCdKind, TestResult, auto_stage_with, healthy_with, message, step, step_status};
 use world::{GitRepo, Workload, World, update_sources};
-
-fn step(alias: &str, uses: &str, config: Value) -> Value {
-    json!({"as": alias, "uses": uses, "config": config})
-}
-
-fn stage(name: &str, steps: Value) -> Value {
-    json!({
-        "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
-        "metadata": {"name": name},
-        "spec": {
-            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
-            "promotionTemplate": {"spec": {"steps": steps}},
-        },
-    })
-}
-
-fn promotion(name: &str, stage: &str, freight: &str) -> Value {
-    json!({
-        "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
-        "metadata": {"name": name},
-        "spec": {"stage": stage, "freight": freight},
-    })
-}
 
 /// `argocd-update` of one Application (by name or selector) to the Freight's commits.
 fn update(app: Value, repos: &[&GitRepo]) -> Value {
@@ -56,6 +30,11 @@ fn update_app(app: &str, repos: &[&GitRepo]) -> Value {
     )
 }
 
+/// Only the `update` step, of `app` to its commit in `repo`.
+fn just_update(app: &str, repo: &GitRepo) -> Value {
+    json!([update_app(app, &[repo])])
+}
+
 /// `update`, then `wait` (`argocd-wait` for the Application's health).
 fn update_and_wait(app: &str, repo: &GitRepo) -> Value {
     json!([
@@ -64,34 +43,27 @@ fn update_and_wait(app: &str, repo: &GitRepo) -> Value {
     ])
 }
 
-fn message(p: &Promotion) -> String {
-    p.status
-        .as_ref()
-        .map(|s| s.message.clone())
-        .unwrap_or_default()
-}
-
 // 1
 async fn a_cluster_promotion_task_names_the_app_through_a_task_var(kind: ArgoCdKind) -> TestResult {
     let w = World::start(kind).await?;
     let repo = GitRepo::new(Workload::Ready)?;
     let sha = repo.commit()?;
     let task = format!("argocd-sync-{}", w.h.ns);
-    w.h.apply(json!([
-        {
-            "apiVersion": "barge.dev/v1alpha1", "kind": "ClusterPromotionTask",
-            "metadata": {"name": task},
-            "spec": {
-                "vars": [{"name": "argocdAppName", "value": "${{ ctx.project }}-${{ ctx.stage }}"}],
-                "steps": [step("update", "argocd-update", update(json!({"name": "${{ vars.argocdAppName }}"}), &[&repo]))],
-            },
+    let cluster_task = json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "ClusterPromotionTask",
+        "metadata": {"name": task},
+        "spec": {
+            "vars": [{"name": "argocdAppName", "value": "${{ ctx.project }}-${{ ctx.stage }}"}],
+            "steps": [update_app("${{ vars.argocdAppName }}", &[&repo])],
         },
-        w.application(&w.app_name("dev"), "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage("dev", json!([{"task": {"name": task, "kind": "ClusterPromotionTask"}, "as": "deploy"}])),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    });
+    let app = w.app_name("dev");
+    let objects = vec![
+        cluster_task,
+        w.application(&app, "dev", &[&repo], json!({})).await?,
+    ];
+    let steps = json!([{"task": {"name": task, "kind": "ClusterPromotionTask"}, "as": "deploy"}]);
+    w.promote_to_dev(objects, &[(&repo, &sha)], steps).await?;
 
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
@@ -99,20 +71,16 @@ async fn a_cluster_promotion_task_names_the_app_through_a_task_var(kind: ArgoCdK
         step_status(&p, "deploy::update"),
         Some(PromotionStepStatus::Succeeded)
     );
-    w.until_synced_to(&w.app_name("dev"), &[&sha]).await?;
-    let app = w.app(&w.app_name("dev")).await?;
-    assert_eq!(app["spec"]["source"]["targetRevision"], json!(sha));
-    assert_eq!(w.deployments_of(&w.app_name("dev"), &sha).await?, 1);
+    w.until_synced_to(&app, &[&sha]).await?;
+    let argo = w.app(&app).await?;
+    assert_eq!(argo["spec"]["source"]["targetRevision"], json!(sha));
+    assert_eq!(w.deployments_of(&app, &sha).await?, 1);
     // The hard refresh Barge asks for with the sync is consumed: a pending
     // request would stop Barge from asking again when health is stale.
-    w.until_app(
-        &w.app_name("dev"),
-        "the refresh annotation removed",
-        |app| {
-            app.pointer("/metadata/annotations/argocd.argoproj.io~1refresh")
-                .is_none()
-        },
-    )
+    w.until_app(&app, "the refresh annotation removed", |app| {
+        app.pointer("/metadata/annotations/argocd.argoproj.io~1refresh")
+            .is_none()
+    })
     .await?;
     w.shutdown().await;
     Ok(())
@@ -127,25 +95,14 @@ async fn applications_chosen_by_label_selector_are_synced_if_authorized(
     let sha = repo.commit()?;
     let labels = json!({"metadata": {"labels": {"team": "web"}}});
     let (ours, other) = (w.app_name("dev"), format!("{}-other", w.h.ns));
-    w.h.apply(json!([
+    let objects = vec![
         w.application(&ours, "dev", &[&repo], labels.clone())
             .await?,
         w.application(&other, "other", &[&repo], labels).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                update(
-                    json!({"selector": {"matchLabels": {"team": "web"}}}),
-                    &[&repo]
-                )
-            )])
-        ),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    ];
+    let selector = json!({"selector": {"matchLabels": {"team": "web"}}});
+    let steps = json!([step("update", "argocd-update", update(selector, &[&repo]))]);
+    w.promote_to_dev(objects, &[(&repo, &sha)], steps).await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     assert_eq!(w.deployments_of(&ours, &sha).await?, 1);
@@ -174,14 +131,12 @@ async fn two_applications_in_one_step_are_each_synced_once(kind: ArgoCdKind) -> 
         .as_array_mut()
         .ok_or("apps")?
         .push(json!({"name": b, "sources": update_sources(&[&repo])}));
-    w.h.apply(json!([
+    let objects = vec![
         w.application(&a, "dev", &[&repo], json!({})).await?,
         w.application(&b, "dev", &[&repo], json!({})).await?,
-        w.freight("f1", &[(&repo, &sha)]),
-        stage("dev", json!([step("update", "argocd-update", config)])),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    ];
+    let steps = json!([step("update", "argocd-update", config)]);
+    w.promote_to_dev(objects, &[(&repo, &sha)], steps).await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     for app in [&a, &b] {
@@ -197,14 +152,10 @@ async fn a_sync_the_api_server_rejects_fails_the_promotion_with_argo_cds_message
     kind: ArgoCdKind,
 ) -> TestResult {
     let w = World::start(kind).await?;
-    let repo = GitRepo::new(Workload::Rejected)?;
-    let sha = repo.commit()?;
-    let app = w.app_name("dev");
-    w.promote_once(&repo, &sha, json!([update_app(&app, &[&repo])]))
-        .await?;
+    let dev = w.promote_once(Workload::Rejected, just_update).await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
-    let argo = w.app(&app).await?;
+    let argo = w.app(&dev.app).await?;
     assert_eq!(
         argo["status"]["operationState"]["phase"],
         json!("Failed"),
@@ -221,8 +172,8 @@ async fn a_sync_the_api_server_rejects_fails_the_promotion_with_argo_cds_message
         message.contains(argo_message),
         "Promotion message {message:?} lacks Argo CD's {argo_message:?}"
     );
-    assert!(message.contains(&app), "{message}");
-    assert_eq!(w.deployments_of(&app, &sha).await?, 0);
+    assert!(message.contains(&dev.app), "{message}");
+    assert_eq!(w.deployments_of(&dev.app, &dev.sha).await?, 0);
     w.shutdown().await;
     Ok(())
 }
@@ -232,10 +183,8 @@ async fn health_that_turns_degraded_after_the_sync_fails_argocd_wait(
     kind: ArgoCdKind,
 ) -> TestResult {
     let w = World::start(kind).await?;
-    let repo = GitRepo::new(Workload::Progressing)?;
-    let sha = repo.commit()?;
-    let app = w.app_name("dev");
-    w.promote_once(&repo, &sha, update_and_wait(&app, &repo))
+    let dev = w
+        .promote_once(Workload::Progressing, update_and_wait)
         .await?;
     // Held: the synced workload reports Progressing until the test says otherwise.
     w.h.until(
@@ -249,7 +198,7 @@ async fn health_that_turns_degraded_after_the_sync_fails_argocd_wait(
         },
     )
     .await?;
-    w.set_health(&app, "Degraded").await?;
+    w.set_health(&dev.app, "Degraded").await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
     assert_eq!(
@@ -267,20 +216,20 @@ async fn a_controller_killed_mid_sync_and_restarted_syncs_exactly_once(
     kind: ArgoCdKind,
 ) -> TestResult {
     let mut w = World::start(kind).await?;
-    let repo = GitRepo::new(Workload::HeldSync)?;
-    let sha = repo.commit()?;
-    let app = w.app_name("dev");
-    w.promote_once(&repo, &sha, json!([update_app(&app, &[&repo])]))
-        .await?;
-    w.until_sync_running(&app).await?;
+    let dev = w.promote_once(Workload::HeldSync, just_update).await?;
+    w.until_sync_running(&dev.app).await?;
     w.h.stop_controller().await;
     w.h.start_controller();
     // Whether the restarted controller first sees the sync running or
     // finished, it must recognise it as its own and never start another.
-    w.release_sync(&app).await?;
+    w.release_sync(&dev.app).await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
-    assert_eq!(w.deployments_of(&app, &sha).await?, 1, "Argo CD's history");
+    assert_eq!(
+        w.deployments_of(&dev.app, &dev.sha).await?,
+        1,
+        "Argo CD's history"
+    );
     w.shutdown().await;
     Ok(())
 }
@@ -288,28 +237,17 @@ async fn a_controller_killed_mid_sync_and_restarted_syncs_exactly_once(
 // 7
 async fn abort_ends_a_promotion_waiting_on_a_sync(kind: ArgoCdKind) -> TestResult {
     let w = World::start(kind).await?;
-    let repo = GitRepo::new(Workload::HeldSync)?;
-    let sha = repo.commit()?;
-    let app = w.app_name("dev");
-    w.promote_once(&repo, &sha, json!([update_app(&app, &[&repo])]))
-        .await?;
-    w.until_sync_running(&app).await?;
-    w.h.until("p1", "waiting on the Application", |p| {
-        p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
-    })
-    .await?;
-    let promotions: Api<Promotion> = Api::namespaced(w.h.client.clone(), &w.h.ns);
-    let abort = json!({"metadata": {"annotations": {"barge.dev/abort": "terminate"}}});
-    promotions
-        .patch("p1", &PatchParams::default(), &Patch::Merge(abort))
-        .await?;
+    let dev = w.promote_once(Workload::HeldSync, just_update).await?;
+    w.until_sync_running(&dev.app).await?;
+    w.h.until_awaiting("p1").await?;
+    w.h.abort("p1").await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Aborted, "{:?}", p.status);
     assert_eq!(
         step_status(&p, "update"),
         Some(PromotionStepStatus::Aborted)
     );
-    w.release_sync(&app).await?;
+    w.release_sync(&dev.app).await?;
     w.shutdown().await;
     Ok(())
 }
@@ -317,16 +255,12 @@ async fn abort_ends_a_promotion_waiting_on_a_sync(kind: ArgoCdKind) -> TestResul
 // 8
 async fn a_step_timeout_ends_a_sync_that_does_not_finish(kind: ArgoCdKind) -> TestResult {
     let w = World::start(kind).await?;
-    let repo = GitRepo::new(Workload::HeldSync)?;
-    let sha = repo.commit()?;
-    let app = w.app_name("dev");
-    let mut update_step = step(
-        "update",
-        "argocd-update",
-        update(json!({"name": app}), &[&repo]),
-    );
-    update_step["retry"] = json!({"timeout": "5s"});
-    w.promote_once(&repo, &sha, json!([update_step])).await?;
+    let update_within_5s = |app: &str, repo: &GitRepo| {
+        let mut update = update_app(app, &[repo]);
+        update["retry"] = json!({"timeout": "5s"});
+        json!([update])
+    };
+    let dev = w.promote_once(Workload::HeldSync, update_within_5s).await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
     assert!(
@@ -334,8 +268,8 @@ async fn a_step_timeout_ends_a_sync_that_does_not_finish(kind: ArgoCdKind) -> Te
         "{}",
         message(&p)
     );
-    assert_eq!(w.deployments_of(&app, &sha).await?, 0);
-    w.release_sync(&app).await?;
+    assert_eq!(w.deployments_of(&dev.app, &dev.sha).await?, 0);
+    w.release_sync(&dev.app).await?;
     w.shutdown().await;
     Ok(())
 }
@@ -347,14 +281,7 @@ async fn freight_flows_dev_staging_prod_by_auto_promotion_and_health(
     let w = World::start(kind).await?;
     let repo = GitRepo::new(Workload::Ready)?;
     let sha = repo.commit()?;
-    let steps = json!([step(
-        "update",
-        "argocd-update",
-        update(
-            json!({"name": "${{ ctx.project }}-${{ ctx.stage }}"}),
-            &[&repo]
-        )
-    )]);
+    let steps = json!([update_app("${{ ctx.project }}-${{ ctx.stage }}", &[&repo])]);
     let auto_stage =
         |name: &str, upstream: Option<&str>| auto_stage_with(name, upstream, steps.clone());
     let mut objects = Vec::new();
@@ -370,10 +297,8 @@ async fn freight_flows_dev_staging_prod_by_auto_promotion_and_health(
     w.h.apply(Value::Array(objects)).await?;
     let started = std::time::Instant::now();
     w.h.apply(w.freight("f1", &[(&repo, &sha)])).await?;
-    w.h.stage_until("prod", "Healthy with f1", |s| {
-        stage_health(s) == Some(HealthState::Healthy) && current_freight(s).as_deref() == Some("f1")
-    })
-    .await?;
+    w.h.stage_until("prod", "Healthy with f1", healthy_with("f1"))
+        .await?;
     println!(
         "{kind:?}: Freight → prod Healthy in {:?}",
         started.elapsed()
@@ -401,21 +326,13 @@ async fn a_multi_source_application_moves_each_source_to_its_commit(
     );
     let (a, b) = (first.commit()?, second.commit()?);
     let app = w.app_name("dev");
-    w.h.apply(json!([
+    let objects = vec![
         w.application(&app, "dev", &[&first, &second], json!({}))
             .await?,
-        w.freight("f1", &[(&first, &a), (&second, &b)]),
-        stage(
-            "dev",
-            json!([step(
-                "update",
-                "argocd-update",
-                update(json!({"name": app}), &[&first, &second])
-            )])
-        ),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    ];
+    let steps = json!([update_app(&app, &[&first, &second])]);
+    w.promote_to_dev(objects, &[(&first, &a), (&second, &b)], steps)
+        .await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     w.until_synced_to(&app, &[&a, &b]).await?;
@@ -439,11 +356,6 @@ async fn an_application_with_automated_sync_is_promoted_to_the_freights_commit(
     w.h.apply(w.application(&app, "dev", &[&repo], automated).await?)
         .await?;
     // Argo CD deploys main on its own first.
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        w.h.client.clone(),
-        &w.h.argocd_ns,
-        &barge_argocd_double::api_resource(),
-    );
     let synced = |o: Option<&kube::api::DynamicObject>| {
         o.and_then(|o| o.data.pointer("/status/sync/status"))
             .and_then(Value::as_str)
@@ -451,18 +363,14 @@ async fn an_application_with_automated_sync_is_promoted_to_the_freights_commit(
     };
     tokio::time::timeout(
         support::PATIENCE,
-        kube::runtime::wait::await_condition(api, &app, synced),
+        kube::runtime::wait::await_condition(w.applications(), &app, synced),
     )
     .await
     .map_err(|_| "the automated Application never synced on its own")??;
     // A newer commit lands on main; the Freight names the older one.
     let newer = repo.commit()?;
-    w.h.apply(json!([
-        w.freight("f1", &[(&repo, &sha)]),
-        stage("dev", json!([update_app(&app, &[&repo])])),
-        promotion("p1", "dev", "f1"),
-    ]))
-    .await?;
+    w.promote_to_dev(vec![], &[(&repo, &sha)], just_update(&app, &repo))
+        .await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
     w.until_synced_to(&app, &[&sha]).await?;
@@ -482,25 +390,21 @@ async fn an_application_that_stays_out_of_sync_after_its_sync_is_healthy(
     kind: ArgoCdKind,
 ) -> TestResult {
     let w = World::start(kind).await?;
-    let repo = GitRepo::new(Workload::PermanentDiff)?;
-    let sha = repo.commit()?;
-    let app = w.app_name("dev");
-    w.promote_once(&repo, &sha, update_and_wait(&app, &repo))
+    let dev = w
+        .promote_once(Workload::PermanentDiff, update_and_wait)
         .await?;
     // The widget reports itself healthy once it exists.
-    w.set_health(&app, "Healthy").await?;
+    w.set_health(&dev.app, "Healthy").await?;
     let p = w.h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
-    let argo = w.app(&app).await?;
+    let argo = w.app(&dev.app).await?;
     assert_eq!(
         argo["status"]["sync"]["status"],
         json!("OutOfSync"),
         "the scenario needs a permanent diff"
     );
-    w.h.stage_until("dev", "Healthy with f1", |s| {
-        stage_health(s) == Some(HealthState::Healthy) && current_freight(s).as_deref() == Some("f1")
-    })
-    .await?;
+    w.h.stage_until("dev", "Healthy with f1", healthy_with("f1"))
+        .await?;
     w.shutdown().await;
     Ok(())
 }

@@ -14,9 +14,7 @@ use barge_testenv::argocd::widget_resource;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::support::{ArgoCdKind, Harness, TestResult};
-
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+use crate::support::{ArgoCdKind, Error, Harness, TestResult, promotion, stage};
 
 /// How an Application's workload behaves once synced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +125,16 @@ impl GitRepo {
     }
 }
 
+/// What [`World::promote_once`] set up.
+pub struct Promoted {
+    /// The Application of Stage `dev`.
+    pub app: String,
+    /// Held while the scenario runs: Argo CD fetches from it.
+    pub _repo: GitRepo,
+    /// The commit Freight `f1` names.
+    pub sha: String,
+}
+
 /// The harness, plus the destinations and repositories of the scenario.
 pub struct World {
     pub h: Harness,
@@ -199,36 +207,43 @@ impl World {
         Ok(app)
     }
 
-    /// The common setup: Stage `dev` whose template is `steps`, its
-    /// Application deploying `repo`, Freight `f1` at `sha` and Promotion `p1`
-    /// of it. Returns the Application's name.
+    /// Applies `objects` (Applications, tasks) with Freight `f1` naming
+    /// `commits`, Stage `dev` promoting with `steps`, and Promotion `p1` of
+    /// `f1` to `dev`.
+    pub async fn promote_to_dev(
+        &self,
+        mut objects: Vec<Value>,
+        commits: &[(&GitRepo, &str)],
+        steps: Value,
+    ) -> TestResult {
+        objects.extend([
+            self.freight("f1", commits),
+            stage("dev", steps),
+            promotion("p1", "dev", "f1"),
+        ]);
+        self.h.apply(Value::Array(objects)).await
+    }
+
+    /// The common setup: a repository of `workload` and a new commit of it;
+    /// Stage `dev` whose template is `steps(app, repo)`, its Application
+    /// `app` deploying the repository, Freight `f1` at the commit and
+    /// Promotion `p1` of it.
     pub async fn promote_once(
         &self,
-        repo: &GitRepo,
-        sha: &str,
-        steps: Value,
-    ) -> Result<String, Error> {
+        workload: Workload,
+        steps: impl FnOnce(&str, &GitRepo) -> Value,
+    ) -> Result<Promoted, Error> {
+        let repo = GitRepo::new(workload)?;
+        let sha = repo.commit()?;
         let app = self.app_name("dev");
-        self.h
-            .apply(json!([
-                self.application(&app, "dev", &[repo], json!({})).await?,
-                self.freight("f1", &[(repo, sha)]),
-                {
-                    "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
-                    "metadata": {"name": "dev"},
-                    "spec": {
-                        "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
-                        "promotionTemplate": {"spec": {"steps": steps}},
-                    },
-                },
-                {
-                    "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
-                    "metadata": {"name": "p1"},
-                    "spec": {"stage": "dev", "freight": "f1"},
-                },
-            ]))
+        let objects = vec![self.application(&app, "dev", &[&repo], json!({})).await?];
+        self.promote_to_dev(objects, &[(&repo, &sha)], steps(&app, &repo))
             .await?;
-        Ok(app)
+        Ok(Promoted {
+            app,
+            _repo: repo,
+            sha,
+        })
     }
 
     /// Freight naming one commit per repository.
@@ -245,13 +260,14 @@ impl World {
         })
     }
 
+    /// The API of the scenario's Applications.
+    pub fn applications(&self) -> Api<DynamicObject> {
+        barge_argocd_double::fixtures::applications(self.h.client.clone(), &self.h.argocd_ns)
+    }
+
     /// The Application as Argo CD (or the double) left it.
     pub async fn app(&self, name: &str) -> Result<Value, Error> {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.h.client.clone(),
-            &self.h.argocd_ns,
-            &barge_argocd_double::api_resource(),
-        );
+        let api = self.applications();
         Ok(serde_json::to_value(api.get(name).await?)?)
     }
 
@@ -307,11 +323,7 @@ impl World {
         what: &str,
         condition: impl Fn(&Value) -> bool + Send + 'static,
     ) -> TestResult {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.h.client.clone(),
-            &self.h.argocd_ns,
-            &barge_argocd_double::api_resource(),
-        );
+        let api = self.applications();
         let holds = move |o: Option<&DynamicObject>| {
             o.and_then(|o| serde_json::to_value(o).ok())
                 .is_some_and(|v| condition(&v))
@@ -351,11 +363,7 @@ impl World {
     }
 
     async fn annotate(&self, app: &str, key: &str, value: &str) -> TestResult {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.h.client.clone(),
-            &self.h.argocd_ns,
-            &barge_argocd_double::api_resource(),
-        );
+        let api = self.applications();
         let patch = json!({"metadata": {"annotations": {key: value}}});
         api.patch(app, &PatchParams::default(), &Patch::Merge(patch))
             .await?;

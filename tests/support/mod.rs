@@ -8,14 +8,14 @@ use std::time::Duration;
 use barge::api::{Promotion, PromotionPhase};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, DoubleHandle, Journal};
-use barge_testenv::TestEnv;
-use futures::channel::oneshot;
+use barge_testenv::{StoppableTask, TestEnv};
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 
-pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type TestResult = Result<(), Error>;
 
 /// Long enough that a missed wake-up fails the test instead of passing slowly.
 pub const BACKSTOP: Duration = Duration::from_secs(3600);
@@ -23,6 +23,9 @@ pub const BACKSTOP: Duration = Duration::from_secs(3600);
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 const REPO: &str = "https://git.example.com/demo/app.git";
+
+/// The commit of Freight `f1` in the one-Stage scenario ([`Harness::promote_app`]).
+pub const COMMIT: &str = "abc1234";
 
 pub struct Harness {
     pub env: &'static TestEnv,
@@ -33,7 +36,7 @@ pub struct Harness {
     pub argocd_ns: String,
     pub double: Option<DoubleHandle>,
     pub journal: Journal,
-    controller: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    controller: Option<StoppableTask>,
     pub settings: Settings,
     /// The running controller's metrics.
     pub metrics: Arc<Metrics>,
@@ -64,9 +67,7 @@ pub enum ArgoCdKind {
 
 impl Harness {
     /// Namespaces, CRDs, the double (with `config` applied) and a controller.
-    pub async fn start(
-        double: impl FnOnce(DoubleConfig) -> DoubleConfig,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn start(double: impl FnOnce(DoubleConfig) -> DoubleConfig) -> Result<Self, Error> {
         Self::start_on(ArgoCdKind::Double, double).await
     }
 
@@ -75,7 +76,7 @@ impl Harness {
     pub async fn start_on(
         kind: ArgoCdKind,
         double: impl FnOnce(DoubleConfig) -> DoubleConfig,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<Self, Error> {
         let env = TestEnv::shared().await?;
         install_crds(env).await?;
         let ns = env.namespace().await?;
@@ -118,25 +119,17 @@ impl Harness {
     }
 
     pub fn start_controller(&mut self) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let client = self.env.client();
-        let settings = self.settings.clone();
+        let (client, settings) = (self.env.client(), self.settings.clone());
         let metrics = self.metrics.clone();
-        let task = tokio::spawn(async move {
-            controller::run(client, settings, metrics, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        self.controller = Some((stop, task));
+        self.controller = Some(StoppableTask::spawn(|stopped| {
+            controller::run(client, settings, metrics, stopped)
+        }));
     }
 
-    /// Stops the controller and waits until it has.
+    /// Stops the controller at once, as if killed, and waits until it has.
     pub async fn stop_controller(&mut self) {
-        if let Some((stop, task)) = self.controller.take() {
-            let _ = stop.send(());
-            task.abort();
-            let _ = task.await;
+        if let Some(controller) = self.controller.take() {
+            controller.kill().await;
         }
     }
 
@@ -148,10 +141,7 @@ impl Harness {
     }
 
     /// Waits (on watch events) until the Promotion reaches a terminal phase.
-    pub async fn finished(
-        &self,
-        name: &str,
-    ) -> Result<Promotion, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn finished(&self, name: &str) -> Result<Promotion, Error> {
         let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
         let done = |p: Option<&Promotion>| p.is_some_and(|p| p.is_terminal());
         let promotion = tokio::time::timeout(PATIENCE, await_condition(api, name, done)).await;
@@ -178,7 +168,7 @@ impl Harness {
         name: &str,
         what: &str,
         condition: impl Fn(&Promotion) -> bool + Send + 'static,
-    ) -> Result<Promotion, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<Promotion, Error> {
         let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
         let cond = move |p: Option<&Promotion>| p.is_some_and(&condition);
         match tokio::time::timeout(PATIENCE, await_condition(api, name, cond)).await {
@@ -192,11 +182,7 @@ impl Harness {
     }
 
     /// Waits until the Promotion reaches `phase` (terminal or not).
-    pub async fn reaches(
-        &self,
-        name: &str,
-        phase: PromotionPhase,
-    ) -> Result<Promotion, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn reaches(&self, name: &str, phase: PromotionPhase) -> Result<Promotion, Error> {
         let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
         let cond = move |p: Option<&Promotion>| p.is_some_and(|p| p.phase() == phase);
         match tokio::time::timeout(PATIENCE, await_condition(api, name, cond)).await {
@@ -270,24 +256,87 @@ impl Harness {
         json!({"apps": [entry]})
     }
 
-    pub fn stage(&self, name: &str, steps: Value, vars: Value) -> Value {
-        json!({
-            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
-            "metadata": {"name": name},
-            "spec": {
-                "vars": vars,
-                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
-                "promotionTemplate": {"spec": {"steps": steps}},
-            },
-        })
+    /// `<ns>-<stage>`: the name of the Application a Stage's steps sync.
+    pub fn app_name(&self, stage: &str) -> String {
+        format!("{}-{stage}", self.ns)
     }
 
-    pub fn promotion(&self, name: &str, stage: &str, freight: &str) -> Value {
-        json!({
-            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
-            "metadata": {"name": name},
-            "spec": {"stage": stage, "freight": freight},
+    /// The Application `<ns>-dev`, authorizing Stage `dev`, with the
+    /// double's `knobs` as annotations.
+    pub fn dev_application(&self, knobs: Value) -> Value {
+        self.application_with(&self.app_name("dev"), "dev", json!({}), knobs)
+    }
+
+    /// The step `update`: argocd-update of `app` (`{"name": ...}` or any
+    /// JSON selector) to the Freight's commit.
+    pub fn update_step(app: Value) -> Value {
+        step("update", "argocd-update", Self::argocd_update(app))
+    }
+
+    /// The step `update` of the Application named `app`.
+    pub fn update_app(app: &str) -> Value {
+        Self::update_step(json!({ "name": app }))
+    }
+
+    /// Applies `objects` (Applications, tasks, more Freight) with
+    /// Freight `f1` at `commit`, Stage `dev` promoting with `steps`, and
+    /// Promotion `p1` of `f1` to `dev`.
+    pub async fn promote_to_dev(
+        &self,
+        mut objects: Vec<Value>,
+        commit: &str,
+        steps: Value,
+    ) -> TestResult {
+        objects.extend([
+            self.freight("f1", commit),
+            stage("dev", steps),
+            promotion("p1", "dev", "f1"),
+        ]);
+        self.apply(Value::Array(objects)).await
+    }
+
+    /// The one-Stage scenario: [`Harness::dev_application`] with `knobs`,
+    /// synced by Stage `dev`'s one step `update` to Freight `f1` at
+    /// [`COMMIT`], promoted by `p1`. Returns the Application's name.
+    pub async fn promote_app(&self, knobs: Value) -> Result<String, Error> {
+        let app = self.app_name("dev");
+        self.promote_to_dev(
+            vec![self.dev_application(knobs)],
+            COMMIT,
+            json!([Self::update_app(&app)]),
+        )
+        .await?;
+        Ok(app)
+    }
+
+    /// Waits until the Promotion waits on something (`status.awaiting` is
+    /// not empty), such as the Application its step syncs.
+    pub async fn until_awaiting(&self, name: &str) -> Result<Promotion, Error> {
+        self.until(name, "waiting on the Application", |p| {
+            p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
         })
+        .await
+    }
+
+    /// Merge-patches an annotation onto an object of the project namespace.
+    pub async fn annotate<K>(&self, name: &str, key: &str, value: &str) -> TestResult
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        Api::<K>::namespaced(self.client.clone(), &self.ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Asks Barge to abort the Promotion (`barge.dev/abort: terminate`).
+    pub async fn abort(&self, name: &str) -> TestResult {
+        self.annotate::<Promotion>(name, "barge.dev/abort", "terminate")
+            .await
     }
 }
 
@@ -306,7 +355,7 @@ impl Harness {
         name: &str,
         what: &str,
         condition: impl Fn(&barge::api::Stage) -> bool + Send + 'static,
-    ) -> Result<barge::api::Stage, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<barge::api::Stage, Error> {
         let api = Api::<barge::api::Stage>::namespaced(self.client.clone(), &self.ns);
         let cond = move |s: Option<&barge::api::Stage>| s.is_some_and(&condition);
         match tokio::time::timeout(PATIENCE, await_condition(api.clone(), name, cond)).await {
@@ -322,6 +371,41 @@ impl Harness {
             }
         }
     }
+}
+
+/// A step of a promotion template.
+pub fn step(alias: &str, uses: &str, config: Value) -> Value {
+    json!({"as": alias, "uses": uses, "config": config})
+}
+
+/// A Stage that takes Freight directly from the Warehouse and promotes it
+/// with `steps`.
+pub fn stage(name: &str, steps: Value) -> Value {
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
+            "promotionTemplate": {"spec": {"steps": steps}},
+        },
+    })
+}
+
+/// A Promotion of `freight` to `stage`.
+pub fn promotion(name: &str, stage: &str, freight: &str) -> Value {
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+        "metadata": {"name": name},
+        "spec": {"stage": stage, "freight": freight},
+    })
+}
+
+/// The Promotion's status message.
+pub fn message(p: &Promotion) -> String {
+    p.status
+        .as_ref()
+        .map(|s| s.message.clone())
+        .unwrap_or_default()
 }
 
 /// A Stage that promotes automatically with `steps`: directly from the
@@ -342,6 +426,21 @@ pub fn auto_stage_with(name: &str, upstream: Option<&str>, steps: Value) -> Valu
     })
 }
 
+/// The standard output of a tool that must have succeeded; else an error
+/// naming it (`what`) with its exit status and both outputs.
+pub fn succeeded(what: &str, output: std::process::Output) -> Result<String, Error> {
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
 /// The status of the step `alias` of a Promotion, if it ran.
 pub fn step_status(
     p: &barge::api::Promotion,
@@ -358,6 +457,14 @@ pub fn step_status(
 /// The Stage's health status, if reported.
 pub fn stage_health(stage: &barge::api::Stage) -> Option<barge::api::HealthState> {
     stage.status.as_ref()?.health.as_ref()?.status
+}
+
+/// Whether a Stage is Healthy with `freight` as its current Freight.
+pub fn healthy_with(freight: &'static str) -> impl Fn(&barge::api::Stage) -> bool + Send + 'static {
+    move |s| {
+        stage_health(s) == Some(barge::api::HealthState::Healthy)
+            && current_freight(s).as_deref() == Some(freight)
+    }
 }
 
 /// The Stage's current Freight.
