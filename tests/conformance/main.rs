@@ -35,12 +35,24 @@ fn just_update(app: &str, repo: &GitRepo) -> Value {
     json!([update_app(app, &[repo])])
 }
 
-/// `update`, then `wait` (`argocd-wait` for the Application's health).
+/// `update`, then `wait` (`argocd-wait` with its default `waitFor`:
+/// health, sync and no operation).
 fn update_and_wait(app: &str, repo: &GitRepo) -> Value {
-    json!([
-        update_app(app, &[repo]),
-        step("wait", "argocd-wait", json!({"apps": [{"name": app}]})),
-    ])
+    update_and_wait_for(json!(null))(app, repo)
+}
+
+/// `update`, then `wait` for `wait_for` (null: the default).
+fn update_and_wait_for(wait_for: Value) -> impl Fn(&str, &GitRepo) -> Value {
+    move |app, repo| {
+        let mut entry = json!({"name": app});
+        if !wait_for.is_null() {
+            entry["waitFor"] = wait_for.clone();
+        }
+        json!([
+            update_app(app, &[repo]),
+            step("wait", "argocd-wait", json!({ "apps": [entry] })),
+        ])
+    }
 }
 
 // 1
@@ -390,9 +402,9 @@ async fn an_application_that_stays_out_of_sync_after_its_sync_is_healthy(
     kind: ArgoCdKind,
 ) -> TestResult {
     let w = World::start(kind).await?;
-    let dev = w
-        .promote_once(Workload::PermanentDiff, update_and_wait)
-        .await?;
+    // A permanent diff never reports Synced: the wait is for health.
+    let for_health = update_and_wait_for(json!(["health", "operation"]));
+    let dev = w.promote_once(Workload::PermanentDiff, for_health).await?;
     // The widget reports itself healthy once it exists.
     w.set_health(&dev.app, "Healthy").await?;
     let p = w.h.finished("p1").await?;

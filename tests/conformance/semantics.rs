@@ -6,9 +6,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
-use super::support::{ArgoCdKind, PATIENCE, TestResult};
+use super::support::{ArgoCdKind, PATIENCE, TestResult, message, promotion, stage, step};
 use super::world::{GitRepo, Workload, World};
-use super::{promotion, stage, step};
 
 /// Deletes Promotion `name` and waits until the API server no longer has it.
 async fn delete_promotion(w: &World, name: &str) -> TestResult {
@@ -119,7 +118,45 @@ async fn the_freights_commit_is_deployed_even_behind_the_branch_head(
     Ok(())
 }
 
+// 15
+async fn argocd_wait_by_default_also_waits_for_the_application_to_be_synced(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    // Healthy, but never Synced: the default wait cannot be met.
+    let steps = |app: &str, repo: &GitRepo| {
+        let mut steps = super::update_and_wait(app, repo);
+        steps[1]["retry"] = json!({"timeout": "5s"});
+        steps
+    };
+    let dev = w.promote_once(Workload::PermanentDiff, steps).await?;
+    w.set_health(&dev.app, "Healthy").await?;
+
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Errored, "{:?}", p.status);
+    assert!(message(&p).contains("timed out"), "{}", message(&p));
+    w.shutdown().await;
+    Ok(())
+}
+
+// 16
+async fn argocd_wait_for_suspended_is_met_by_a_suspended_application(
+    kind: ArgoCdKind,
+) -> TestResult {
+    let w = World::start(kind).await?;
+    let for_suspended = super::update_and_wait_for(json!(["suspended"]));
+    let dev = w.promote_once(Workload::Progressing, for_suspended).await?;
+    w.set_health(&dev.app, "Suspended").await?;
+
+    let p = w.h.finished("p1").await?;
+    assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
+    w.shutdown().await;
+    Ok(())
+}
+
 conformance!(
     a_promotion_created_again_under_its_old_name_syncs_anew,
     the_freights_commit_is_deployed_even_behind_the_branch_head,
+    argocd_wait_by_default_also_waits_for_the_application_to_be_synced,
+    argocd_wait_for_suspended_is_met_by_a_suspended_application,
 );
