@@ -20,3 +20,4 @@ mod promotion;
 pub mod runtime;
 mod stage;
 mod steps;
+mod urls;

@@ -181,26 +181,63 @@ pub fn decide_sync(
     }
 }
 
-/// The Stages (`"<namespace>:<stage>"`) the Application authorizes.
-pub fn authorized_stages(app: &Application) -> Vec<String> {
-    app.metadata
+/// Whether an Application lets a Stage change it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authorization {
+    Allowed,
+    /// The annotation is missing or lists other Stages.
+    NotListed,
+    /// The annotation cannot be read: why.
+    Invalid(String),
+}
+
+/// The Stages (`(namespace, stage)`) the Application's authorized-stage
+/// annotation lists: `<namespace>:<stage>` entries separated by commas,
+/// whitespace around entries and parts ignored. One malformed entry, or a
+/// glob (no longer supported), makes the whole annotation invalid.
+pub fn authorized_stages(app: &Application) -> Result<Vec<(String, String)>, String> {
+    let value = app
+        .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(AUTHORIZED_STAGE_ANNOTATION))
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let mut stages = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let parts = entry.split_once(':').map(|(ns, st)| (ns.trim(), st.trim()));
+        let Some((namespace, stage)) = parts.filter(|(ns, st)| !ns.is_empty() && !st.is_empty())
+        else {
+            return Err(format!(
+                "invalid entry \"{entry}\": expected \"<namespace>:<stage>\""
+            ));
+        };
+        if entry.contains('*') {
+            return Err(format!(
+                "invalid entry \"{entry}\": glob expressions are not supported"
+            ));
+        }
+        stages.push((namespace.to_string(), stage.to_string()));
+    }
+    Ok(stages)
+}
+
+/// Whether the Application lets Stage `namespace/stage` change it.
+pub fn authorization(app: &Application, namespace: &str, stage: &str) -> Authorization {
+    match authorized_stages(app) {
+        Err(why) => {
+            Authorization::Invalid(format!("annotation {AUTHORIZED_STAGE_ANNOTATION}: {why}"))
+        }
+        Ok(stages) if stages.iter().any(|(ns, st)| ns == namespace && st == stage) => {
+            Authorization::Allowed
+        }
+        Ok(_) => Authorization::NotListed,
+    }
 }
 
 /// True when the Application lets Stage `namespace/stage` change it.
 pub fn is_authorized(app: &Application, namespace: &str, stage: &str) -> bool {
-    let wanted = format!("{namespace}:{stage}");
-    authorized_stages(app).contains(&wanted)
+    authorization(app, namespace, stage) == Authorization::Allowed
 }
 
 /// The merge patch that asks Argo CD to sync on the Promotion's behalf: new

@@ -13,9 +13,9 @@ pub use application::{
     SyncResult, SyncStatus,
 };
 pub use decision::{
-    AppHealth, OperationPhase, PROMOTION_NAMESPACE_INFO, PROMOTION_UID_INFO, Requester,
-    SyncDecision, assess_health, authorized_stages, decide_sync, is_authorized, stale_comparison,
-    sync_patch,
+    AppHealth, Authorization, OperationPhase, PROMOTION_NAMESPACE_INFO, PROMOTION_UID_INFO,
+    Requester, SyncDecision, assess_health, authorization, authorized_stages, decide_sync,
+    is_authorized, stale_comparison, sync_patch,
 };
 pub use health_check::{AppHealthCheck, HealthCheckRecord};
 pub use refresh::request_refresh;

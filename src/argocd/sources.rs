@@ -75,11 +75,6 @@ pub enum SourceError {
 
 /// Git URLs name the same repository with or without `.git`, a trailing
 /// slash, or different letter case in the host.
-fn normalize_repo(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/');
-    let url = url.strip_suffix(".git").unwrap_or(url);
-    url.to_ascii_lowercase()
-}
 
 fn matches(source: &Value, update: &SourceUpdate) -> bool {
     let repo = source
@@ -89,7 +84,9 @@ fn matches(source: &Value, update: &SourceUpdate) -> bool {
     let chart = source.get("chart").and_then(Value::as_str);
     match (&update.chart, chart) {
         (Some(want), Some(have)) => repo == update.repo_url && want == have,
-        (None, None) => normalize_repo(repo) == normalize_repo(&update.repo_url),
+        (None, None) => {
+            crate::urls::normalize_git(repo) == crate::urls::normalize_git(&update.repo_url)
+        }
         _ => false,
     }
 }

@@ -196,6 +196,35 @@ fn authorization_accepts_a_comma_separated_list_only_exactly() {
     assert!(!is_authorized(&none, "demo", "dev"));
 }
 
+fn annotated(value: &str) -> Application {
+    app(json!({"metadata": {"name": "a", "annotations": {AUTHORIZED_STAGE_ANNOTATION: value}}}))
+}
+
+#[test]
+fn whitespace_around_authorized_stages_and_their_parts_is_ignored() {
+    let a = annotated(" demo : dev ,demo:  staging ,, ");
+    assert_eq!(authorization(&a, "demo", "dev"), Authorization::Allowed);
+    assert_eq!(authorization(&a, "demo", "staging"), Authorization::Allowed);
+}
+
+#[test]
+fn one_malformed_authorized_stage_makes_the_whole_annotation_invalid() {
+    for (value, why) in [
+        ("demo:dev, staging", "invalid entry \"staging\""),
+        ("demo:dev, :prod", "invalid entry \":prod\""),
+        ("demo:dev, demo:", "invalid entry \"demo:\""),
+        ("demo:*", "glob expressions are not supported"),
+        ("*:dev", "glob expressions are not supported"),
+    ] {
+        let Authorization::Invalid(message) = authorization(&annotated(value), "demo", "dev")
+        else {
+            panic!("{value:?} was accepted");
+        };
+        assert!(message.contains(why), "{value:?}: {message}");
+        assert!(message.contains(AUTHORIZED_STAGE_ANNOTATION), "{message}");
+    }
+}
+
 #[test]
 fn the_sync_patch_names_the_promotion_clears_the_old_state_and_asks_for_a_hard_refresh() {
     let mut a = with_state(state("Succeeded", Some("p0"), "abc", true));
@@ -292,6 +321,27 @@ fn update_target_revision_sets_the_matching_source_ignoring_dot_git() {
         ))
     );
     assert_eq!(desired_revisions(&a, &[update]), vec!["abc".to_string()]);
+}
+
+#[test]
+fn a_source_is_matched_through_credentials_and_scp_style_urls() {
+    let a = app(json!({
+        "metadata": {"name": "a"},
+        "spec": {"sources": [
+            {"repoURL": "https://github.com/example/app.git", "targetRevision": "main"},
+            {"repoURL": "ssh://git@github.com/example/config", "targetRevision": "main"},
+        ]},
+    }));
+    let update = |url: &str, rev: &str| SourceUpdate {
+        repo_url: url.into(),
+        desired_revision: Some(rev.into()),
+        ..SourceUpdate::default()
+    };
+    let updates = [
+        update("https://token@GitHub.com/Example/App", "abc"),
+        update("git@github.com:example/config.git", "def"),
+    ];
+    assert_eq!(desired_revisions(&a, &updates), vec!["abc", "def"]);
 }
 
 #[test]

@@ -174,30 +174,6 @@ fn freight_origin(freight: &Json) -> (String, String) {
     (get("kind"), get("name"))
 }
 
-/// Kargo's `urls.NormalizeGit`, simplified: case, credentials, a trailing
-/// `/` and `.git` do not matter, and `git@host:path` equals
-/// `ssh://git@host/path`.
-fn normalize_git(url: &str) -> String {
-    let mut u = url.trim().to_lowercase();
-    if let Some(rest) = u
-        .strip_prefix("https://")
-        .map(|r| ("https://", r))
-        .or_else(|| u.strip_prefix("http://").map(|r| ("http://", r)))
-    {
-        let (scheme, rest) = rest;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        u = format!("{scheme}{host}/{path}");
-    } else if !u.contains("://")
-        && let Some((user_host, path)) = u.split_once(':')
-    {
-        u = format!("ssh://{user_host}/{path}");
-    }
-    let u = u.trim_end_matches('/');
-    let u = u.strip_suffix(".git").unwrap_or(u);
-    u.trim_end_matches('/').to_string()
-}
-
 impl KargoFunctions<'_> {
     /// Finds the first artifact (in `list`) matching `matches` in the
     /// snapshot's Freight, from `origin` if given. Without an origin, a match
@@ -270,14 +246,14 @@ impl KargoFunctions<'_> {
     /// the Freight being promoted, or nil.
     fn commit_from(&self, args: &[Value]) -> Res<Value> {
         let (repo, origin) = self.repo_and_origin(args)?;
-        let wanted = normalize_git(&repo);
+        let wanted = crate::urls::normalize_git(&repo);
         let item = self.find(
             "commits",
             origin,
             |c| {
                 c.get("repoURL")
                     .and_then(Json::as_str)
-                    .is_some_and(|u| normalize_git(u) == wanted)
+                    .is_some_and(|u| crate::urls::normalize_git(u) == wanted)
             },
             format!(
                 "multiple requested Freight could potentially provide a commit from repo {wanted}; please update promotion steps to disambiguate"
@@ -660,17 +636,5 @@ mod tests {
         assert_eq!(diff("1.2.3", "latest"), "Incomparable");
         assert_eq!(diff("1.2.3-alpha.01", "1.2.3"), "Incomparable");
         assert_eq!(diff("01.2", "1.2.0"), "None");
-    }
-
-    #[test]
-    fn git_urls_normalize_like_kargo() {
-        assert_eq!(
-            normalize_git("https://user:pw@GitHub.com/Example/Repo.git/"),
-            "https://github.com/example/repo"
-        );
-        assert_eq!(
-            normalize_git("git@github.com:example/repo.git"),
-            "ssh://git@github.com/example/repo"
-        );
     }
 }

@@ -12,7 +12,9 @@ use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
 
 use super::{StepContext, parse_config, retryable, terminal};
-use crate::argocd::{AUTHORIZED_STAGE_ANNOTATION, Application, is_authorized};
+use crate::argocd::{
+    AUTHORIZED_STAGE_ANNOTATION, Application, Authorization, authorization, is_authorized,
+};
 use crate::await_index::AwaitTarget;
 use crate::promotion::engine::{StepDefaults, StepError};
 
@@ -149,7 +151,6 @@ async fn resolve_named(
     authorize: bool,
 ) -> Result<Vec<Arc<Application>>, StepError> {
     let stage = format!("{}:{}", ctx.namespace, ctx.stage);
-    let allowed = |app: &Application| !authorize || is_authorized(app, ctx.namespace, ctx.stage);
     let cached = ctx
         .services
         .applications
@@ -175,11 +176,15 @@ async fn resolve_named(
         None => Err(retryable(format!(
             "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
         ))),
-        Some(app) if !allowed(&app) => Err(terminal(format!(
-            "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
-            describe(&app)
-        ))),
-        Some(app) => Ok(vec![app]),
+        Some(app) if !authorize => Ok(vec![app]),
+        Some(app) => match authorization(&app, ctx.namespace, ctx.stage) {
+            Authorization::Allowed => Ok(vec![app]),
+            Authorization::NotListed => Err(terminal(format!(
+                "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
+                describe(&app)
+            ))),
+            Authorization::Invalid(why) => Err(terminal(format!("{}: {why}", describe(&app)))),
+        },
     }
 }
 
