@@ -73,9 +73,8 @@ pub enum SourceError {
     TagOrDigest { index: usize, image: usize },
 }
 
-/// Git URLs name the same repository with or without `.git`, a trailing
-/// slash, or different letter case in the host.
-
+/// Whether an update is for this source: the same chart from the same
+/// repository, or the same Git repository however its URL is written.
 fn matches(source: &Value, update: &SourceUpdate) -> bool {
     let repo = source
         .get("repoURL")
