@@ -36,3 +36,27 @@ pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 
 #[cfg(test)]
 mod tests;
+
+/// The namespaces whose Applications Barge watches. An Application outside
+/// them would never wake anyone, so it is refused with this reason instead
+/// of being "not found" forever.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AppScope {
+    /// Every namespace (`--argocd-all-namespaces`).
+    #[default]
+    All,
+    /// Only this one (`--argocd-namespace`).
+    Only(String),
+}
+
+impl AppScope {
+    /// `None` when Applications in `namespace` are watched, else why not.
+    pub fn refuses(&self, namespace: &str) -> Option<String> {
+        match self {
+            Self::Only(watched) if watched != namespace => Some(format!(
+                "Barge watches Argo CD Applications only in namespace \"{watched}\", not \"{namespace}\" (run it with --argocd-all-namespaces to use other namespaces)"
+            )),
+            _ => None,
+        }
+    }
+}

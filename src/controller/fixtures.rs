@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::Context;
 use super::stage::StageContext;
 use crate::api::{Freight, Promotion, Stage};
-use crate::argocd::Application;
+use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::promotion::engine::{StepError, StepResult};
@@ -349,6 +349,7 @@ pub fn promotion_context(
             applications: cache(applications),
             argocd_namespace: "argocd".into(),
             waits: index.clone(),
+            app_scope: AppScope::Only("argocd".into()),
         },
         registry,
         promotions: cache(promotions),
@@ -371,6 +372,7 @@ pub fn stage_context(
     Arc::new(StageContext {
         client: api.client(),
         applications: cache(applications),
+        app_scope: AppScope::Only("argocd".into()),
         promotions: cache(promotions),
         freight: cache(freight),
         index: SharedAwaitIndex::default(),

@@ -24,7 +24,7 @@ use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
 use crate::api::{Freight, Promotion, Stage};
-use crate::argocd::Application;
+use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
 use crate::steps::{Registry, Services};
@@ -89,6 +89,17 @@ pub const DEFAULT_BACKSTOP: Duration = Duration::from_secs(300);
 pub const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
 /// Reconciles at once when none is configured.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
+
+impl Settings {
+    /// Where Applications are watched.
+    pub fn app_scope(&self) -> AppScope {
+        if self.argocd_all_namespaces {
+            AppScope::All
+        } else {
+            AppScope::Only(self.argocd_namespace.clone())
+        }
+    }
+}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -261,6 +272,7 @@ pub async fn run(
             applications: applications.clone(),
             argocd_namespace: settings.argocd_namespace.clone(),
             waits: index.clone(),
+            app_scope: settings.app_scope(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),
@@ -273,6 +285,7 @@ pub async fn run(
     let stage_ctx = Arc::new(stage::StageContext {
         client,
         applications,
+        app_scope: settings.app_scope(),
         promotions: promotions.clone(),
         freight,
         index: stage_index,

@@ -505,3 +505,33 @@ async fn a_step_after_a_failure_is_skipped_without_evaluating_its_vars() {
     );
     assert_eq!(status["phase"], "Errored");
 }
+
+#[tokio::test]
+async fn an_application_outside_the_watched_namespace_is_refused_not_waited_on_forever() {
+    let p1 = running(json!([{"uses": "argocd-update", "as": "update",
+                             "config": {"apps": [{"name": "dev-app", "namespace": "elsewhere"}]}}]))
+    .build();
+    // The API server has it; the watch (of "argocd" only) never will.
+    let app = application("dev-app", "rev-1", "Healthy")
+        .set("/metadata/namespace", json!("elsewhere"))
+        .set(
+            "/metadata/annotations",
+            json!({"barge.dev/authorized-stage": "demo:dev"}),
+        )
+        .build();
+    let api = FakeApi::default().with(&p1).with(&app);
+    let (ctx, _) = promotion_context(&api, Registry::builtin(), vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("config.apps[0].namespace")
+            && message.contains("only in namespace \"argocd\""),
+        "{message}"
+    );
+}

@@ -16,7 +16,9 @@ use serde_json::json;
 
 use super::{Error, cache_ready};
 use crate::api::{Freight, Health, HealthState, Promotion, Stage};
-use crate::argocd::{AppHealth, AppHealthCheck, Application, assess_health, request_refresh};
+use crate::argocd::{
+    AppHealth, AppHealthCheck, AppScope, Application, assess_health, request_refresh,
+};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::stage::{
@@ -30,6 +32,8 @@ use super::promotion::FIELD_MANAGER;
 pub struct StageContext {
     pub client: Client,
     pub applications: Store<Application>,
+    /// Where the Application cache has Applications from.
+    pub app_scope: AppScope,
     pub promotions: Store<Promotion>,
     pub freight: Store<Freight>,
     /// Application → Stages whose health depends on it.
@@ -149,6 +153,10 @@ async fn assess(
             .applications
             .get(&ObjectRef::new(&name).within(&namespace));
         let what = format!("Application {namespace}/{name}");
+        if let Some(why) = ctx.app_scope.refuses(&namespace) {
+            results.push((what, HealthState::Unknown, Some(why)));
+            continue;
+        }
         let (state, issue) = match assess_health(cached.as_deref(), &desired) {
             AppHealth::Healthy => (HealthState::Healthy, None),
             AppHealth::Progressing(why) => (HealthState::Progressing, Some(why)),

@@ -276,3 +276,24 @@ async fn an_unchanged_stage_is_not_rewritten() {
     assert!(second.action.is_ok(), "{:?}", second.action);
     assert!(second.api.writes().is_empty(), "{:?}", second.api.writes());
 }
+
+#[tokio::test]
+async fn health_of_an_application_outside_the_watched_namespace_says_why_it_is_unknown() {
+    let mut p1 = succeeded("p1", "f1", EIGHT, "rev-1");
+    if let Some(check) = p1.status.as_mut().and_then(|s| s.health_checks.first_mut()) {
+        check.config = Some(
+            json!({"apps": [{"name": "dev-app", "namespace": "elsewhere",
+                                               "desiredRevisions": ["rev-1"]}]}),
+        );
+    }
+    let run = Given::dev(|s| s).promoted(p1).reconcile().await;
+
+    let health = &run.status()["health"];
+    assert_eq!(health["status"], "Unknown");
+    assert!(
+        health["issues"][0]
+            .as_str()
+            .is_some_and(|i| i.contains("only in namespace \"argocd\"")),
+        "{health}"
+    );
+}

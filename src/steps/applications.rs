@@ -105,6 +105,9 @@ pub async fn resolve(
     authorize: bool,
 ) -> Result<Vec<Arc<Application>>, StepError> {
     let namespace = entry_namespace(ctx, entry);
+    if let Some(why) = ctx.services.app_scope.refuses(&namespace) {
+        return Err(terminal(format!("config.apps[{index}].namespace: {why}")));
+    }
     match (entry.name, entry.selector) {
         (Some(name), None) => resolve_named(ctx, index, name, &namespace, authorize).await,
         (None, Some(selector)) => {

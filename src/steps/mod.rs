@@ -17,7 +17,7 @@ use kube::runtime::reflector::Store;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::argocd::Application;
+use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::promotion::engine::{StepDefaults, StepError, StepResult};
 
@@ -31,6 +31,8 @@ pub struct Services {
     pub argocd_namespace: String,
     /// Which Promotions an object's change wakes.
     pub waits: SharedAwaitIndex,
+    /// Where the Application cache has Applications from.
+    pub app_scope: AppScope,
 }
 
 /// Everything one run of one step may look at.
