@@ -40,7 +40,7 @@ use barge_testenv::TestEnv;
 use futures::channel::oneshot;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
@@ -86,6 +86,10 @@ const BEHAVIOURS: [(&str, &str); 5] = [
 
 const UAT_FIRST: &str = "uat-guestbook-5d4c3b2";
 const UAT_SECOND: &str = "uat-guestbook-next";
+/// The uat Stage's Application, whose syncs the double holds until the
+/// queue has been seen, so that seeing it never depends on timing.
+const UAT_APP: &str = "guestbook-uat";
+const OUTCOME: &str = "double.barge.dev/outcome";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -462,9 +466,13 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
                 .replace(project, ns)
                 .replace("namespace: argocd\n", &format!("namespace: {argocd_ns}\n"))
                 .replace("argocd-sync", &format!("argocd-sync-{ns}"));
-            for doc in serde_saphyr::from_multiple::<Value>(&yaml)? {
+            for mut doc in serde_saphyr::from_multiple::<Value>(&yaml)? {
                 if doc.is_null() || doc["kind"] == "Namespace" {
                     continue;
+                }
+                if doc["kind"] == "Application" && doc["metadata"]["name"] == UAT_APP {
+                    // Held until the second uat Promotion is seen queued.
+                    doc["metadata"]["annotations"][OUTCOME] = json!("hang");
                 }
                 text.push_str("---\n");
                 text.push_str(&serde_json::to_string(&doc)?);
@@ -555,9 +563,20 @@ async fn behaviours(
     ]))
 }
 
-/// Sets `queued` once either uat Promotion reports waiting for the other.
-fn watch_queue(client: kube::Client, ns: &str, queued: Arc<AtomicBool>) -> oneshot::Sender<()> {
+/// Sets `queued` once either uat Promotion reports waiting for the other,
+/// then releases the uat Application's held sync.
+fn watch_queue(
+    client: kube::Client,
+    ns: &str,
+    argocd_ns: &str,
+    queued: Arc<AtomicBool>,
+) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
+    let apps: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        argocd_ns,
+        &barge_argocd_double::api_resource(),
+    );
     let api = Api::<Promotion>::namespaced(client, ns);
     let watch = watcher(api, watcher::Config::default())
         .applied_objects()
@@ -574,10 +593,22 @@ fn watch_queue(client: kube::Client, ns: &str, queued: Arc<AtomicBool>) -> onesh
                         .iter()
                         .any(|a| a.kind == "Promotion" && a.name.as_deref() == Some(other))
             });
-            if (name == UAT_FIRST || name == UAT_SECOND) && waiting {
-                queued.store(true, Ordering::SeqCst);
+            let release = (name == UAT_FIRST || name == UAT_SECOND)
+                && waiting
+                && !queued.swap(true, Ordering::SeqCst);
+            let apps = apps.clone();
+            async move {
+                if release {
+                    let patch = json!({"metadata": {"annotations": {OUTCOME: "succeed"}}});
+                    if let Err(e) = apps
+                        .patch(UAT_APP, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        eprintln!("could not release {UAT_APP}: {e}");
+                    }
+                }
+                Ok(())
             }
-            futures::future::ready(Ok(()))
         });
     tokio::spawn(async move {
         tokio::select! {
@@ -673,7 +704,7 @@ async fn run(
         })
     };
     let queued = Arc::new(AtomicBool::new(false));
-    let stop_queue_watch = watch_queue(admin.clone(), &ns, queued.clone());
+    let stop_queue_watch = watch_queue(admin.clone(), &ns, &argocd_ns, queued.clone());
 
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
