@@ -17,6 +17,23 @@ fn hang() -> Value {
 }
 
 /// The double's knob that makes a sync take `delay`.
+/// Lets the held syncs of Application `app` succeed.
+async fn release(h: &Harness, app: &str) -> TestResult {
+    let apps: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        h.client.clone(),
+        &h.argocd_ns,
+        &barge_argocd_double::api_resource(),
+    );
+    let patch = json!({"metadata": {"annotations": {"double.barge.dev/outcome": "succeed"}}});
+    apps.patch(
+        app,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 fn sync_delay(delay: &str) -> Value {
     json!({ "double.barge.dev/sync-delay": delay })
 }
@@ -359,10 +376,8 @@ async fn a_restarted_controller_completes_the_promotion_with_exactly_one_sync() 
 async fn promotions_of_one_stage_run_one_at_a_time_in_creation_order() -> TestResult {
     let h = Harness::start(|c| c).await?;
     let app = h.app_name("dev");
-    let objects = vec![
-        h.dev_application(sync_delay("1s")),
-        h.freight("f2", "bbb2222"),
-    ];
+    // p1's sync is held until p2 has been seen queued behind it.
+    let objects = vec![h.dev_application(hang()), h.freight("f2", "bbb2222")];
     h.promote_to_dev(objects, "aaa1111", json!([Harness::update_app(&app)]))
         .await?;
     h.reaches("p1", PromotionPhase::Running).await?;
@@ -374,6 +389,7 @@ async fn promotions_of_one_stage_run_one_at_a_time_in_creation_order() -> TestRe
                 .is_some_and(|s| s.phase == Some(PromotionPhase::Pending) && !s.awaiting.is_empty())
         })
         .await?;
+    release(&h, &app).await?;
     let awaited = waiting.status.map(|s| s.awaiting).unwrap_or_default();
     assert_eq!(
         awaited.first().and_then(|a| a.name.clone()).as_deref(),
