@@ -9,7 +9,7 @@ use std::time::Duration;
 use barge::api::{PromotionPhase, PromotionStepStatus};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{COMMIT, Harness, TestResult, message, promotion, step, step_status};
+use support::{COMMIT, Harness, PATIENCE, TestResult, message, promotion, step, step_status};
 
 /// The double's knob that keeps a sync running until the test ends.
 fn hang() -> Value {
@@ -155,13 +155,13 @@ async fn an_app_whose_labels_change_to_match_while_the_step_waits_is_synced_too(
     let first = h.app_name("dev");
     let second = format!("{first}-extra");
     let apps = vec![
-        h.application_with(&first, "dev", json!({"team": "web"}), sync_delay("3s")),
+        h.application_with(&first, "dev", json!({"team": "web"}), hang()),
         h.application_with(&second, "dev", json!({"team": "none"}), json!({})),
     ];
     h.promote_to_dev(apps, COMMIT, json!([update_team_web()]))
         .await?;
     h.reaches("p1", PromotionPhase::Running).await?;
-    // Relabel the second Application while the first one's sync is running.
+    // Relabel the second Application while the first one's sync is held.
     let apps: Api<DynamicObject> =
         barge_argocd_double::fixtures::applications(h.client.clone(), &h.argocd_ns);
     apps.patch(
@@ -170,6 +170,11 @@ async fn an_app_whose_labels_change_to_match_while_the_step_waits_is_synced_too(
         &Patch::Merge(json!({"metadata": {"labels": {"team": "web"}}})),
     )
     .await?;
+    let ns = h.argocd_ns.clone();
+    h.journal
+        .wait_for(PATIENCE, |j| !j.syncs_for(&ns, &second).is_empty())
+        .await?;
+    release(&h, &first).await?;
 
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
