@@ -35,9 +35,10 @@ sandbox:
 	BARGE_K8S_BIN=$$bin $(CARGO) run -q --example sandbox
 
 .PHONY: crds
-## crds: regenerate crds/<plural>.barge.dev.yaml from the types in src/api (tests/crds.rs checks they are current)
+## crds: regenerate crds/<plural>.barge.dev.yaml from the types in src/api, and deploy/create-actor-policy.yaml (tests/crds.rs and tests/admission.rs check they are current)
 crds:
 	$(CARGO) run -q --bin barge -- crds --out-dir crds
+	$(CARGO) run -q --bin barge -- admission-policy > deploy/create-actor-policy.yaml
 
 .PHONY: bench
 ## bench: wake-up latency, event-driven (double and real Argo CD) vs backstop only (prints a table, writes target/bench/wakeup.json)

@@ -46,6 +46,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Print the ValidatingAdmissionPolicy (and its binding) that makes
+    /// barge.dev/create-actor the user who created the Promotion; run the
+    /// controller with --trust-create-actor once it is installed.
+    AdmissionPolicy,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -86,6 +90,12 @@ struct RunArgs {
     #[arg(long, env = "BARGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
+    /// Pass barge.dev/create-actor to Argo CD as the user of a manual sync.
+    /// Only with the create-actor admission policy installed (`barge
+    /// admission-policy`), which makes it the authenticated creator; without
+    /// it anyone could pose as anyone, so every sync is an automated one.
+    #[arg(long, env = "BARGE_TRUST_CREATE_ACTOR")]
+    trust_create_actor: bool,
     /// Only reconcile Stages and Promotions labelled barge.dev/shard=<SHARD>.
     #[arg(long, env = "BARGE_SHARD")]
     shard: Option<String>,
@@ -172,6 +182,16 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::AdmissionPolicy => match crate::admission::render() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("barge admission-policy: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Crds { out_dir } => match crate::crdgen::run(out_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -217,6 +237,7 @@ fn run(args: RunArgs) -> ExitCode {
             concurrency: args.concurrency,
             wake_on_application_events: !args.no_application_wakeups,
             shard: args.shard,
+            trust_create_actor: args.trust_create_actor,
         };
         tracing::info!(?settings, "starting the controllers");
         let metrics = Arc::new(Metrics::default());

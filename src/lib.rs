@@ -6,6 +6,7 @@
 /// Argo CD syncs name.
 pub const CONTROLLER_NAME: &str = "barge-controller";
 
+pub mod admission;
 pub mod api;
 pub mod argocd;
 mod await_index;

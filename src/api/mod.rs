@@ -40,6 +40,10 @@ pub const API_VERSION: &str = "barge.dev/v1alpha1";
 
 /// Label: the shard a Stage or Promotion belongs to (Promotion's Shard column).
 pub const LABEL_SHARD: &str = "barge.dev/shard";
+/// Annotation: the user who created a Promotion. Believed (and passed to
+/// Argo CD as a manual sync's user) only with the create-actor admission
+/// policy installed, which makes it the authenticated creator.
+pub const ANNOTATION_CREATE_ACTOR: &str = "barge.dev/create-actor";
 /// Annotation: set to `terminate` to abort a Promotion.
 pub const ANNOTATION_ABORT: &str = "barge.dev/abort";
 /// The value of [`ANNOTATION_ABORT`] that aborts a Promotion.

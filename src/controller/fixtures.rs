@@ -358,6 +358,7 @@ pub fn promotion_context(
         recorder: Recorder::new(client, Reporter::from(crate::CONTROLLER_NAME)),
         backstop: BACKSTOP,
         metrics: Arc::new(Metrics::default()),
+        trust_create_actor: false,
     };
     (Arc::new(ctx), woken)
 }

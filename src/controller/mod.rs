@@ -81,6 +81,9 @@ pub struct Settings {
     pub wake_on_application_events: bool,
     /// Only reconcile Stages and Promotions labelled `barge.dev/shard=<shard>`.
     pub shard: Option<String>,
+    /// Believe `barge.dev/create-actor` (the create-actor admission policy
+    /// is installed); otherwise every sync is an automated one.
+    pub trust_create_actor: bool,
 }
 
 /// The backstop requeue when none is configured.
@@ -111,6 +114,7 @@ impl Default for Settings {
             concurrency: DEFAULT_CONCURRENCY,
             wake_on_application_events: true,
             shard: None,
+            trust_create_actor: false,
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct Context {
     recorder: Recorder,
     pub backstop: Duration,
     pub metrics: Arc<Metrics>,
+    /// Whether `barge.dev/create-actor` can be believed.
+    pub trust_create_actor: bool,
 }
 
 fn wake_all(
@@ -281,6 +287,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
         backstop: settings.backstop,
         metrics: metrics.clone(),
+        trust_create_actor: settings.trust_create_actor,
     });
     let stage_ctx = Arc::new(stage::StageContext {
         client,

@@ -138,13 +138,13 @@ async fn run_steps(
         promotion: &name,
         promotion_uid: promotion.metadata.uid.as_deref().unwrap_or_default(),
         stage: &promotion.spec.stage,
-        actor: actor(promotion),
+        actor: actor(promotion, ctx),
     };
     let evaluator = ExprEvaluator::new(
         &namespace,
         &promotion.spec.stage,
         &name,
-        actor(promotion),
+        actor(promotion, ctx),
         &plan.vars,
         status.freight.as_ref(),
     );
@@ -489,10 +489,15 @@ async fn write_status(
     }
 }
 
-fn actor(promotion: &Promotion) -> Option<&str> {
+/// Who created the Promotion, when that can be believed: only the
+/// create-actor admission policy stops anyone from writing any name.
+fn actor<'p>(promotion: &'p Promotion, ctx: &Context) -> Option<&'p str> {
+    if !ctx.trust_create_actor {
+        return None;
+    }
     promotion
         .annotations()
-        .get("barge.dev/create-actor")
+        .get(crate::api::ANNOTATION_CREATE_ACTOR)
         .map(String::as_str)
 }
 
