@@ -52,6 +52,7 @@ bench:
 chart-crds:
 	rm -f charts/barge/files/crds/*.yaml
 	cp crds/*.yaml charts/barge/files/crds/
+	cp deploy/create-actor-policy.yaml charts/barge/files/create-actor-policy.yaml
 
 ## chart-lint: helm lint (strict) and helm template of charts/barge, with the control plane's helm
 chart-lint:

@@ -134,6 +134,40 @@ fn helm_lint_passes_with_default_and_custom_values() -> TestResult {
 }
 
 #[test]
+fn the_chart_installs_the_committed_create_actor_policy_and_trusts_it_only_then() -> TestResult {
+    let committed = std::fs::read_to_string(root().join("deploy/create-actor-policy.yaml"))?;
+    let copied = std::fs::read_to_string(chart().join("files/create-actor-policy.yaml"))?;
+    assert!(
+        copied == committed,
+        "charts/barge/files/create-actor-policy.yaml differs from deploy/: run `make chart-crds` and commit"
+    );
+    let expected: Vec<Value> = serde_saphyr::from_multiple::<Value>(&committed)?
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect();
+    let trusted = |docs: &[Value]| -> Option<String> {
+        let deployment = of_kind(docs, "Deployment").into_iter().next()?;
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        env_value(container, "BARGE_TRUST_CREATE_ACTOR").map(String::from)
+    };
+
+    let docs = documents(&template(&[])?)?;
+    for object in &expected {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let rendered = of_kind(&docs, kind);
+        assert_eq!(rendered.len(), 1, "{kind}");
+        assert_eq!(rendered[0]["spec"], object["spec"], "{kind}");
+    }
+    assert_eq!(trusted(&docs).as_deref(), Some("true"));
+
+    let docs = documents(&template(&["--set", "createActorPolicy.enabled=false"])?)?;
+    assert!(of_kind(&docs, "ValidatingAdmissionPolicy").is_empty());
+    assert!(of_kind(&docs, "ValidatingAdmissionPolicyBinding").is_empty());
+    assert_eq!(trusted(&docs).as_deref(), Some("false"));
+    Ok(())
+}
+
+#[test]
 fn the_charts_crds_are_the_committed_crds() -> TestResult {
     let committed = yaml_files(&root().join("crds"))?;
     let copied = yaml_files(&chart().join("files/crds"))?;
@@ -318,6 +352,7 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
         ("BARGE_BACKSTOP", "5m"),
         ("BARGE_ARGOCD_NAMESPACE", "argocd"),
         ("BARGE_ARGOCD_ALL_NAMESPACES", "false"),
+        ("BARGE_TRUST_CREATE_ACTOR", "true"),
         ("BARGE_CONCURRENCY", "16"),
         ("BARGE_LOG_FORMAT", "json"),
         ("BARGE_LEADER_ELECTION", "false"),

@@ -535,3 +535,41 @@ async fn an_application_outside_the_watched_namespace_is_refused_not_waited_on_f
         "{message}"
     );
 }
+
+/// The sync `argocd-update` writes for a Promotion whose annotation names
+/// alice as its creator.
+async fn sync_of_alices_promotion(trust_create_actor: bool) -> Value {
+    let (_, app, api) = syncing_dev_app();
+    let p1 = running(json!([{"uses": "argocd-update", "as": "update",
+                             "config": {"apps": [{"name": "dev-app"}]}}]))
+    .set(
+        "/metadata/annotations",
+        json!({"barge.dev/create-actor": "alice"}),
+    )
+    .build();
+    let api = api.with(&p1);
+    let (mut ctx, _) = promotion_context(&api, Registry::builtin(), vec![p1.clone()], vec![app]);
+    if let Some(ctx) = Arc::get_mut(&mut ctx) {
+        ctx.trust_create_actor = trust_create_actor;
+    }
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    api.writes()
+        .into_iter()
+        .find(|w| w.path == application_path())
+        .map(|w| w.body["operation"]["initiatedBy"].clone())
+        .unwrap_or_else(|| panic!("no sync was written"))
+}
+
+#[tokio::test]
+async fn the_creator_is_passed_to_argo_cd_only_when_the_admission_policy_vouches_for_it() {
+    assert_eq!(
+        sync_of_alices_promotion(false).await,
+        json!({"username": crate::CONTROLLER_NAME, "automated": true})
+    );
+    assert_eq!(
+        sync_of_alices_promotion(true).await,
+        json!({"username": "alice", "automated": false})
+    );
+}
