@@ -18,7 +18,7 @@ use crate::api::{
 use crate::expr::Scope;
 use crate::inflate::{self, TaskMap};
 use crate::promotion::engine::{Progress, StepMeta, alias_of};
-use crate::promotion::evaluate::{ExprEvaluator, evaluate_tree};
+use crate::promotion::evaluate::{ExprEvaluator, PromotionFacts, evaluate_tree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExpandError {
@@ -229,14 +229,21 @@ fn expand_one(
         .map_err(|e| ExpandError::Input(format!("Promotion \"{promotion_name}\": {e}")))?;
 
     let reference = freight.map(Freight::reference);
-    let evaluator = ExprEvaluator::new(
+    let collection = reference
+        .clone()
+        .map(|target| crate::stage::promotion_collection(stage, target));
+    let facts = PromotionFacts {
         namespace,
-        stage_name,
-        promotion_name,
-        None,
-        &plan.vars,
-        reference.as_ref(),
-    );
+        stage: stage_name,
+        promotion: promotion_name,
+        actor: None,
+        freight: reference.as_ref(),
+        freight_alias: freight
+            .and_then(|f| f.spec.alias.as_deref())
+            .unwrap_or_default(),
+        collection: collection.as_ref(),
+    };
+    let evaluator = ExprEvaluator::new(&facts, &plan.vars);
     let mut progress = Progress::default();
     let promotion_vars = evaluator
         .env(None, "", &progress)

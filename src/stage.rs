@@ -67,10 +67,15 @@ pub fn freight_history(promotions: &[&Promotion]) -> Vec<FreightCollection> {
     succeeded.sort_by_key(|p| std::cmp::Reverse((finished(p), p.name_any())));
     let mut history: Vec<FreightCollection> = Vec::new();
     for p in succeeded {
-        let Some(freight) = p.status.as_ref().and_then(|s| s.freight.clone()) else {
-            continue;
+        let status = p.status.as_ref();
+        let collection = match (
+            status.and_then(|s| s.freight_collection.clone()),
+            status.and_then(|s| s.freight.clone()),
+        ) {
+            (Some(collection), _) if !collection.items.is_empty() => collection,
+            (_, Some(freight)) => collection_of(freight),
+            _ => continue,
         };
-        let collection = collection_of(freight);
         if history.last().is_some_and(|c| c.id == collection.id) {
             continue;
         }
@@ -80,6 +85,38 @@ pub fn freight_history(promotions: &[&Promotion]) -> Vec<FreightCollection> {
         }
     }
     history
+}
+
+/// The Freight a Promotion works with (Kargo's freight collection): the
+/// Stage's current Freight of each origin it still requests, with the
+/// promoted Freight in place of its own origin's.
+pub fn promotion_collection(stage: &Stage, target: FreightReference) -> FreightCollection {
+    let requested: Vec<String> = stage
+        .spec
+        .requested_freight
+        .iter()
+        .map(|r| r.origin.key())
+        .collect();
+    let mut items: BTreeMap<String, FreightReference> = stage
+        .status
+        .as_ref()
+        .and_then(|s| s.freight_history.first())
+        .map(|current| current.items.clone())
+        .unwrap_or_default();
+    items.retain(|origin, _| requested.contains(origin));
+    items.insert(target.origin.key(), target);
+    FreightCollection {
+        id: collection_id(&items),
+        items,
+        verification_history: Vec::new(),
+    }
+}
+
+/// A collection's id: the names of its Freight, sorted, joined by `,`.
+fn collection_id(items: &BTreeMap<String, FreightReference>) -> String {
+    let mut names: Vec<&str> = items.values().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    names.join(",")
 }
 
 fn collection_of(freight: FreightReference) -> FreightCollection {

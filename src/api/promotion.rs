@@ -90,6 +90,10 @@ pub struct PromotionPlan {
     /// steps of a task are aliased `<taskAlias>::<stepAlias>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<PromotionStep>,
+
+    /// The promoted Freight's alias (`ctx.targetFreight.alias`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub freight_alias: String,
 }
 
 /// The phase of a Promotion.

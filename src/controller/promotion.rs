@@ -17,13 +17,14 @@ use serde_json::json;
 use super::{Context, Error, cache_ready};
 use crate::api::{
     ABORT_TERMINATE, ANNOTATION_ABORT, AwaitedObject, ClusterPromotionTask, Freight,
-    HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus, PromotionTask,
-    Stage, StepExecutionMetadata, TaskKind,
+    FreightCollection, HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus,
+    PromotionTask, Stage, StepExecutionMetadata, TaskKind,
 };
 use crate::await_index::AwaitTarget;
 use crate::inflate::{self, TaskMap, TaskSpec};
 use crate::promotion::engine::{self, FinalPhase, Progress, StepMeta};
-use crate::promotion::evaluate::ExprEvaluator;
+use crate::promotion::evaluate::{ExprEvaluator, PromotionFacts};
+use crate::stage::promotion_collection;
 use crate::steps::executor::{self, Stop, Subject};
 
 /// The field manager of every status write.
@@ -140,14 +141,16 @@ async fn run_steps(
         stage: &promotion.spec.stage,
         actor: actor(promotion, ctx),
     };
-    let evaluator = ExprEvaluator::new(
-        &namespace,
-        &promotion.spec.stage,
-        &name,
-        actor(promotion, ctx),
-        &plan.vars,
-        status.freight.as_ref(),
-    );
+    let facts = PromotionFacts {
+        namespace: &namespace,
+        stage: &promotion.spec.stage,
+        promotion: &name,
+        actor: actor(promotion, ctx),
+        freight: status.freight.as_ref(),
+        freight_alias: &plan.freight_alias,
+        collection: status.freight_collection.as_ref(),
+    };
+    let evaluator = ExprEvaluator::new(&facts, &plan.vars);
     let metas_before = progress.metas.clone();
     let stop = executor::execute(
         &subject,
@@ -209,10 +212,11 @@ async fn start(
     let now = Timestamp::now();
     status.started_at = Some(Time(now));
     match planned {
-        Ok((plan, freight)) => {
+        Ok((plan, freight, collection)) => {
             status.phase = Some(PromotionPhase::Running);
             status.message = String::new();
             status.freight = Some(freight.reference());
+            status.freight_collection = Some(collection);
             status.current_step = 0;
             status.plan = Some(plan);
             ctx.publish(
@@ -257,7 +261,10 @@ fn read_error(what: String) -> impl FnOnce(kube::Error) -> PlanError {
     move |source| PlanError::Api(Error::Read { what, source })
 }
 
-async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Freight), PlanError> {
+/// The plan, the Freight and the freight collection of a Promotion.
+type Planned = (PromotionPlan, Freight, FreightCollection);
+
+async fn plan(promotion: &Promotion, ctx: &Context) -> Result<Planned, PlanError> {
     let (namespace, _) = key(promotion);
     let client = ctx.services.client.clone();
     let stage_name = &promotion.spec.stage;
@@ -299,8 +306,10 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<(PromotionPlan, Fr
             tasks.insert(task.kind, task.name.clone(), spec);
         }
     }
-    let plan = inflate::inflate(&request, &tasks)?;
-    Ok((plan, freight))
+    let mut plan = inflate::inflate(&request, &tasks)?;
+    plan.freight_alias = freight.spec.alias.clone().unwrap_or_default();
+    let collection = promotion_collection(&stage, freight.reference());
+    Ok((plan, freight, collection))
 }
 
 /// The Promotion that must finish before this one may run: one Promotion

@@ -573,3 +573,68 @@ async fn the_creator_is_passed_to_argo_cd_only_when_the_admission_policy_vouches
         json!({"username": "alice", "automated": false})
     );
 }
+
+/// Freight `name` from Warehouse `warehouse` with one commit of `repo`.
+fn freight_of(name: &str, warehouse: &str, repo: &str) -> Value {
+    json!({"name": name, "origin": {"kind": "Warehouse", "name": warehouse},
+           "commits": [{"repoURL": repo, "id": format!("{name}-sha")}]})
+}
+
+#[tokio::test]
+async fn a_promotion_carries_the_stages_freight_of_its_other_origins() {
+    let two_origins = json!([
+        {"origin": {"kind": "Warehouse", "name": "w"}, "sources": {"direct": true}},
+        {"origin": {"kind": "Warehouse", "name": "config"}, "sources": {"direct": true}},
+    ]);
+    let current = json!([{"id": "c1,f0", "items": {
+        "Warehouse/w": freight_of("f0", "w", "https://git.example/app.git"),
+        "Warehouse/config": freight_of("c1", "config", "https://git.example/config.git"),
+        "Warehouse/gone": freight_of("x9", "gone", "https://git.example/gone.git"),
+    }}]);
+    let dev = stage(update_steps())
+        .set("/spec/requestedFreight", two_origins)
+        .set("/status/freightHistory", current)
+        .build();
+    let f1 = freight("f1", 0)
+        .set("/alias", json!("wonky-wombat"))
+        .build();
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default().with(&dev).with(&f1).with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    let items = &status["freightCollection"]["items"];
+    assert_eq!(items["Warehouse/w"]["name"], "f1");
+    assert_eq!(items["Warehouse/config"]["name"], "c1");
+    assert!(items.get("Warehouse/gone").is_none(), "{items}");
+    assert_eq!(status["plan"]["freightAlias"], "wonky-wombat");
+}
+
+#[tokio::test]
+async fn expressions_find_commits_of_every_origin_in_the_collection() {
+    let collection = json!({"id": "c1,f1", "items": {
+        "Warehouse/w": freight_of("f1", "w", "https://git.example/app.git"),
+        "Warehouse/config": freight_of("c1", "config", "https://git.example/config.git"),
+    }});
+    let plan = json!([{"uses": "test-update", "as": "update", "config": {
+        "config": "${{ commitFrom(\"https://git.example/config.git\").id }}",
+        "alias": "${{ ctx.targetFreight.alias }}",
+    }}]);
+    let p1 = running(plan)
+        .set("/status/freightCollection", collection)
+        .set("/status/plan/freightAlias", json!("wonky-wombat"));
+    let echo = scripted("test-update", |ctx| {
+        let mut result = StepResult::new(PromotionStepStatus::Succeeded);
+        result.output = Some(ctx.config.clone());
+        StepRun::done(Ok(result))
+    });
+    let run = RunOnce::of(p1, vec![echo]).await;
+
+    let status = run.status();
+    assert_eq!(status["state"]["update"]["config"], "c1-sha", "{status}");
+    assert_eq!(status["state"]["update"]["alias"], "wonky-wombat");
+}

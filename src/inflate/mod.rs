@@ -243,7 +243,11 @@ where
             planned.insert(alias, index);
         }
     }
-    Ok(PromotionPlan { vars, steps })
+    Ok(PromotionPlan {
+        vars,
+        steps,
+        ..PromotionPlan::default()
+    })
 }
 
 /// Whether `alias` matches `^(step|task)-\d+$`: such aliases are assigned

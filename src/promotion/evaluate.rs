@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::engine::Progress;
-use crate::api::{ExpressionVariable, FreightReference, PromotionStep};
+use crate::api::{ExpressionVariable, FreightCollection, FreightReference, PromotionStep};
 use crate::expr::{self, Ctx, Env, ExprError, FreightSnapshot, Scope, StepStatus, StepStatuses};
 
 /// An expression of a step that could not be evaluated, with the path of
@@ -52,28 +52,43 @@ pub struct ExprEvaluator {
     freight: FreightSnapshot,
 }
 
+/// What a Promotion's expressions see of the Promotion itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PromotionFacts<'a> {
+    pub namespace: &'a str,
+    pub stage: &'a str,
+    pub promotion: &'a str,
+    /// Who created it, when that can be believed.
+    pub actor: Option<&'a str>,
+    /// The Freight being promoted (`ctx.targetFreight`).
+    pub freight: Option<&'a FreightReference>,
+    pub freight_alias: &'a str,
+    /// The promoted Freight with the Stage's Freight of its other origins:
+    /// what `commitFrom`, `imageFrom` and `chartFrom` search.
+    pub collection: Option<&'a FreightCollection>,
+}
+
 impl ExprEvaluator {
-    pub fn new(
-        namespace: &str,
-        stage: &str,
-        promotion: &str,
-        actor: Option<&str>,
-        promotion_vars: &[ExpressionVariable],
-        freight: Option<&FreightReference>,
-    ) -> Self {
+    pub fn new(facts: &PromotionFacts<'_>, promotion_vars: &[ExpressionVariable]) -> Self {
+        let freight = facts.freight;
         let ctx = Ctx {
-            project: namespace.to_string(),
-            stage: stage.to_string(),
-            promotion: promotion.to_string(),
+            project: facts.namespace.to_string(),
+            stage: facts.stage.to_string(),
+            promotion: facts.promotion.to_string(),
             target_freight_name: freight.map(|f| f.name.clone()).unwrap_or_default(),
+            target_freight_alias: facts.freight_alias.to_string(),
             target_freight_origin: freight.map(|f| f.origin.name.clone()).unwrap_or_default(),
-            actor: actor.unwrap_or_default().to_string(),
+            actor: facts.actor.unwrap_or_default().to_string(),
             ..Ctx::default()
         };
+        let items: Vec<&FreightReference> = match facts.collection {
+            Some(collection) if !collection.items.is_empty() => collection.items.values().collect(),
+            _ => freight.into_iter().collect(),
+        };
         let freight = FreightSnapshot {
-            freight: freight
-                .and_then(|f| serde_json::to_value(f).ok())
+            freight: items
                 .into_iter()
+                .filter_map(|f| serde_json::to_value(f).ok())
                 .collect(),
         };
         Self {
