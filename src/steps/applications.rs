@@ -153,7 +153,7 @@ async fn resolve_named(
     namespace: &str,
     authorize: bool,
 ) -> Result<Vec<Arc<Application>>, StepError> {
-    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
+    let stage = format!("{}:{}", ctx.subject.namespace, ctx.subject.stage);
     let cached = ctx
         .services
         .applications
@@ -180,7 +180,7 @@ async fn resolve_named(
             "Argo CD Application \"{name}\" in namespace \"{namespace}\" not found (config.apps[{index}].name)"
         ))),
         Some(app) if !authorize => Ok(vec![app]),
-        Some(app) => match authorization(&app, ctx.namespace, ctx.stage) {
+        Some(app) => match authorization(&app, ctx.subject.namespace, ctx.subject.stage) {
             Authorization::Allowed => Ok(vec![app]),
             Authorization::NotListed => Err(terminal(format!(
                 "{} is not authorized for Stage \"{stage}\": its annotation {AUTHORIZED_STAGE_ANNOTATION} must list \"{stage}\"",
@@ -200,8 +200,10 @@ async fn resolve_selected(
     namespace: &str,
     authorize: bool,
 ) -> Result<Vec<Arc<Application>>, StepError> {
-    let stage = format!("{}:{}", ctx.namespace, ctx.stage);
-    let allowed = |app: &Application| !authorize || is_authorized(app, ctx.namespace, ctx.stage);
+    let stage = format!("{}:{}", ctx.subject.namespace, ctx.subject.stage);
+    let allowed = |app: &Application| {
+        !authorize || is_authorized(app, ctx.subject.namespace, ctx.subject.stage)
+    };
     let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
         && selector
             .match_expressions

@@ -162,9 +162,9 @@ async fn sync_each(
 
 fn requester<'a>(ctx: &StepContext<'a>) -> Requester<'a> {
     Requester {
-        namespace: ctx.namespace,
-        name: ctx.promotion,
-        uid: ctx.promotion_uid,
+        namespace: ctx.subject.namespace,
+        name: ctx.subject.promotion,
+        uid: ctx.subject.promotion_uid,
     }
 }
 
@@ -215,7 +215,7 @@ async fn try_request_sync(
         SyncDecision::Resync { message } => Some(message),
         other => return Ok(Some(other)),
     };
-    if !is_authorized(&live, ctx.namespace, ctx.stage) {
+    if !is_authorized(&live, ctx.subject.namespace, ctx.subject.stage) {
         return Err(terminal(format!(
             "{} is no longer authorized for this Stage",
             describe(&live)
@@ -223,13 +223,19 @@ async fn try_request_sync(
     }
     let new_sources = updated_sources(&live, sources)
         .map_err(|e| terminal(format!("{}: {e}", describe(&live))))?;
-    let patch: Value = sync_patch(&live, requester(ctx), ctx.actor, new_sources, &desired);
+    let patch: Value = sync_patch(
+        &live,
+        requester(ctx),
+        ctx.subject.actor,
+        new_sources,
+        &desired,
+    );
     match api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => {
-            tracing::info!(application = %name, app_namespace = %namespace, promotion = %ctx.promotion, again = again.is_some(), "requested Argo CD sync");
+            tracing::info!(application = %name, app_namespace = %namespace, promotion = %ctx.subject.promotion, again = again.is_some(), "requested Argo CD sync");
             Ok(Some(match again {
                 None => SyncDecision::Running {
                     phase: "Requested".into(),

@@ -13,14 +13,7 @@ use crate::await_index::AwaitTarget;
 use crate::promotion::engine::{self, FinalPhase, Next, Progress, Recorded, StepMeta};
 use crate::promotion::evaluate::StepEvaluator;
 
-/// Who is promoting what, where.
-pub struct Subject<'a> {
-    pub namespace: &'a str,
-    pub promotion: &'a str,
-    pub promotion_uid: &'a str,
-    pub stage: &'a str,
-    pub actor: Option<&'a str>,
-}
+pub use super::Subject;
 
 /// Where the run stopped.
 #[derive(Debug, PartialEq)]
@@ -61,11 +54,7 @@ pub async fn execute(
         };
         let previous = progress.state.get(&alias).cloned();
         let ctx = StepContext {
-            namespace: subject.namespace,
-            promotion: subject.promotion,
-            promotion_uid: subject.promotion_uid,
-            stage: subject.stage,
-            actor: subject.actor,
+            subject,
             alias: &alias,
             config: &config,
             previous_output: previous.as_ref(),

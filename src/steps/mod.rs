@@ -35,16 +35,22 @@ pub struct Services {
     pub app_scope: AppScope,
 }
 
-/// Everything one run of one step may look at.
-pub struct StepContext<'a> {
+/// Who is promoting what, where.
+pub struct Subject<'a> {
     /// The Promotion's namespace (Kargo's project).
     pub namespace: &'a str,
     pub promotion: &'a str,
     /// The Promotion's UID: what tells it from an earlier one of its name.
     pub promotion_uid: &'a str,
     pub stage: &'a str,
-    /// Who asked for the Promotion, if a person did.
+    /// Who asked for the Promotion, if a person did (and that can be believed).
     pub actor: Option<&'a str>,
+}
+
+/// Everything one run of one step may look at.
+pub struct StepContext<'a> {
+    /// The Promotion the step runs for.
+    pub subject: &'a Subject<'a>,
     pub alias: &'a str,
     /// The step's config with every expression evaluated.
     pub config: &'a Value,
@@ -58,7 +64,10 @@ impl StepContext<'_> {
     /// from then on wakes the Promotion (the reconciler records the same
     /// targets again when the step returns).
     pub fn register_waits(&self, targets: &[AwaitTarget]) {
-        let key = (self.namespace.to_string(), self.promotion.to_string());
+        let key = (
+            self.subject.namespace.to_string(),
+            self.subject.promotion.to_string(),
+        );
         self.services.waits.set(key, targets.to_vec());
     }
 }
