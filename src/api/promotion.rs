@@ -96,6 +96,18 @@ pub struct PromotionPlan {
     pub freight_alias: String,
 }
 
+impl PromotionPlan {
+    /// A plan of these vars and steps (the Freight's alias is added once the
+    /// Freight is known).
+    pub fn new(vars: Vec<ExpressionVariable>, steps: Vec<PromotionStep>) -> Self {
+        Self {
+            vars,
+            steps,
+            freight_alias: String::new(),
+        }
+    }
+}
+
 /// The phase of a Promotion.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash, JsonSchema)]
 pub enum PromotionPhase {

@@ -243,11 +243,7 @@ where
             planned.insert(alias, index);
         }
     }
-    Ok(PromotionPlan {
-        vars,
-        steps,
-        ..PromotionPlan::default()
-    })
+    Ok(PromotionPlan::new(vars, steps))
 }
 
 /// Whether `alias` matches `^(step|task)-\d+$`: such aliases are assigned
