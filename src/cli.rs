@@ -96,6 +96,11 @@ struct RunArgs {
     /// it anyone could pose as anyone, so every sync is an automated one.
     #[arg(long, env = "BARGE_TRUST_CREATE_ACTOR")]
     trust_create_actor: bool,
+    /// Where each Promotion gets a directory for its files (git checkouts,
+    /// rendered manifests); removed when the Promotion ends. Default: the
+    /// system's temporary directory, under barge-controller.
+    #[arg(long, env = "BARGE_WORK_DIR", value_name = "DIR")]
+    work_dir: Option<std::path::PathBuf>,
     /// Only reconcile Stages and Promotions labelled barge.dev/shard=<SHARD>.
     #[arg(long, env = "BARGE_SHARD")]
     shard: Option<String>,
@@ -238,6 +243,9 @@ fn run(args: RunArgs) -> ExitCode {
             wake_on_application_events: !args.no_application_wakeups,
             shard: args.shard,
             trust_create_actor: args.trust_create_actor,
+            work_dir: args
+                .work_dir
+                .unwrap_or_else(|| Settings::default().work_dir),
         };
         tracing::info!(?settings, "starting the controllers");
         let metrics = Arc::new(Metrics::default());

@@ -29,6 +29,7 @@ use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::promotion::engine::{StepError, StepResult};
+use crate::steps::workdir::WorkDirs;
 use crate::steps::{Registry, Services, StepContext, StepRun, StepRunner};
 
 /// The backstop of the reconcilers under test: long, so a requeue that
@@ -350,6 +351,7 @@ pub fn promotion_context(
             argocd_namespace: "argocd".into(),
             waits: index.clone(),
             app_scope: AppScope::Only("argocd".into()),
+            work_dirs: WorkDirs::new(unique_work_root()),
         },
         registry,
         promotions: cache(promotions),
@@ -361,6 +363,15 @@ pub fn promotion_context(
         trust_create_actor: false,
     };
     (Arc::new(ctx), woken)
+}
+
+/// A work-directory root no other test uses.
+fn unique_work_root() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir()
+        .join("barge-unit-tests")
+        .join(format!("{}-{n}", std::process::id()))
 }
 
 /// The Stage reconciler's context over `api`.

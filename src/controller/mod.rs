@@ -27,6 +27,7 @@ use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
+use crate::steps::workdir::WorkDirs;
 use crate::steps::{Registry, Services};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,9 @@ pub struct Settings {
     /// Believe `barge.dev/create-actor` (the create-actor admission policy
     /// is installed); otherwise every sync is an automated one.
     pub trust_create_actor: bool,
+    /// Where each Promotion gets a directory for its files (removed when it
+    /// ends).
+    pub work_dir: std::path::PathBuf,
 }
 
 /// The backstop requeue when none is configured.
@@ -115,6 +119,7 @@ impl Default for Settings {
             wake_on_application_events: true,
             shard: None,
             trust_create_actor: false,
+            work_dir: std::env::temp_dir().join(crate::CONTROLLER_NAME),
         }
     }
 }
@@ -272,6 +277,7 @@ pub async fn run(
         metrics.clone(),
     );
 
+    let sweep_task = sweep_work_dirs(WorkDirs::new(&settings.work_dir), promotions.clone());
     let ctx = Arc::new(Context {
         services: Services {
             client: client.clone(),
@@ -279,6 +285,7 @@ pub async fn run(
             argocd_namespace: settings.argocd_namespace.clone(),
             waits: index.clone(),
             app_scope: settings.app_scope(),
+            work_dirs: WorkDirs::new(&settings.work_dir),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),
@@ -320,7 +327,7 @@ pub async fn run(
         });
     futures::join!(promotion_controller, stage_controller);
     // The watches outside the controllers end with them.
-    for task in [app_task, freight_task, ready_task] {
+    for task in [app_task, freight_task, ready_task, sweep_task] {
         task.abort();
     }
 }
@@ -461,6 +468,21 @@ fn watch_promotions(
         })
         .touched_objects();
     (promotions, events)
+}
+
+/// Once the Promotion cache has listed, removes the work directories of
+/// Promotions that ended or went away while the controller was not running.
+fn sweep_work_dirs(work_dirs: WorkDirs, promotions: Store<Promotion>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !cache_ready(&promotions).await {}
+        let live: std::collections::HashSet<String> = promotions
+            .state()
+            .iter()
+            .filter(|p| !p.is_terminal())
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        work_dirs.sweep(|uid| live.contains(uid));
+    })
 }
 
 /// Marks the controller ready once every cache has its first full list.

@@ -453,6 +453,9 @@ async fn finish(
         format!("Promotion {name} {phase}: {message}")
     };
     write_status(promotion, ctx, status).await?;
+    if let Some(uid) = promotion.uid() {
+        ctx.services.work_dirs.remove(&uid);
+    }
     ctx.metrics.promotion_finished(phase);
     ctx.publish(promotion, type_, reason, note).await;
     ctx.forget(&namespace, &name);

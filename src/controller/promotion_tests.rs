@@ -638,3 +638,105 @@ async fn expressions_find_commits_of_every_origin_in_the_collection() {
     assert_eq!(status["state"]["update"]["config"], "c1-sha", "{status}");
     assert_eq!(status["state"]["update"]["alias"], "wonky-wombat");
 }
+
+#[tokio::test]
+async fn a_fail_step_fails_the_promotion_with_its_message() {
+    let plan =
+        json!([{"uses": "fail", "as": "stop", "config": {"message": "chart name mismatch"}}]);
+    let p1 = running(plan).build();
+    let api = FakeApi::default().with(&p1);
+    let (ctx, _) = promotion_context(&api, Registry::builtin(), vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["message"], "step \"stop\": chart name mismatch");
+}
+
+/// Runs `plan` (built-in steps, and `hold`, which keeps the Promotion
+/// running) for p1 over a work directory holding `files`; returns the
+/// status written and the work directory.
+async fn run_in_work_dir(plan: Value, files: &[&str]) -> (Value, std::path::PathBuf) {
+    let p1 = running(plan).build();
+    let api = FakeApi::default().with(&p1);
+    let mut kinds = Registry::builtin();
+    kinds.register(Arc::new(waits_on_application("hold", "dev-app")));
+    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
+    let dir = ctx.services.work_dirs.of("uid-p1");
+    for file in files {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, "x").unwrap_or_else(|e| panic!("{e}"));
+    }
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (api.promotion_status("p1"), dir)
+}
+
+#[tokio::test]
+async fn delete_removes_what_its_globs_match_and_nothing_else() {
+    let plan = json!([
+        {"uses": "delete", "as": "clean", "config": {
+            "paths": ["./out/**/*.tmp", "./out/build"], "pathsAreGlobs": true, "strict": true}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let files = [
+        "out/a.tmp",
+        "out/deep/b.tmp",
+        "out/keep.yaml",
+        "out/build/x",
+        "src/c.tmp",
+    ];
+    let (status, dir) = run_in_work_dir(plan, &files).await;
+
+    assert_eq!(
+        status["stepExecutionMetadata"][0]["status"], "Succeeded",
+        "{status}"
+    );
+    let left: Vec<bool> = files.iter().map(|f| dir.join(f).exists()).collect();
+    assert_eq!(left, [false, false, true, false, true]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_promotion_that_ends_leaves_no_work_directory_behind() {
+    let plan = json!([{"uses": "fail", "as": "stop"}]);
+    let (status, dir) = run_in_work_dir(plan, &["out/file"]).await;
+
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+#[tokio::test]
+async fn delete_refuses_a_path_that_leaves_the_work_directory_naming_the_field() {
+    let plan = json!([{"uses": "delete", "as": "clean", "config": {"path": "../other-promotion"}}]);
+    let (status, _) = run_in_work_dir(plan, &[]).await;
+
+    assert_eq!(status["phase"], "Errored", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("config.path: \"../other-promotion\" leaves the work directory"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_strict_delete_of_a_pattern_that_matches_nothing_errors() {
+    let plan = json!([{"uses": "delete", "as": "clean",
+                       "config": {"paths": ["./out/*.tmp"], "pathsAreGlobs": true, "strict": true}}]);
+    let (status, _) = run_in_work_dir(plan, &["out/keep.yaml"]).await;
+
+    assert_eq!(status["phase"], "Errored", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("config.paths[0]: \"./out/*.tmp\" matches nothing")),
+        "{status}"
+    );
+}

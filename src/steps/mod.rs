@@ -6,7 +6,10 @@ pub mod applications;
 pub mod argocd_update;
 pub mod argocd_wait;
 pub mod compose_output;
+pub mod delete;
 pub mod executor;
+pub mod fail;
+pub mod workdir;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +36,8 @@ pub struct Services {
     pub waits: SharedAwaitIndex,
     /// Where the Application cache has Applications from.
     pub app_scope: AppScope,
+    /// Where each Promotion's files live.
+    pub work_dirs: workdir::WorkDirs,
 }
 
 /// Who is promoting what, where.
@@ -60,6 +65,19 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
+    /// The Promotion's work directory, created on first use.
+    pub fn work_dir(&self) -> Result<std::path::PathBuf, StepError> {
+        let dir = self.services.work_dirs.of(self.subject.promotion_uid);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| retryable(format!("work directory {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// The path the step config's `field` names, inside the work directory.
+    pub fn path(&self, field: &str, relative: &str) -> Result<std::path::PathBuf, StepError> {
+        workdir::resolve(&self.work_dir()?, field, relative)
+    }
+
     /// Says what the step waits on before it looks or acts, so that a change
     /// from then on wakes the Promotion (the reconciler records the same
     /// targets again when the step returns).
@@ -171,6 +189,8 @@ impl Registry {
         registry.register(Arc::new(argocd_update::step()));
         registry.register(Arc::new(argocd_wait::step()));
         registry.register(Arc::new(compose_output::step()));
+        registry.register(Arc::new(delete::step()));
+        registry.register(Arc::new(fail::step()));
         registry
     }
 
