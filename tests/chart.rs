@@ -353,6 +353,8 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
         ("BARGE_ARGOCD_NAMESPACE", "argocd"),
         ("BARGE_ARGOCD_ALL_NAMESPACES", "false"),
         ("BARGE_TRUST_CREATE_ACTOR", "true"),
+        // The root filesystem is read-only: Promotions' files go to an emptyDir.
+        ("BARGE_WORK_DIR", "/var/lib/barge/work"),
         ("BARGE_CONCURRENCY", "16"),
         ("BARGE_LOG_FORMAT", "json"),
         ("BARGE_LEADER_ELECTION", "false"),
