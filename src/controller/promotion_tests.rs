@@ -740,3 +740,69 @@ async fn a_strict_delete_of_a_pattern_that_matches_nothing_errors() {
         "{status}"
     );
 }
+
+#[tokio::test]
+async fn copy_merges_a_directory_leaving_out_git_and_ignored_files() {
+    let plan = json!([
+        {"uses": "copy", "as": "merge", "config": {
+            "inPath": "./src", "outPath": "./out", "ignore": "# fixtures\ntestdata/\n*.tmp\n"}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let files = [
+        "src/app.yaml",
+        "src/base/kustomization.yaml",
+        "src/.git/HEAD",
+        "src/testdata/case.yaml",
+        "src/x.tmp",
+        "out/existing.yaml",
+    ];
+    let (status, dir) = run_in_work_dir(plan, &files).await;
+
+    assert_eq!(
+        status["stepExecutionMetadata"][0]["status"], "Succeeded",
+        "{status}"
+    );
+    let present = |f: &str| dir.join(f).exists();
+    assert!(present("out/app.yaml") && present("out/base/kustomization.yaml"));
+    assert!(
+        present("out/existing.yaml"),
+        "the destination is merged into"
+    );
+    assert!(
+        !present("out/.git/HEAD") && !present("out/testdata/case.yaml") && !present("out/x.tmp")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn copy_reincludes_git_when_the_patterns_say_so_and_copies_single_files() {
+    let plan = json!([
+        {"uses": "copy", "as": "all", "config": {"inPath": "src", "outPath": "out", "ignore": "!.git/"}},
+        {"uses": "copy", "as": "one", "config": {"inPath": "src/app.yaml", "outPath": "single/app.yaml"}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let (status, dir) = run_in_work_dir(plan, &["src/app.yaml", "src/.git/HEAD"]).await;
+
+    assert_eq!(
+        status["stepExecutionMetadata"][1]["status"], "Succeeded",
+        "{status}"
+    );
+    assert!(dir.join("out/.git/HEAD").exists());
+    assert!(dir.join("single/app.yaml").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn copy_of_a_missing_path_errors_naming_in_path() {
+    let plan =
+        json!([{"uses": "copy", "as": "merge", "config": {"inPath": "nope", "outPath": "out"}}]);
+    let (status, _) = run_in_work_dir(plan, &[]).await;
+
+    assert_eq!(status["phase"], "Errored", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("config.inPath: \"nope\" does not exist")),
+        "{status}"
+    );
+}

@@ -6,6 +6,7 @@ pub mod applications;
 pub mod argocd_update;
 pub mod argocd_wait;
 pub mod compose_output;
+pub mod copy;
 pub mod delete;
 pub mod executor;
 pub mod fail;
@@ -189,6 +190,7 @@ impl Registry {
         registry.register(Arc::new(argocd_update::step()));
         registry.register(Arc::new(argocd_wait::step()));
         registry.register(Arc::new(compose_output::step()));
+        registry.register(Arc::new(copy::step()));
         registry.register(Arc::new(delete::step()));
         registry.register(Arc::new(fail::step()));
         registry
