@@ -474,7 +474,15 @@ fn watch_promotions(
 /// Promotions that ended or went away while the controller was not running.
 fn sweep_work_dirs(work_dirs: WorkDirs, promotions: Store<Promotion>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while !cache_ready(&promotions).await {}
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), promotions.wait_until_ready()).await
+            {
+                Ok(Ok(())) => break,
+                // The writer is gone: the controllers are stopping.
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
         let live: std::collections::HashSet<String> = promotions
             .state()
             .iter()
@@ -585,6 +593,17 @@ mod tests {
         let effects = promotion_event_effects(&p, false);
         assert_eq!(effects.awaiting, Some(vec![]));
         assert!(effects.wake_queued);
+    }
+
+    #[tokio::test]
+    async fn the_work_dir_sweep_stops_with_the_controllers_instead_of_spinning() {
+        let (promotions, writer) = reflector::store::<Promotion>();
+        drop(writer);
+        let root = std::env::temp_dir().join(format!("barge-sweep-{}", std::process::id()));
+        let sweep = sweep_work_dirs(WorkDirs::new(&root), promotions);
+        // A spinning task would never end; this one returns at once.
+        let ended = tokio::time::timeout(Duration::from_secs(30), sweep).await;
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
     }
 
     #[test]
