@@ -660,18 +660,24 @@ async fn a_fail_step_fails_the_promotion_with_its_message() {
 /// running) for p1 over a work directory holding `files`; returns the
 /// status written and the work directory.
 async fn run_in_work_dir(plan: Value, files: &[&str]) -> (Value, std::path::PathBuf) {
+    let files: Vec<(&str, &str)> = files.iter().map(|f| (*f, "x")).collect();
+    run_over_files(plan, &files).await
+}
+
+/// [`run_in_work_dir`] with the files' contents.
+async fn run_over_files(plan: Value, files: &[(&str, &str)]) -> (Value, std::path::PathBuf) {
     let p1 = running(plan).build();
     let api = FakeApi::default().with(&p1);
     let mut kinds = Registry::builtin();
     kinds.register(Arc::new(waits_on_application("hold", "dev-app")));
     let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
     let dir = ctx.services.work_dirs.of("uid-p1");
-    for file in files {
+    for (file, text) in files {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
         }
-        std::fs::write(&path, "x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
     }
     reconcile(Arc::new(p1), ctx)
         .await
@@ -805,4 +811,69 @@ async fn copy_of_a_missing_path_errors_naming_in_path() {
             .is_some_and(|m| m.contains("config.inPath: \"nope\" does not exist")),
         "{status}"
     );
+}
+
+const VALUES_YAML: &str =
+    "# chart values\nimage:\n  repository: web\n  tag: \"1.4.2\"\nreplicas: 3\n";
+
+#[tokio::test]
+async fn yaml_parse_outputs_what_its_expressions_pick_from_the_file() {
+    let plan = json!([
+        {"uses": "yaml-parse", "as": "values", "config": {"path": "./src/values.yaml", "outputs": [
+            {"name": "imageTag", "fromExpression": "image.tag"},
+            {"name": "image", "fromExpression": "outputs.image.repository + ':' + image.tag"},
+            {"name": "scaled", "fromExpression": "replicas * 2"},
+        ]}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let (status, dir) = run_over_files(plan, &[("src/values.yaml", VALUES_YAML)]).await;
+
+    assert_eq!(
+        status["state"]["values"],
+        json!({"imageTag": "1.4.2", "image": "web:1.4.2", "scaled": 6}),
+        "{status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn json_parse_reads_json_the_same_way() {
+    let plan = json!([
+        {"uses": "json-parse", "as": "pkg", "config": {"path": "package.json",
+            "outputs": [{"name": "version", "fromExpression": "version"}]}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let (status, dir) = run_over_files(plan, &[("package.json", r#"{"version": "2.0.1"}"#)]).await;
+
+    assert_eq!(
+        status["state"]["pkg"],
+        json!({"version": "2.0.1"}),
+        "{status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_parse_of_a_file_that_is_not_a_mapping_or_a_bad_expression_names_the_field() {
+    for (text, expression, expected) in [
+        (
+            "- a\n- b\n",
+            "a",
+            "config.path: \"v.yaml\" is not a YAML mapping",
+        ),
+        ("a: [", "a", "config.path: \"v.yaml\" is not valid YAML"),
+        ("a: 1\n", "a +", "config.outputs[0].fromExpression:"),
+    ] {
+        let plan = json!([{"uses": "yaml-parse", "as": "v", "config": {"path": "v.yaml",
+            "outputs": [{"name": "x", "fromExpression": expression}]}}]);
+        let (status, _) = run_over_files(plan, &[("v.yaml", text)]).await;
+
+        assert_eq!(status["phase"], "Errored", "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(expected)),
+            "{expected}: {status}"
+        );
+    }
 }

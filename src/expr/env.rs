@@ -189,6 +189,18 @@ pub struct Env {
     pub freight: FreightSnapshot,
     /// The step statuses the status functions look at.
     pub statuses: StepStatuses,
+    /// A parsed file (`yaml-parse`, `json-parse`): when set, identifiers
+    /// resolve against its top-level keys, and `outputs` is the whole
+    /// document, instead of the Promotion's context.
+    pub document: Option<Document>,
+}
+
+/// A parsed file an expression looks into.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Document {
+    pub fields: Map<String, Json>,
+    /// Whole numbers are ints (YAML, as Go's YAML decoder), not floats (JSON).
+    pub integers: bool,
 }
 
 /// Kargo's `StepExecutionMetadata`, so `stepMetas` entries read like Go
@@ -229,6 +241,22 @@ impl Env {
 
     /// The environment as one map value: what identifiers resolve against.
     pub(crate) fn root(&self) -> Result<Value, String> {
+        if let Some(document) = &self.document {
+            let convert = if document.integers {
+                value::from_yaml_json
+            } else {
+                value::from_json
+            };
+            let mut root = BTreeMap::new();
+            root.insert(
+                "outputs".to_string(),
+                convert(&Json::Object(document.fields.clone()))?,
+            );
+            for (key, v) in &document.fields {
+                root.insert(key.clone(), convert(v)?);
+            }
+            return Value::map(root).map_err(|_| "document nests too deep".to_string());
+        }
         let mut root = BTreeMap::new();
         root.insert("ctx".to_string(), value::from_json(&self.ctx.to_json())?);
         root.insert(

@@ -40,7 +40,7 @@ mod tests;
 use serde_json::Value as Json;
 
 pub use budget::Limits;
-pub use env::{Ctx, Env, FreightSnapshot, Scope, StepStatus, StepStatuses};
+pub use env::{Ctx, Document, Env, FreightSnapshot, Scope, StepStatus, StepStatuses};
 pub use error::{ExprError, Limit};
 
 use budget::Budget;

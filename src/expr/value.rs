@@ -254,29 +254,38 @@ fn too_deep_message() -> String {
 /// Converts JSON into a value. Numbers become floats, as they do when Go
 /// unmarshals JSON into `any` (which is how Kargo holds vars and outputs).
 pub(crate) fn from_json(v: &serde_json::Value) -> Result<Value, String> {
-    from_json_at(v, 0)
+    from_json_at(v, 0, false)
 }
 
-fn from_json_at(v: &serde_json::Value, depth: usize) -> Result<Value, String> {
+/// As [`from_json`], but whole numbers become ints, as Go's YAML decoder
+/// makes them (its JSON decoder makes every number a float64).
+pub(crate) fn from_yaml_json(v: &serde_json::Value) -> Result<Value, String> {
+    from_json_at(v, 0, true)
+}
+
+fn from_json_at(v: &serde_json::Value, depth: usize, ints: bool) -> Result<Value, String> {
     if depth > MAX_VALUE_DEPTH {
         return Err(too_deep_message());
     }
     Ok(match v {
         serde_json::Value::Null => Value::Nil,
         serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::Number(n) => match n.as_i64().filter(|_| ints) {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(0.0)),
+        },
         serde_json::Value::String(s) => Value::str(s),
         serde_json::Value::Array(items) => {
             let items = items
                 .iter()
-                .map(|v| from_json_at(v, depth + 1))
+                .map(|v| from_json_at(v, depth + 1, ints))
                 .collect::<Result<Vec<_>, _>>()?;
             Value::array(items).map_err(|_| too_deep_message())?
         }
         serde_json::Value::Object(obj) => {
             let entries = obj
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), from_json_at(v, depth + 1)?)))
+                .map(|(k, v)| Ok((k.clone(), from_json_at(v, depth + 1, ints)?)))
                 .collect::<Result<BTreeMap<_, _>, String>>()?;
             Value::map(entries).map_err(|_| too_deep_message())?
         }

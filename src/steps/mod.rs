@@ -8,9 +8,12 @@ pub mod argocd_wait;
 pub mod compose_output;
 pub mod copy;
 pub mod delete;
+mod document;
 pub mod executor;
 pub mod fail;
+pub mod json_parse;
 pub mod workdir;
+pub mod yaml_parse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,6 +196,8 @@ impl Registry {
         registry.register(Arc::new(copy::step()));
         registry.register(Arc::new(delete::step()));
         registry.register(Arc::new(fail::step()));
+        registry.register(Arc::new(json_parse::step()));
+        registry.register(Arc::new(yaml_parse::step()));
         registry
     }
 

@@ -45,6 +45,7 @@ fn env() -> Env {
         }))),
         freight: FreightSnapshot::default(),
         statuses: StepStatuses::default(),
+        document: None,
     }
 }
 
