@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use serde::de::DeserializeOwned;
 
-use super::{StepContext, parse_config, retryable, terminal};
+use super::{StepContext, StepRun, parse_config, retryable, terminal};
 use crate::argocd::{
     AUTHORIZED_STAGE_ANNOTATION, Application, Authorization, authorization, is_authorized,
 };
@@ -58,26 +58,28 @@ impl<'a> AppEntry<'a> {
 /// Every entry's Applications, each tagged with what its entry asks of it,
 /// and what the step waits on. The wait is registered before anything is
 /// read or written, so that no change the step sees late, or causes, goes
-/// by without waking it. On an error, what it waits on is still returned,
-/// so a retry is woken.
+/// by without waking it. An error comes as the step's run, still waiting
+/// on the targets, so a retry is woken.
 pub async fn resolve_all<T: Clone>(
     ctx: &StepContext<'_>,
     entries: Vec<(AppEntry<'_>, T)>,
     authorize: bool,
-) -> (
-    Result<Vec<(T, Arc<Application>)>, StepError>,
-    Vec<AwaitTarget>,
-) {
+) -> Result<(Vec<(T, Arc<Application>)>, Vec<AwaitTarget>), StepRun> {
     let awaiting: Vec<AwaitTarget> = entries.iter().map(|(e, _)| target(ctx, e)).collect();
     ctx.register_waits(&awaiting);
     let mut found = Vec::new();
     for (index, (entry, tag)) in entries.into_iter().enumerate() {
         match resolve(ctx, index, &entry, authorize).await {
             Ok(apps) => found.extend(apps.into_iter().map(|a| (tag.clone(), a))),
-            Err(e) => return (Err(e), awaiting),
+            Err(e) => {
+                return Err(StepRun {
+                    result: Err(e),
+                    awaiting,
+                });
+            }
         }
     }
-    (Ok(found), awaiting)
+    Ok((found, awaiting))
 }
 
 /// A step's config, which must name at least one Application.

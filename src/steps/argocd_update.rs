@@ -64,15 +64,9 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             )
         })
         .collect();
-    let (targets, awaiting) = resolve_all(ctx, entries, true).await;
-    let targets = match targets {
-        Ok(targets) => targets,
-        Err(e) => {
-            return StepRun {
-                result: Err(e),
-                awaiting,
-            };
-        }
+    let (targets, awaiting) = match resolve_all(ctx, entries, true).await {
+        Ok(resolved) => resolved,
+        Err(run) => return run,
     };
     // Every matched Application must accept the source updates before any is touched.
     for (index, app) in &targets {

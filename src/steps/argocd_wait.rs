@@ -218,15 +218,9 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
             Err(e) => return StepRun::done(Err(e)),
         }
     }
-    let (targets, awaiting) = resolve_all(ctx, entries, false).await;
-    let targets = match targets {
-        Ok(targets) => targets,
-        Err(e) => {
-            return StepRun {
-                result: Err(e),
-                awaiting,
-            };
-        }
+    let (targets, awaiting) = match resolve_all(ctx, entries, false).await {
+        Ok(resolved) => resolved,
+        Err(run) => return run,
     };
 
     let mut waiting = Vec::new();

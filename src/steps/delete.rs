@@ -91,24 +91,17 @@ fn matches(
         .split('/')
         .take_while(|part| !part.contains(['*', '?', '[', '{']))
         .collect();
-    let start = if literal.is_empty() {
-        ctx.path(field, ".")?
-    } else {
-        ctx.path(field, &literal.join("/"))?
-    };
+    let start = ctx.path(field, &format!("./{}", literal.join("/")))?;
     let base = root
         .canonicalize()
         .map_err(|e| retryable(format!("work directory: {e}")))?;
-    let normalized = ctx.path(field, pattern.trim_start_matches("./"));
-    // A pattern whose literal part escapes was refused above; the whole
-    // pattern is matched against paths relative to the work directory.
-    let relative_pattern = match normalized {
-        Ok(p) => p
-            .strip_prefix(&base)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        Err(e) => return Err(e),
-    };
+    // Matched against paths relative to the work directory, normalised as
+    // any path the step names (a `..` that leaves it is refused there).
+    let relative_pattern = ctx
+        .path(field, pattern)?
+        .strip_prefix(&base)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let glob = globset::GlobBuilder::new(&relative_pattern)
         .literal_separator(true)
         .build()
