@@ -566,3 +566,32 @@ pub fn waits_on_application(kind: &'static str, app: &'static str) -> ScriptedSt
         }],
     })
 }
+
+/// Runs `plan` (built-in steps, and `hold`, which keeps the Promotion
+/// running) for p1 over a work directory holding `files`; returns the
+/// status written and the work directory.
+pub async fn run_in_work_dir(plan: Value, files: &[&str]) -> (Value, std::path::PathBuf) {
+    let files: Vec<(&str, &str)> = files.iter().map(|f| (*f, "x")).collect();
+    run_over_files(plan, &files).await
+}
+
+/// [`run_in_work_dir`] with the files' contents.
+pub async fn run_over_files(plan: Value, files: &[(&str, &str)]) -> (Value, std::path::PathBuf) {
+    let p1 = promotion("p1", 0).running(plan).build();
+    let api = FakeApi::default().with(&p1);
+    let mut kinds = Registry::builtin();
+    kinds.register(Arc::new(waits_on_application("hold", "dev-app")));
+    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
+    let dir = ctx.services.work_dirs.of("uid-p1");
+    for (file, text) in files {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+    super::promotion::reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (api.promotion_status("p1"), dir)
+}

@@ -5,7 +5,7 @@
 //! one that ended.
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod promotion;
 pub mod stage;
 

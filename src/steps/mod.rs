@@ -12,6 +12,8 @@ mod document;
 pub mod executor;
 pub mod fail;
 pub mod json_parse;
+#[cfg(test)]
+mod tests;
 pub mod workdir;
 pub mod yaml_parse;
 

@@ -1,0 +1,3 @@
+//! Step behaviour specifications, run through the reconciler.
+
+mod files;
