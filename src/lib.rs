@@ -15,6 +15,7 @@ pub mod controller;
 pub mod crdgen;
 mod expand;
 pub mod expr;
+mod git;
 pub mod inflate;
 mod metrics;
 mod promotion;

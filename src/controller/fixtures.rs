@@ -41,6 +41,8 @@ pub const BACKSTOP: Duration = Duration::from_secs(3600);
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The query string, empty if there is none.
+    pub query: String,
     pub content_type: String,
     pub body: Value,
 }
@@ -191,6 +193,7 @@ impl FakeApi {
         let recorded = Recorded {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
             content_type: parts
                 .headers
                 .get(http::header::CONTENT_TYPE)
@@ -217,6 +220,7 @@ impl State {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &status_body(500, "etcd is down"),
             ),
+            "GET" if request.query.contains("labelSelector=") => self.list(path, &request.query),
             "GET" => match self.objects.get(path) {
                 Some(object) => answer(StatusCode::OK, object),
                 None => not_found(path),
@@ -229,6 +233,41 @@ impl State {
             "PATCH" => self.patch(path, &request.content_type, &request.body),
             _ => answer(StatusCode::METHOD_NOT_ALLOWED, &status_body(405, path)),
         }
+    }
+
+    /// The objects of a collection whose labels have every `key=value` of
+    /// the selector.
+    fn list(&self, collection: &str, query: &str) -> Response<Body> {
+        let selector = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("labelSelector="))
+            .unwrap_or_default()
+            .replace("%3D", "=")
+            .replace("%2F", "/")
+            .replace("%2C", ",");
+        let wanted: Vec<(&str, &str)> = selector
+            .split(',')
+            .filter_map(|term| term.split_once('='))
+            .collect();
+        let prefix = format!("{collection}/");
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|(path, _)| {
+                path.strip_prefix(&prefix)
+                    .is_some_and(|name| !name.contains('/'))
+            })
+            .filter(|(_, object)| {
+                wanted
+                    .iter()
+                    .all(|(k, v)| object["metadata"]["labels"][*k] == *v)
+            })
+            .map(|(_, object)| object.clone())
+            .collect();
+        answer(
+            StatusCode::OK,
+            &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+        )
     }
 
     fn create(&mut self, collection: &str, body: &Value) -> Response<Body> {
@@ -577,21 +616,73 @@ pub async fn run_in_work_dir(plan: Value, files: &[&str]) -> (Value, std::path::
 
 /// [`run_in_work_dir`] with the files' contents.
 pub async fn run_over_files(plan: Value, files: &[(&str, &str)]) -> (Value, std::path::PathBuf) {
-    let p1 = promotion("p1", 0).running(plan).build();
-    let api = FakeApi::default().with(&p1);
-    let mut kinds = Registry::builtin();
-    kinds.register(Arc::new(waits_on_application("hold", "dev-app")));
-    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
-    let dir = ctx.services.work_dirs.of("uid-p1");
-    for (file, text) in files {
-        let path = dir.join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-        }
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    let mut run = PlanRun::default();
+    for (path, text) in files {
+        run = run.file(path, text);
     }
-    super::promotion::reconcile(Arc::new(p1), ctx)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (api.promotion_status("p1"), dir)
+    run.run(plan).await
+}
+
+/// One reconcile of p1 running a plan over a work directory: the built-in
+/// steps, `hold` (which keeps the Promotion running), the test's own steps,
+/// and the objects the steps read (Secrets, say).
+pub struct PlanRun {
+    api: FakeApi,
+    kinds: Registry,
+    files: Vec<(String, String)>,
+}
+
+impl Default for PlanRun {
+    fn default() -> Self {
+        let mut kinds = Registry::builtin();
+        kinds.register(Arc::new(waits_on_application("hold", "dev-app")));
+        Self {
+            api: FakeApi::default(),
+            kinds,
+            files: Vec::new(),
+        }
+    }
+}
+
+impl PlanRun {
+    /// Serves `object` to the steps' reads.
+    pub fn with<K>(mut self, object: &K) -> Self
+    where
+        K: Resource<DynamicType = ()> + Serialize,
+    {
+        self.api = self.api.with(object);
+        self
+    }
+
+    /// Adds a step kind of the test's own.
+    pub fn step(mut self, step: ScriptedStep) -> Self {
+        self.kinds.register(Arc::new(step));
+        self
+    }
+
+    /// Puts `text` at `path` in the work directory before the run.
+    pub fn file(mut self, path: &str, text: &str) -> Self {
+        self.files.push((path.to_string(), text.to_string()));
+        self
+    }
+
+    /// Reconciles p1 once; returns the status written and the work
+    /// directory (gone unless the Promotion still runs).
+    pub async fn run(self, plan: Value) -> (Value, std::path::PathBuf) {
+        let p1 = promotion("p1", 0).running(plan).build();
+        let api = self.api.with(&p1);
+        let (ctx, _) = promotion_context(&api, self.kinds, vec![p1.clone()], vec![]);
+        let dir = ctx.services.work_dirs.of("uid-p1");
+        for (file, text) in &self.files {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+            }
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        super::promotion::reconcile(Arc::new(p1), ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (api.promotion_status("p1"), dir)
+    }
 }

@@ -65,6 +65,14 @@ impl StepResult {
             health_check: None,
         }
     }
+
+    /// A Succeeded result with `output`.
+    pub fn succeeded_with(output: Value) -> Self {
+        Self {
+            output: Some(output),
+            ..Self::new(StepStatus::Succeeded)
+        }
+    }
 }
 
 /// A step run that went wrong. A terminal error ends the step at once; any

@@ -58,10 +58,11 @@ fn copy(ctx: &StepContext<'_>) -> Result<(), StepError> {
     copy_dir(&from, &from, &to, &ignored).map_err(|e| retryable(format!("copying: {e}")))
 }
 
-/// `.git/` first, then the step's patterns, so that they can re-include it.
+/// `.git` first, then the step's patterns, so that they can re-include it.
 fn ignore_rules(root: &Path, patterns: &str) -> Result<Gitignore, StepError> {
     let mut builder = GitignoreBuilder::new(root);
-    let lines = std::iter::once(".git/").chain(patterns.lines());
+    // `.git` is a file in a linked working tree, a directory elsewhere.
+    let lines = std::iter::once(".git").chain(patterns.lines());
     for line in lines {
         builder
             .add_line(None, line)

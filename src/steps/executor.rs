@@ -58,6 +58,7 @@ pub async fn execute(
             alias: &alias,
             config: &config,
             previous_output: previous.as_ref(),
+            outputs: &progress.state,
             services,
         };
         let run = runner.run(&ctx).await;

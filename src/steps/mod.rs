@@ -11,7 +11,13 @@ pub mod delete;
 mod document;
 pub mod executor;
 pub mod fail;
+pub mod git_clear;
+pub mod git_clone;
+pub mod git_commit;
+pub mod git_push;
+pub mod git_tag;
 pub mod json_parse;
+mod repository;
 #[cfg(test)]
 mod tests;
 pub mod workdir;
@@ -67,6 +73,8 @@ pub struct StepContext<'a> {
     pub config: &'a Value,
     /// What this step wrote on its previous run, if it ran before.
     pub previous_output: Option<&'a Value>,
+    /// Every earlier step's output, by alias.
+    pub outputs: &'a serde_json::Map<String, Value>,
     pub services: &'a Services,
 }
 
@@ -198,6 +206,11 @@ impl Registry {
         registry.register(Arc::new(copy::step()));
         registry.register(Arc::new(delete::step()));
         registry.register(Arc::new(fail::step()));
+        registry.register(Arc::new(git_clear::step()));
+        registry.register(Arc::new(git_clone::step()));
+        registry.register(Arc::new(git_commit::step()));
+        registry.register(Arc::new(git_push::step()));
+        registry.register(Arc::new(git_tag::step()));
         registry.register(Arc::new(json_parse::step()));
         registry.register(Arc::new(yaml_parse::step()));
         registry

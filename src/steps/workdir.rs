@@ -16,6 +16,9 @@ pub struct WorkDirs {
 }
 
 const PREFIX: &str = "promotion-";
+/// Where a Promotion's bare clones live: beside its work directory, so that
+/// no step's paths reach them.
+const REPOSITORIES: &str = "repositories-";
 
 impl WorkDirs {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -27,15 +30,15 @@ impl WorkDirs {
         self.root.join(format!("{PREFIX}{uid}"))
     }
 
-    /// Removes the Promotion's directory, if it has one.
+    /// The directory of the Promotion's bare clones.
+    pub fn repositories_of(&self, uid: &str) -> PathBuf {
+        self.root.join(format!("{REPOSITORIES}{uid}"))
+    }
+
+    /// Removes the Promotion's directories, if it has them.
     pub fn remove(&self, uid: &str) {
-        let dir = self.of(uid);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => tracing::debug!(dir = %dir.display(), "removed a Promotion's work directory"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a Promotion's work directory")
-            }
+        for dir in [self.of(uid), self.repositories_of(uid)] {
+            remove(&dir);
         }
     }
 
@@ -47,12 +50,25 @@ impl WorkDirs {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(uid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            let Some(uid) = name.to_str().and_then(|n| {
+                n.strip_prefix(PREFIX)
+                    .or_else(|| n.strip_prefix(REPOSITORIES))
+            }) else {
                 continue;
             };
             if !exists(uid) {
                 self.remove(uid);
             }
+        }
+    }
+}
+
+fn remove(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => tracing::debug!(dir = %dir.display(), "removed a Promotion's directory"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a Promotion's directory")
         }
     }
 }

@@ -11,6 +11,7 @@
 mod apply;
 pub mod argocd;
 pub mod git;
+pub mod git_server;
 mod pki;
 pub mod process;
 mod task;
