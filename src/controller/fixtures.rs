@@ -630,6 +630,7 @@ pub struct PlanRun {
     api: FakeApi,
     kinds: Registry,
     files: Vec<(String, String)>,
+    resumed_at: usize,
 }
 
 impl Default for PlanRun {
@@ -640,6 +641,7 @@ impl Default for PlanRun {
             api: FakeApi::default(),
             kinds,
             files: Vec::new(),
+            resumed_at: 0,
         }
     }
 }
@@ -666,10 +668,28 @@ impl PlanRun {
         self
     }
 
+    /// Starts from step `step`, every earlier one recorded Succeeded, as a
+    /// controller that restarted finds the Promotion.
+    pub fn resumed_at(mut self, step: usize) -> Self {
+        self.resumed_at = step;
+        self
+    }
+
     /// Reconciles p1 once; returns the status written and the work
     /// directory (gone unless the Promotion still runs).
     pub async fn run(self, plan: Value) -> (Value, std::path::PathBuf) {
-        let p1 = promotion("p1", 0).running(plan).build();
+        let done: Vec<Value> = plan
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(self.resumed_at)
+            .map(|step| json!({"alias": step["as"], "status": "Succeeded"}))
+            .collect();
+        let p1 = promotion("p1", 0)
+            .running(plan)
+            .set("/status/currentStep", json!(self.resumed_at))
+            .set("/status/stepExecutionMetadata", json!(done))
+            .build();
         let api = self.api.with(&p1);
         let (ctx, _) = promotion_context(&api, self.kinds, vec![p1.clone()], vec![]);
         let dir = ctx.services.work_dirs.of("uid-p1");

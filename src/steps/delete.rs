@@ -27,7 +27,7 @@ struct Config {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).using_work_dir()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

@@ -32,6 +32,24 @@ pub enum Stop {
     },
 }
 
+/// Whether a step already run kept files in a work directory that no
+/// longer exists.
+fn lost_work_dir(
+    subject: &Subject<'_>,
+    steps: &[PromotionStep],
+    progress: &Progress,
+    registry: &Registry,
+    services: &Services,
+) -> bool {
+    let ran = &steps[..progress.current_step.min(steps.len())];
+    let kept_files = ran.iter().any(|step| {
+        registry
+            .get(step.uses.as_deref().unwrap_or_default())
+            .is_some_and(|runner| runner.uses_work_dir())
+    });
+    kept_files && !services.work_dirs.of(subject.promotion_uid).exists()
+}
+
 /// Runs steps from the current one until one waits or all are done.
 pub async fn execute(
     subject: &Subject<'_>,
@@ -41,6 +59,16 @@ pub async fn execute(
     services: &Services,
     evaluator: &dyn StepEvaluator,
 ) -> Stop {
+    if lost_work_dir(subject, steps, progress, registry, services) {
+        // The files earlier steps left (clones, renders) are gone with the
+        // directory (a new pod, say): only running them again brings them
+        // back. Steps that push recognise what they pushed before.
+        tracing::info!(
+            promotion = subject.promotion,
+            "the work directory is gone; running the plan again from its first step"
+        );
+        *progress = Progress::default();
+    }
     loop {
         let (index, starting) = match engine::next(steps, progress) {
             Next::Done { phase, message } => return Stop::Finished { phase, message },

@@ -59,7 +59,7 @@ struct Checkout {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).using_work_dir()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

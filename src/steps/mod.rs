@@ -136,6 +136,12 @@ pub trait StepRunner: Send + Sync {
         false
     }
 
+    /// Whether the step reads or writes the Promotion's work directory, so
+    /// that losing the directory means running the plan again.
+    fn uses_work_dir(&self) -> bool {
+        false
+    }
+
     fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun>;
 }
 
@@ -144,6 +150,7 @@ pub struct BuiltinStep {
     kind: &'static str,
     defaults: StepDefaults,
     propagates_task_output: bool,
+    uses_work_dir: bool,
     run: for<'a> fn(&'a StepContext<'a>) -> BoxFuture<'a, StepRun>,
 }
 
@@ -156,12 +163,21 @@ impl BuiltinStep {
             kind,
             defaults: StepDefaults::default(),
             propagates_task_output: false,
+            uses_work_dir: false,
             run,
         }
     }
 
     pub fn with_defaults(self, defaults: StepDefaults) -> Self {
         Self { defaults, ..self }
+    }
+
+    /// Marks a step that keeps files in the work directory.
+    pub fn using_work_dir(self) -> Self {
+        Self {
+            uses_work_dir: true,
+            ..self
+        }
     }
 
     pub fn propagating_task_output(self) -> Self {
@@ -183,6 +199,10 @@ impl StepRunner for BuiltinStep {
 
     fn propagates_task_output(&self) -> bool {
         self.propagates_task_output
+    }
+
+    fn uses_work_dir(&self) -> bool {
+        self.uses_work_dir
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun> {

@@ -15,5 +15,5 @@ const YAML: Format = Format {
 };
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| async move { document::run(ctx, &YAML) }.boxed())
+    BuiltinStep::new(KIND, |ctx| async move { document::run(ctx, &YAML) }.boxed()).using_work_dir()
 }

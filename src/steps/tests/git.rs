@@ -442,3 +442,23 @@ async fn a_detached_checkout_cannot_push_without_a_target_branch() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_promotion_whose_work_directory_is_gone_runs_again_from_its_first_step() {
+    let server = server().await;
+    publish_app(&server);
+    let mut plan = render_commit_push(&server.file_url("app"));
+    plan[2] = json!({"uses": "copy", "as": "render",
+        "config": {"inPath": "./src/app.yaml", "outPath": "./out/app.yaml"}});
+
+    // Stopped before its push, on a machine where its work directory is gone.
+    let (status, dir) = PlanRun::default().resumed_at(4).run(plan).await;
+
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(succeeded(&status), 5, "{status}");
+    let files = server
+        .git("app", &["ls-tree", "--name-only", "stage/dev"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(files, "app.yaml\n");
+    assert!(!dir.exists());
+}
