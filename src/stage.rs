@@ -336,6 +336,8 @@ pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> St
         health,
         current_promotion: current.map(reference),
         last_promotion: last.map(reference),
+        // Steps own the metadata; the Stage's own status never carries it.
+        metadata: Default::default(),
     }
 }
 

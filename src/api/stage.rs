@@ -311,6 +311,12 @@ pub struct StageStatus {
     /// The Promotion that finished last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_promotion: Option<PromotionReference>,
+
+    /// Free-form metadata that `set-metadata` steps write and
+    /// `stageMetadata()` reads, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "crate::api::schema::free_form_map")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 /// A Stage's health.

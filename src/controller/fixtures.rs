@@ -133,6 +133,16 @@ impl FakeApi {
         Client::new(service, "default")
     }
 
+    /// The object at `path` as the server holds it now.
+    pub fn object<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) -> Value {
+        let path = object_path::<K>(Some(namespace), name);
+        self.state()
+            .objects
+            .get(&path)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     /// Every request that was not a read.
     pub fn writes(&self) -> Vec<Recorded> {
         self.state()
@@ -304,7 +314,14 @@ impl State {
             .as_str()
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(1, |v| v + 1);
-        if content_type.starts_with("application/apply-patch") {
+        if content_type.starts_with("application/json-patch") {
+            let applied = serde_json::from_value::<json_patch::Patch>(body.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|p| json_patch::patch(object, &p).map_err(|e| e.to_string()));
+            if let Err(e) = applied {
+                return answer(StatusCode::UNPROCESSABLE_ENTITY, &status_body(422, &e));
+            }
+        } else if content_type.starts_with("application/apply-patch") {
             // The controller applies its whole status: what it leaves out it no longer owns.
             object["status"] = body["status"].clone();
         } else {
@@ -654,6 +671,11 @@ impl PlanRun {
     {
         self.api = self.api.with(object);
         self
+    }
+
+    /// The API server the run talks to.
+    pub fn api(&self) -> FakeApi {
+        self.api.clone()
     }
 
     /// Adds a step kind of the test's own.

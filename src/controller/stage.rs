@@ -88,7 +88,12 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
         health,
     };
     let status = stage_status(stage, observed, now);
-    if stage.status.as_ref() != Some(&status) {
+    // The metadata is the steps' (set-metadata), not this reconciler's.
+    let written = stage.status.clone().map(|mut s| {
+        s.metadata.clear();
+        s
+    });
+    if written.as_ref() != Some(&status) {
         let api = Api::<Stage>::namespaced(ctx.client.clone(), &namespace);
         let body = json!({"apiVersion": Stage::api_version(&()), "kind": Stage::kind(&()), "status": status});
         api.patch_status(
