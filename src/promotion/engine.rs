@@ -54,6 +54,9 @@ pub struct StepResult {
     pub output: Option<Value>,
     /// A health check to register if the step succeeds: `(uses, config)`.
     pub health_check: Option<(String, Value)>,
+    /// For a Running step that polls something nothing wakes it for (an
+    /// HTTP endpoint): when to run it again.
+    pub poll_after: Option<Duration>,
 }
 
 impl StepResult {
@@ -63,6 +66,7 @@ impl StepResult {
             message: None,
             output: None,
             health_check: None,
+            poll_after: None,
         }
     }
 
@@ -324,7 +328,14 @@ pub fn record(
                 } else {
                     meta.status = Some(StepStatus::Running);
                     meta.message = result.message;
-                    let wake_at = deadline(step, meta, defaults);
+                    let poll_at = result
+                        .poll_after
+                        .and_then(|p| jiff::SignedDuration::try_from(p).ok())
+                        .and_then(|p| now.checked_add(p).ok());
+                    let wake_at = match (poll_at, deadline(step, meta, defaults)) {
+                        (Some(p), Some(d)) => Some(p.min(d)),
+                        (p, d) => p.or(d),
+                    };
                     return Recorded::Wait { wake_at };
                 }
             }

@@ -133,6 +133,36 @@ fn a_timeout_is_a_wake_up_deadline_and_errors_the_step_when_passed() {
 }
 
 #[test]
+fn a_running_step_that_polls_wakes_at_its_poll_time_or_its_deadline_whichever_is_first() {
+    let mut s = step("a");
+    s.retry = Some(PromotionStepRetry {
+        timeout: "60s".parse().ok(),
+        error_threshold: 0,
+    });
+    let plan = vec![s];
+    let polling = |after: u64| {
+        Ok(StepResult {
+            poll_after: Some(Duration::from_secs(after)),
+            ..StepResult::new(StepStatus::Running)
+        })
+    };
+    let mut progress = Progress::default();
+    start(&mut progress, &plan, 0, t(0));
+    assert_eq!(
+        report(&mut progress, &plan, polling(30), t(10)),
+        Recorded::Wait {
+            wake_at: Some(t(40))
+        }
+    );
+    assert_eq!(
+        report(&mut progress, &plan, polling(30), t(40)),
+        Recorded::Wait {
+            wake_at: Some(t(60))
+        }
+    );
+}
+
+#[test]
 fn the_step_kinds_default_timeout_applies_when_retry_is_unset_and_zero_disables_it() {
     let defaults = StepDefaults {
         timeout: Some(Duration::from_secs(300)),

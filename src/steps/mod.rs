@@ -16,6 +16,7 @@ pub mod git_clone;
 pub mod git_commit;
 pub mod git_push;
 pub mod git_tag;
+pub mod http;
 pub mod json_parse;
 mod repository;
 pub mod set_metadata;
@@ -232,6 +233,7 @@ impl Registry {
         registry.register(Arc::new(git_commit::step()));
         registry.register(Arc::new(git_push::step()));
         registry.register(Arc::new(git_tag::step()));
+        registry.register(Arc::new(http::step()));
         registry.register(Arc::new(json_parse::step()));
         registry.register(Arc::new(set_metadata::step()));
         registry.register(Arc::new(yaml_parse::step()));

@@ -2,4 +2,5 @@
 
 mod files;
 mod git;
+mod http;
 mod metadata;
