@@ -176,15 +176,29 @@ pub fn main() -> ExitCode {
                 freight,
                 namespace,
             };
-            match crate::expand::expand(&options).and_then(|plans| crate::expand::to_yaml(&plans)) {
-                Ok(yaml) => {
-                    print!("{yaml}");
-                    ExitCode::SUCCESS
-                }
+            let plans = match crate::expand::expand(&options) {
+                Ok(plans) => plans,
                 Err(e) => {
                     eprintln!("barge expand: {e}");
-                    ExitCode::FAILURE
+                    return ExitCode::FAILURE;
                 }
+            };
+            match crate::expand::to_yaml(&plans) {
+                Ok(yaml) => print!("{yaml}"),
+                Err(e) => {
+                    eprintln!("barge expand: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            // The plan is printed either way: it shows where a bad step sits.
+            let problems = crate::expand::check(&plans, &crate::steps::Registry::builtin());
+            for problem in &problems {
+                eprintln!("barge expand: {problem}");
+            }
+            if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::AdmissionPolicy => match crate::admission::render() {

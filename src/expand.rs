@@ -19,6 +19,7 @@ use crate::expr::Scope;
 use crate::inflate::{self, TaskMap};
 use crate::promotion::engine::{Progress, StepMeta, alias_of};
 use crate::promotion::evaluate::{ExprEvaluator, PromotionFacts, evaluate_tree};
+use crate::steps::{ConfigError, Registry, StepRunner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExpandError {
@@ -409,6 +410,89 @@ fn evaluate_leaves(
         ),
         other => other.clone(),
     }
+}
+
+/// What is wrong with the expanded plans' steps: a kind no runner has, or
+/// a config that does not fit its step's schema. A value left as an
+/// expression (it needs a running Promotion) may turn out to be of any
+/// type, so it only counts against the config if no type would fit.
+pub fn check(plans: &[Expanded], registry: &Registry) -> Vec<String> {
+    let mut problems = Vec::new();
+    for plan in plans {
+        for step in &plan.steps {
+            let at = format!(
+                "Promotion \"{}\" in namespace \"{}\", step \"{}\"",
+                plan.promotion, plan.namespace, step.alias
+            );
+            let Some(runner) = registry.get(&step.uses) else {
+                problems.push(format!("{at}: uses: unknown step kind \"{}\"", step.uses));
+                continue;
+            };
+            if let Err(e) = check_step(runner.as_ref(), &step.config) {
+                problems.push(format!("{at} ({}): {e}", step.uses));
+            }
+        }
+    }
+    problems
+}
+
+/// Values an unevaluated expression is tried as, one after the other.
+fn placeholders() -> [Value; 5] {
+    [
+        Value::Bool(false),
+        Value::from(0),
+        Value::Object(Map::new()),
+        Value::Array(Vec::new()),
+        Value::String(String::new()),
+    ]
+}
+
+fn check_step(runner: &dyn StepRunner, config: &Value) -> Result<(), ConfigError> {
+    let mut config = config.clone();
+    let mut tried: BTreeMap<String, usize> = BTreeMap::new();
+    let mut first: Option<ConfigError> = None;
+    loop {
+        let Err(e) = runner.check_config(&config) else {
+            return Ok(());
+        };
+        let fail = |first: Option<ConfigError>| Err(first.unwrap_or_else(|| e.clone()));
+        let Some(leaf) = leaf_mut(&mut config, &e.path) else {
+            return fail(first);
+        };
+        let expression = matches!(&*leaf, Value::String(s) if s.contains("${{"));
+        if !expression && !tried.contains_key(&e.path) {
+            return Err(e);
+        }
+        let attempt = tried.entry(e.path.clone()).or_insert(0);
+        let Some(candidate) = placeholders().into_iter().nth(*attempt) else {
+            return fail(first);
+        };
+        *attempt += 1;
+        first.get_or_insert_with(|| e.clone());
+        *leaf = candidate;
+    }
+}
+
+/// The value at serde's path (`a.b[0].c`) in `value`.
+fn leaf_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    if path == "." {
+        return Some(value);
+    }
+    let mut at = value;
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            at = at.get_mut(key)?;
+        }
+        for index in indexes.split('[').filter(|s| !s.is_empty()) {
+            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            at = at.get_mut(index)?;
+        }
+    }
+    Some(at)
 }
 
 /// The expanded plans as a YAML stream.

@@ -112,3 +112,64 @@ fn expressions_that_need_a_running_promotion_are_left_as_written_with_a_note() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_step_kind_no_runner_has_fails_the_expansion_naming_the_step() {
+    let steps = r#"      - as: publish
+        uses: git-pussh
+        config: {path: ./out}
+"#;
+    let (ok, stdout, stderr) = expand_stage("kargo.akuity.io/v1alpha1", steps);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("step \"publish\": uses: unknown step kind \"git-pussh\""),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("uses: git-pussh"),
+        "the plan is still printed"
+    );
+}
+
+#[test]
+fn a_config_that_does_not_fit_its_step_fails_naming_the_field() {
+    for (config, expected) in [
+        (
+            "{path: ./out, targetBranh: main}",
+            "config.targetBranh: unknown field `targetBranh`",
+        ),
+        (
+            "{path: ./out, maxAttempts: many}",
+            "config.maxAttempts: invalid type: string \"many\"",
+        ),
+        ("{targetBranch: main}", "config: missing field `path`"),
+    ] {
+        let steps = format!("      - as: push\n        uses: git-push\n        config: {config}\n");
+        let (ok, _, stderr) = expand_stage("kargo.akuity.io/v1alpha1", &steps);
+        assert!(!ok, "{config}");
+        assert!(
+            stderr.contains("step \"push\" (git-push): ") && stderr.contains(expected),
+            "{expected}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn values_left_as_expressions_fit_whatever_type_the_step_expects() {
+    let steps = r#"      - as: clone
+        uses: git-clone
+        config:
+          repoURL: https://git.example.com/app.git
+          insecureSkipTLSVerify: ${{ outputs.settings.insecure }}
+          checkout:
+          - commit: ${{ outputs.settings.commit }}
+            path: ./src
+      - as: push
+        uses: git-push
+        config:
+          path: ./src
+          maxAttempts: ${{ outputs.settings.attempts }}
+"#;
+    let (ok, stdout, stderr) = expand_stage("kargo.akuity.io/v1alpha1", steps);
+    assert!(ok, "{stderr}\n{stdout}");
+}

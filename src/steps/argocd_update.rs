@@ -45,7 +45,9 @@ pub struct AppUpdate {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).with_defaults(ARGOCD_STEP_DEFAULTS)
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+        .config::<Config>()
+        .with_defaults(ARGOCD_STEP_DEFAULTS)
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

@@ -120,7 +120,9 @@ fn conditions(index: usize, wait_for: &Option<WaitFor>) -> Result<Conditions, St
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).with_defaults(ARGOCD_STEP_DEFAULTS)
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+        .config::<Config>()
+        .with_defaults(ARGOCD_STEP_DEFAULTS)
 }
 
 /// What one Application means for the step.

@@ -14,7 +14,7 @@ pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
+pub struct Config {
     path: String,
     outputs: Vec<Output>,
 }

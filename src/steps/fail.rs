@@ -17,7 +17,7 @@ struct Config {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).config::<Config>()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

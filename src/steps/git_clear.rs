@@ -18,7 +18,9 @@ struct Config {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).using_work_dir()
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+        .config::<Config>()
+        .using_work_dir()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

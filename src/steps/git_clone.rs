@@ -23,7 +23,7 @@ pub const KIND: &str = "git-clone";
 struct Config {
     #[serde(rename = "repoURL")]
     repo_url: String,
-    #[serde(default)]
+    #[serde(default, rename = "insecureSkipTLSVerify")]
     insecure_skip_tls_verify: bool,
     #[serde(default)]
     #[allow(dead_code)]
@@ -59,7 +59,9 @@ struct Checkout {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).using_work_dir()
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+        .config::<Config>()
+        .using_work_dir()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

@@ -30,7 +30,9 @@ struct Signer {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).using_work_dir()
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+        .config::<Config>()
+        .using_work_dir()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

@@ -38,7 +38,7 @@ struct Config {
     #[serde(default)]
     query_params: Vec<NameValue>,
     body: Option<String>,
-    #[serde(default)]
+    #[serde(default, rename = "insecureSkipTLSVerify")]
     insecure_skip_tls_verify: bool,
     proxy: Option<String>,
     timeout: Option<String>,
@@ -66,7 +66,7 @@ struct Output {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).config::<Config>()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

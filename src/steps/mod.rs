@@ -138,6 +138,13 @@ pub trait StepRunner: Send + Sync {
         false
     }
 
+    /// Whether `config` fits the step's config schema (field names and
+    /// types), checked before anything runs (`barge expand`). The error
+    /// names the field.
+    fn check_config(&self, _config: &Value) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
     /// Whether the step reads or writes the Promotion's work directory, so
     /// that losing the directory means running the plan again.
     fn uses_work_dir(&self) -> bool {
@@ -153,6 +160,7 @@ pub struct BuiltinStep {
     defaults: StepDefaults,
     propagates_task_output: bool,
     uses_work_dir: bool,
+    check: Option<fn(&Value) -> Result<(), ConfigError>>,
     run: for<'a> fn(&'a StepContext<'a>) -> BoxFuture<'a, StepRun>,
 }
 
@@ -166,12 +174,21 @@ impl BuiltinStep {
             defaults: StepDefaults::default(),
             propagates_task_output: false,
             uses_work_dir: false,
+            check: None,
             run,
         }
     }
 
     pub fn with_defaults(self, defaults: StepDefaults) -> Self {
         Self { defaults, ..self }
+    }
+
+    /// Checks configs against `C`, the type the step parses its config as.
+    pub fn config<C: DeserializeOwned>(self) -> Self {
+        Self {
+            check: Some(check_config::<C>),
+            ..self
+        }
     }
 
     /// Marks a step that keeps files in the work directory.
@@ -205,6 +222,10 @@ impl StepRunner for BuiltinStep {
 
     fn uses_work_dir(&self) -> bool {
         self.uses_work_dir
+    }
+
+    fn check_config(&self, config: &Value) -> Result<(), ConfigError> {
+        self.check.map_or(Ok(()), |check| check(config))
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun> {
@@ -255,21 +276,44 @@ impl Registry {
     }
 }
 
+/// A config that does not fit its step's schema: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// serde's path to the field (`apps[0].sources[1].repoURL`), `.` for
+    /// the config itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path == "." {
+            write!(f, "config: {}", self.message)
+        } else {
+            write!(f, "config.{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Parses a config as `T`, naming the offending field on error.
+fn parse<T: DeserializeOwned>(config: &Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(config).map_err(|e| ConfigError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+fn check_config<T: DeserializeOwned>(config: &Value) -> Result<(), ConfigError> {
+    parse::<T>(config).map(|_| ())
+}
+
 /// Parses a step's evaluated config, naming the offending field on error
 /// (e.g. `config.apps[0].sources[1].repoURL: missing field`). Bad config
 /// can't get better by retrying, so the error is terminal.
 pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, StepError> {
-    serde_path_to_error::deserialize(config).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            "config".to_string()
-        } else {
-            format!("config.{path}")
-        };
-        StepError {
-            message: format!("{at}: {}", e.inner()),
-            terminal: true,
-        }
+    parse(config).map_err(|e| StepError {
+        message: e.to_string(),
+        terminal: true,
     })
 }
 

@@ -29,7 +29,7 @@ struct Update {
 }
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| run(ctx).boxed())
+    BuiltinStep::new(KIND, |ctx| run(ctx).boxed()).config::<Config>()
 }
 
 async fn run(ctx: &StepContext<'_>) -> StepRun {

@@ -15,5 +15,7 @@ const YAML: Format = Format {
 };
 
 pub fn step() -> BuiltinStep {
-    BuiltinStep::new(KIND, |ctx| async move { document::run(ctx, &YAML) }.boxed()).using_work_dir()
+    BuiltinStep::new(KIND, |ctx| async move { document::run(ctx, &YAML) }.boxed())
+        .using_work_dir()
+        .config::<document::Config>()
 }
