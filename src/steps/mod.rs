@@ -154,13 +154,16 @@ pub trait StepRunner: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun>;
 }
 
+/// Checks a config against a step's schema.
+type ConfigCheck = fn(&Value) -> Result<(), ConfigError>;
+
 /// A built-in step kind: a kind name and one async function.
 pub struct BuiltinStep {
     kind: &'static str,
     defaults: StepDefaults,
     propagates_task_output: bool,
     uses_work_dir: bool,
-    check: Option<fn(&Value) -> Result<(), ConfigError>>,
+    check: Option<ConfigCheck>,
     run: for<'a> fn(&'a StepContext<'a>) -> BoxFuture<'a, StepRun>,
 }
 
