@@ -11,11 +11,17 @@ pub mod delete;
 mod document;
 pub mod executor;
 pub mod fail;
+mod json_edit;
 pub mod json_parse;
+pub mod json_update;
+pub mod kustomize_set_image;
 #[cfg(test)]
 mod tests;
+mod text_file;
 pub mod workdir;
+mod yaml_edit;
 pub mod yaml_parse;
+pub mod yaml_update;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -199,7 +205,10 @@ impl Registry {
         registry.register(Arc::new(delete::step()));
         registry.register(Arc::new(fail::step()));
         registry.register(Arc::new(json_parse::step()));
+        registry.register(Arc::new(json_update::step()));
+        registry.register(Arc::new(kustomize_set_image::step()));
         registry.register(Arc::new(yaml_parse::step()));
+        registry.register(Arc::new(yaml_update::step()));
         registry
     }
 

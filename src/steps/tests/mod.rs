@@ -1,3 +1,4 @@
 //! Step behaviour specifications, run through the reconciler.
 
+mod edits;
 mod files;
