@@ -8,14 +8,14 @@
 //! so the rest of the file keeps every byte. Outputs `commitMessage`,
 //! worded as Kargo's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::yaml_edit::{self, Document, Kind, Layout, NewScalar, Node, Splice, Value};
+use super::yaml_edit::{self, Document, Kind, Layout, NewScalar, Node, Splice, Style, Value};
 use super::{BuiltinStep, StepContext, StepRun, parse_config, terminal, text_file};
 use crate::api::FreightReference;
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
@@ -116,9 +116,10 @@ fn run(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
     let old = text_file::read(&file, "path", &label)?;
     let doc = Document::parse(&old)
         .map_err(|e| terminal(format!("config.path: {label:?} is not valid YAML: {e}")))?;
+    let targeted: BTreeSet<String> = targets.keys().cloned().collect();
     let merged = merge(&current_images(&doc, &label)?, targets);
     let wanted = finished(&merged);
-    let text = set_images(&doc, &wanted)
+    let text = set_images(&doc, &wanted, &targeted)
         .map_err(|e| terminal(format!("config.path: editing the images of {label:?}: {e}")))?;
     // The edit must read back as the images wanted, or nothing is written.
     let reread = Document::parse(&text)
@@ -337,9 +338,13 @@ fn finished(merged: &BTreeMap<String, Image>) -> Vec<Image> {
         .collect()
 }
 
-/// The text with `images` set to `wanted`: the entries that differ edited
-/// field by field, new ones added in name order.
-fn set_images(doc: &Document<'_>, wanted: &[Image]) -> Result<String, yaml_edit::EditError> {
+/// The text with `images` set to `wanted`: the entries of the `targeted`
+/// names that differ edited field by field, new ones added in name order.
+fn set_images(
+    doc: &Document<'_>,
+    wanted: &[Image],
+    targeted: &BTreeSet<String>,
+) -> Result<String, yaml_edit::EditError> {
     let Some(root) = &doc.root else {
         return Ok(doc.text.to_string());
     };
@@ -353,18 +358,21 @@ fn set_images(doc: &Document<'_>, wanted: &[Image]) -> Result<String, yaml_edit:
             yaml_edit::replace_null(doc, &entries[i].0, node, &list, layout)
         }
         (Some((_, node)), _) if matches!(node.kind, Kind::Sequence { flow: false, .. }) => {
-            edit_entries(doc, node, wanted)?
+            edit_entries(doc, node, wanted, targeted, layout)?
         }
         (Some((_, node)), _) => vec![yaml_edit::replace_flow(doc, node, &list)],
     };
     yaml_edit::apply(doc.text, splices)
 }
 
-/// Edits a block sequence of entries into `wanted`.
+/// Edits a block sequence of entries into `wanted`, touching only the
+/// entries of `targeted` names (the others are already as wanted).
 fn edit_entries(
     doc: &Document<'_>,
     sequence: &Node,
     wanted: &[Image],
+    targeted: &BTreeSet<String>,
+    layout: Layout,
 ) -> Result<Vec<Splice>, yaml_edit::EditError> {
     let Kind::Sequence { items, .. } = &sequence.kind else {
         return Ok(Vec::new());
@@ -376,14 +384,16 @@ fn edit_entries(
         let current = decode(item)
             .map_err(|_| yaml_edit::EditError::Unsupported("an entry that is not an image"))?;
         names.push(current.name.clone());
-        let Some(&want) = by_name.get(current.name.as_str()) else {
-            continue;
+        let want = match by_name.get(current.name.as_str()) {
+            Some(want) if targeted.contains(&current.name) => *want,
+            _ => continue,
         };
-        if current == *want {
-            continue;
-        }
         match &item.kind {
-            Kind::Mapping { flow: false, .. } => splices.extend(edit_entry(doc, item, want)?),
+            Kind::Mapping { flow: false, .. } => {
+                splices.extend(edit_entry(doc, item, want, layout)?)
+            }
+            Kind::Mapping { entries, .. }
+                if current == *want && entries.iter().all(|(_, v)| reads_as_string(v)) => {}
             _ => splices.push(yaml_edit::replace_flow(doc, item, &want.to_yaml())),
         }
     }
@@ -399,13 +409,24 @@ fn edit_entries(
     Ok(splices)
 }
 
-/// Edits one block mapping entry into `want`: fields changed in place,
-/// fields `want` lacks (and unknown keys, which Kargo drops) removed, new
-/// fields added after the field before them in Kustomize's order.
+/// Whether a field's value reads as the string it holds: quoted, or plain
+/// text that no reader takes for a number (`newTag: 1.0` does not, and
+/// Kustomize refuses it).
+fn reads_as_string(value: &Node) -> bool {
+    value.scalar().is_some_and(|s| {
+        s.style != Style::Plain || yaml_edit::plain_reads_back(&s.value, value.in_flow)
+    })
+}
+
+/// Edits one block mapping entry into `want`: fields changed in place (or
+/// quoted, where they would not read as strings), fields `want` lacks (and
+/// unknown keys, which Kargo drops) removed, new fields added after the
+/// field before them in Kustomize's order.
 fn edit_entry(
     doc: &Document<'_>,
     item: &Node,
     want: &Image,
+    layout: Layout,
 ) -> Result<Vec<Splice>, yaml_edit::EditError> {
     let Kind::Mapping { entries, .. } = &item.kind else {
         return Ok(Vec::new());
@@ -423,7 +444,7 @@ fn edit_entry(
             .map(|(_, v)| *v);
         match wanted {
             Some(v) if !v.is_empty() => {
-                let same = value.scalar().is_some_and(|s| s.value == v) && !value.is_null();
+                let same = value.scalar().is_some_and(|s| s.value == v) && reads_as_string(value);
                 if !same {
                     splices.extend(yaml_edit::set_scalar(
                         doc,
@@ -451,7 +472,7 @@ fn edit_entry(
             after,
             key,
             &Value::Str(v.to_string()),
-            Layout::of(doc),
+            layout,
         )?);
     }
     Ok(splices)

@@ -625,3 +625,25 @@ async fn kustomize_set_image_refuses_images_that_are_not_a_list() {
         "config.path: images in \"./kustomization.yaml\" is a mapping, not a list",
     );
 }
+
+#[tokio::test]
+async fn kustomize_set_image_writes_tags_that_read_as_strings_and_leaves_other_entries_be() {
+    let file = "images:\n- name: app\n  newTag: 1.0\n- name: bare\n- name: db\n  newTag: 2.0\n";
+    let config = json!({"path": ".", "images": [
+        {"image": "app", "tag": "1.0"},
+        {"image": "bare", "newName": "registry.example.com/bare", "tag": "3"},
+    ]});
+    let (status, text) = edit(
+        "kustomize-set-image",
+        config,
+        &[("kustomization.yaml", file)],
+        "kustomization.yaml",
+    )
+    .await;
+
+    succeeded(&status);
+    assert_eq!(
+        text,
+        "images:\n- name: app\n  newTag: \"1.0\"\n- name: bare\n  newName: registry.example.com/bare\n  newTag: \"3\"\n- name: db\n  newTag: 2.0\n"
+    );
+}
