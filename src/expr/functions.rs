@@ -451,7 +451,7 @@ fn to_yaml(v: &Value, budget: &mut Budget) -> Res<String> {
 
 /// Whether a plain scalar with this text would read as something other
 /// than a string (YAML 1.1 booleans and nulls, numbers, timestamps).
-fn yaml_reads_as_non_string(s: &str) -> bool {
+pub(crate) fn yaml_reads_as_non_string(s: &str) -> bool {
     const WORDS: &[&str] = &[
         "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
         "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~",

@@ -17,13 +17,19 @@ pub mod git_commit;
 pub mod git_push;
 pub mod git_tag;
 pub mod http;
+mod json_edit;
 pub mod json_parse;
+pub mod json_update;
+pub mod kustomize_set_image;
 mod repository;
 pub mod set_metadata;
 #[cfg(test)]
 mod tests;
+mod text_file;
 pub mod workdir;
+mod yaml_edit;
 pub mod yaml_parse;
+pub mod yaml_update;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -259,8 +265,11 @@ impl Registry {
         registry.register(Arc::new(git_tag::step()));
         registry.register(Arc::new(http::step()));
         registry.register(Arc::new(json_parse::step()));
+        registry.register(Arc::new(json_update::step()));
+        registry.register(Arc::new(kustomize_set_image::step()));
         registry.register(Arc::new(set_metadata::step()));
         registry.register(Arc::new(yaml_parse::step()));
+        registry.register(Arc::new(yaml_update::step()));
         registry
     }
 

@@ -1,5 +1,6 @@
 //! Step behaviour specifications, run through the reconciler.
 
+mod edits;
 mod files;
 mod git;
 mod http;
