@@ -648,6 +648,7 @@ pub struct PlanRun {
     kinds: Registry,
     files: Vec<(String, String)>,
     resumed_at: usize,
+    collection: Option<Value>,
 }
 
 impl Default for PlanRun {
@@ -659,6 +660,7 @@ impl Default for PlanRun {
             kinds,
             files: Vec::new(),
             resumed_at: 0,
+            collection: None,
         }
     }
 }
@@ -690,6 +692,13 @@ impl PlanRun {
         self
     }
 
+    /// The Freight the Stage will hold, by origin key, as the Promotion's
+    /// `status.freightCollection.items`.
+    pub fn freight_collection(mut self, items: Value) -> Self {
+        self.collection = Some(json!({"id": "c1", "items": items}));
+        self
+    }
+
     /// Starts from step `step`, every earlier one recorded Succeeded, as a
     /// controller that restarted finds the Promotion.
     pub fn resumed_at(mut self, step: usize) -> Self {
@@ -711,6 +720,10 @@ impl PlanRun {
             .running(plan)
             .set("/status/currentStep", json!(self.resumed_at))
             .set("/status/stepExecutionMetadata", json!(done))
+            .set(
+                "/status/freightCollection",
+                self.collection.unwrap_or(Value::Null),
+            )
             .build();
         let api = self.api.with(&p1);
         let (ctx, _) = promotion_context(&api, self.kinds, vec![p1.clone()], vec![]);

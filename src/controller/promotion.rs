@@ -134,12 +134,18 @@ async fn run_steps(
 ) -> Stop {
     let (namespace, name) = key(promotion);
     let mut progress = progress_from(status);
+    let freight: Vec<_> = status
+        .freight_collection
+        .as_ref()
+        .map(|c| c.items.values().cloned().collect())
+        .unwrap_or_default();
     let subject = Subject {
         namespace: &namespace,
         promotion: &name,
         promotion_uid: promotion.metadata.uid.as_deref().unwrap_or_default(),
         stage: &promotion.spec.stage,
         actor: actor(promotion, ctx),
+        freight: &freight,
     };
     let facts = PromotionFacts {
         namespace: &namespace,

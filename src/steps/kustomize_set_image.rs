@@ -104,15 +104,13 @@ pub fn step() -> BuiltinStep {
 
 fn run(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
     let config: Config = parse_config(ctx.config)?;
-    if config.images.is_empty() {
-        // Kargo then sets every image of the Freight collection (see
-        // `images_from_freight`); steps are not given the Freight yet.
-        return Err(terminal(
-            "config.images: setting every image of the Freight without a list is not supported yet; \
-             list the images, e.g. tag: ${{ imageFrom(\"<repository>\").Tag }}",
-        ));
-    }
-    let targets = targets(&config.images)?;
+    // Without a list, every image of the Freight the Stage will hold.
+    let targets = if config.images.is_empty() {
+        images_from_freight(ctx.subject.freight)
+            .map_err(|e| terminal(format!("config.images: {e}")))?
+    } else {
+        targets(&config.images)?
+    };
     let dir = ctx.path("path", &config.path)?;
     let (file, label) = kustomization(&dir, &config.path)?;
     let old = text_file::read(&file, "path", &label)?;
@@ -181,10 +179,6 @@ fn targets(images: &[ImageConfig]) -> Result<BTreeMap<String, Image>, StepError>
 /// Two pieces of Freight with images of one repository make that
 /// ambiguous. (Kargo finds the ambiguity in the Warehouses'
 /// subscriptions, so it also refuses a repository that only may appear.)
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "steps are not given the Promotion's Freight yet")
-)]
 pub fn images_from_freight(
     freight: &[FreightReference],
 ) -> Result<BTreeMap<String, Image>, String> {

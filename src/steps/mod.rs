@@ -70,6 +70,9 @@ pub struct Subject<'a> {
     pub stage: &'a str,
     /// Who asked for the Promotion, if a person did (and that can be believed).
     pub actor: Option<&'a str>,
+    /// The Freight the Stage will hold: the one promoted, and the current
+    /// Freight of the Stage's other origins.
+    pub freight: &'a [crate::api::FreightReference],
 }
 
 /// Everything one run of one step may look at.

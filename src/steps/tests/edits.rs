@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::controller::fixtures::run_over_files;
+use crate::controller::fixtures::{PlanRun, run_over_files};
 
 const VALUES: &str = include_str!("testdata/values.yaml");
 
@@ -591,20 +591,56 @@ async fn kustomize_set_image_refuses_bad_config_a_path_out_of_the_work_directory
     }
 }
 
+/// Freight from Warehouse `name` holding one image.
+fn image_freight(warehouse: &str, repo: &str, tag: &str) -> Value {
+    json!({"name": format!("{warehouse}-f"), "origin": {"kind": "Warehouse", "name": warehouse},
+           "images": [{"repoURL": repo, "tag": tag, "digest": ""}]})
+}
+
 #[tokio::test]
-async fn kustomize_set_image_without_images_says_they_must_be_listed() {
-    let config = json!({"path": "base"});
-    let (status, _) = edit(
-        "kustomize-set-image",
-        config,
-        &[("base/kustomization.yaml", KUSTOMIZATION)],
-        "x",
-    )
-    .await;
+async fn kustomize_set_image_without_images_sets_every_image_of_the_freight() {
+    let plan = json!([
+        {"uses": "kustomize-set-image", "as": "edit", "config": {"path": "./base"}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let (status, dir) = PlanRun::default()
+        .file("base/kustomization.yaml", KUSTOMIZATION)
+        .freight_collection(json!({
+            "Warehouse/api": image_freight("api", "ghcr.io/example/api", "v2.0.0"),
+            "Warehouse/worker": image_freight("worker", "ghcr.io/example/worker", "3.1"),
+        }))
+        .run(plan)
+        .await;
+    let text = std::fs::read_to_string(dir.join("base/kustomization.yaml")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    succeeded(&status);
+    assert!(text.contains("newTag: v2.0.0   # api"), "{text}");
+    assert!(
+        text.contains("- name: ghcr.io/example/worker\n    newTag: \"3.1\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("newName: registry.example.com/web\n    newTag: \"1.0\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn kustomize_set_image_without_images_refuses_an_image_two_origins_provide() {
+    let plan = json!([{"uses": "kustomize-set-image", "as": "edit", "config": {"path": "./base"}}]);
+    let (status, _) = PlanRun::default()
+        .file("base/kustomization.yaml", KUSTOMIZATION)
+        .freight_collection(json!({
+            "Warehouse/a": image_freight("a", "ghcr.io/example/api", "1"),
+            "Warehouse/b": image_freight("b", "ghcr.io/example/api", "2"),
+        }))
+        .run(plan)
+        .await;
 
     errored_with(
         &status,
-        "config.images: setting every image of the Freight without a list is not supported yet",
+        "config.images: manual configuration required due to ambiguous result",
     );
 }
 
