@@ -9,6 +9,7 @@ pub const CONTROLLER_NAME: &str = "barge-controller";
 pub mod admission;
 pub mod api;
 pub mod argocd;
+mod availability;
 mod await_index;
 pub mod cli;
 pub mod controller;

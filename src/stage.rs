@@ -10,6 +10,7 @@ use kube::ResourceExt;
 
 use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
 use crate::argocd::{AppHealthCheck, HealthCheckRecord};
+use crate::availability::{Availability, availability};
 
 /// The step whose health checks a Stage's health is judged from.
 const ARGOCD_UPDATE: &str = "argocd-update";
@@ -177,45 +178,42 @@ pub fn merge_health(results: &[(String, HealthState, Option<String>)]) -> Health
 }
 
 /// The Freight this Stage should get Promotions for: Freight of an origin it
-/// requests, available to it (directly, or verified in an upstream Stage),
-/// newer than what it has, and not promoted to it before. Oldest first, so
-/// Promotions queue in the order the Freight appeared.
+/// requests, available to it now (directly, approved, or verified and
+/// soaked in an upstream Stage), newer than what it has, and not promoted to
+/// it before. Oldest first, so Promotions queue in the order the Freight
+/// appeared. Also the instant the next such Freight finishes soaking, if
+/// one is soaking: the Stage must look again then.
 pub fn auto_promotion_candidates<'a>(
     stage: &Stage,
     current: Option<&FreightReference>,
     freight: &[&'a Freight],
     promoted: &[String],
-) -> Vec<&'a Freight> {
+    now: Timestamp,
+) -> (Vec<&'a Freight>, Option<Timestamp>) {
     if !stage.spec.auto_promotion {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let newest_known = current
         .and_then(|c| freight.iter().find(|f| f.name_any() == c.name))
         .map(|f| (created(&f.metadata), f.name_any()));
-    let mut out: Vec<&Freight> = freight
-        .iter()
-        .copied()
-        .filter(|f| {
-            stage.spec.requested_freight.iter().any(|r| {
-                r.origin.name == f.spec.origin.name
-                    && r.origin.kind == f.spec.origin.kind
-                    && (r.sources.direct
-                        || r.sources.stages.iter().any(|up| {
-                            f.status
-                                .as_ref()
-                                .is_some_and(|s| s.verified_in.contains_key(up))
-                        }))
-            })
-        })
-        .filter(|f| !promoted.contains(&f.name_any()))
-        .filter(|f| {
-            newest_known
+    let mut out: Vec<&Freight> = Vec::new();
+    let mut next: Option<Timestamp> = None;
+    for f in freight.iter().copied() {
+        let fresh = !promoted.contains(&f.name_any())
+            && newest_known
                 .as_ref()
-                .is_none_or(|known| (created(&f.metadata), f.name_any()) > *known)
-        })
-        .collect();
+                .is_none_or(|known| (created(&f.metadata), f.name_any()) > *known);
+        if !fresh {
+            continue;
+        }
+        match availability(stage, f, now) {
+            Availability::Now => out.push(f),
+            Availability::At(at) => next = Some(next.map_or(at, |n| n.min(at))),
+            Availability::No => {}
+        }
+    }
     out.sort_by_key(|f| (created(&f.metadata), f.name_any()));
-    out
+    (out, next)
 }
 
 /// The deterministic name of the automatic Promotion of `freight` to
@@ -450,6 +448,10 @@ mod tests {
         .unwrap_or_else(|e| panic!("bad fixture: {e}"))
     }
 
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_001_000).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
     fn stage(direct: bool, upstream: &[&str]) -> Stage {
         serde_json::from_value(json!({
             "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
@@ -500,7 +502,8 @@ mod tests {
             ..FreightReference::default()
         };
         let picked: Vec<String> =
-            auto_promotion_candidates(&stage(true, &[]), Some(&current), &refs, &[])
+            auto_promotion_candidates(&stage(true, &[]), Some(&current), &refs, &[], now())
+                .0
                 .iter()
                 .map(|f| f.name_any())
                 .collect();
@@ -515,11 +518,17 @@ mod tests {
             freight("f3", 3, &["dev"]),
         ];
         let refs: Vec<&Freight> = fs.iter().collect();
-        let picked: Vec<String> =
-            auto_promotion_candidates(&stage(false, &["dev"]), None, &refs, &["f1".to_string()])
-                .iter()
-                .map(|f| f.name_any())
-                .collect();
+        let picked: Vec<String> = auto_promotion_candidates(
+            &stage(false, &["dev"]),
+            None,
+            &refs,
+            &["f1".to_string()],
+            now(),
+        )
+        .0
+        .iter()
+        .map(|f| f.name_any())
+        .collect();
         assert_eq!(picked, vec!["f3"]);
     }
 

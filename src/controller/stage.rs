@@ -105,16 +105,24 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
     }
 
     record_freight_location(ctx, &namespace, &name, &history, last, health_state).await?;
-    auto_promote(
+    let soaked_at = auto_promote(
         stage,
         ctx,
         &namespace,
         &name,
         current_freight.as_ref(),
         &refs,
+        now,
     )
     .await?;
-    Ok(Action::requeue(ctx.backstop))
+    // Freight soaking upstream becomes available at an exact instant that no
+    // watch event marks: a timer for it, not a poll.
+    let wait = soaked_at
+        .and_then(|at| std::time::Duration::try_from(at.duration_since(now)).ok())
+        .map_or(ctx.backstop, |until| {
+            until.max(Duration::from_millis(1)).min(ctx.backstop)
+        });
+    Ok(Action::requeue(wait))
 }
 
 /// Health from the last Promotion's health checks, only when it succeeded
@@ -216,8 +224,26 @@ async fn record_freight_location(
                     json!({stage: {"verifiedAt": Time(Timestamp::now())}}),
                 );
             }
-        } else if status.currently_in.contains_key(stage) {
+        } else if let Some(stay) = status.currently_in.get(stage) {
             patch.insert("currentlyIn".into(), json!({stage: null}));
+            // Its stay ended: a verified Freight keeps its longest one, which
+            // counts toward requiredSoakTime downstream.
+            if let (Some(verified), Some(since)) = (status.verified_in.get(stage), &stay.since) {
+                // It left when the Freight that replaced it arrived.
+                let left = last
+                    .and_then(|p| p.status.as_ref())
+                    .and_then(|s| s.finished_at.as_ref())
+                    .map_or_else(Timestamp::now, |t| t.0);
+                let lasted = crate::availability::stay(since.0, left);
+                let longer = verified.longest_soak.is_none_or(|longest| {
+                    lasted.parse::<kube::core::Duration>().is_ok_and(|l| {
+                        std::time::Duration::from(l) > std::time::Duration::from(longest)
+                    })
+                });
+                if longer {
+                    patch.insert("verifiedIn".into(), json!({stage: {"longestSoak": lasted}}));
+                }
+            }
         }
         if !patch.is_empty() {
             let body = json!({"status": patch});
@@ -237,9 +263,10 @@ async fn auto_promote(
     name: &str,
     current: Option<&crate::api::FreightReference>,
     promotions: &[&Promotion],
-) -> Result<(), Error> {
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
     if !stage.spec.auto_promotion {
-        return Ok(());
+        return Ok(None);
     }
     let freight: Vec<Arc<Freight>> = ctx
         .freight
@@ -250,7 +277,8 @@ async fn auto_promote(
     let refs: Vec<&Freight> = freight.iter().map(|f| f.as_ref()).collect();
     let promoted: Vec<String> = promotions.iter().map(|p| p.spec.freight.clone()).collect();
     let api = Api::<Promotion>::namespaced(ctx.client.clone(), namespace);
-    for candidate in auto_promotion_candidates(stage, current, &refs, &promoted) {
+    let (candidates, soaked_at) = auto_promotion_candidates(stage, current, &refs, &promoted, now);
+    for candidate in candidates {
         let freight_name = candidate.name_any();
         let mut labels = json!({"barge.dev/stage": name});
         if let Some(shard) = stage.labels().get(crate::api::LABEL_SHARD) {
@@ -282,7 +310,7 @@ async fn auto_promote(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(soaked_at)
 }
 
 fn owner(stage: &Stage) -> OwnerReference {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
@@ -192,7 +193,7 @@ async fn an_app_healthy_at_an_older_revision_does_not_verify_the_new_freight() {
 }
 
 #[tokio::test]
-async fn freight_replaced_on_the_stage_is_no_longer_currently_in_it() {
+async fn freight_replaced_on_the_stage_is_no_longer_in_it_and_keeps_its_longest_stay() {
     let f1_in_dev = freight("f1", 0)
         .set("/status/currentlyIn", json!({"dev": {"since": EIGHT}}))
         .set("/status/verifiedIn", json!({"dev": {}}));
@@ -207,7 +208,7 @@ async fn freight_replaced_on_the_stage_is_no_longer_currently_in_it() {
 
     assert_eq!(
         run.freight_patches("f1"),
-        [json!({"currentlyIn": {"dev": null}})]
+        [json!({"currentlyIn": {"dev": null}, "verifiedIn": {"dev": {"longestSoak": "1h0m0s"}}})]
     );
     let f2_patches = run.freight_patches("f2");
     assert!(
@@ -296,4 +297,66 @@ async fn health_of_an_application_outside_the_watched_namespace_says_why_it_is_u
             .is_some_and(|i| i.contains("only in namespace \"argocd\"")),
         "{health}"
     );
+}
+
+/// `dev` taking Freight from `staging` once it has soaked there for an hour.
+fn soaking_dev(stage: Fixture<Stage>) -> Fixture<Stage> {
+    stage.set("/spec/autoPromotion", json!(true)).set(
+        "/spec/requestedFreight",
+        json!([{"origin": {"kind": "Warehouse", "name": "w"},
+                "sources": {"stages": ["staging"], "requiredSoakTime": "1h"}}]),
+    )
+}
+
+#[tokio::test]
+async fn freight_still_soaking_upstream_is_not_promoted_and_the_stage_looks_again_when_it_has_soaked()
+ {
+    let since = Timestamp::now() - jiff::SignedDuration::from_mins(10);
+    let in_staging = freight("f1", 0)
+        .set(
+            "/status/currentlyIn",
+            json!({"staging": {"since": since.to_string()}}),
+        )
+        .set("/status/verifiedIn", json!({"staging": {}}));
+
+    let run = Given::dev(soaking_dev)
+        .with_freight(in_staging)
+        .reconcile()
+        .await;
+
+    assert!(run.created().is_empty(), "{:?}", run.created());
+    let Ok(action) = &run.action else {
+        panic!("{:?}", run.action)
+    };
+    // 50 minutes less the moments the test took: the instant f1 has soaked.
+    let wait = requeue_secs(action);
+    assert!(
+        wait.is_some_and(|w| (2990.0..=3000.0).contains(&w)),
+        "{action:?}"
+    );
+}
+
+/// The seconds after which `action` looks again (kube's Action shows them
+/// only in its Debug form).
+fn requeue_secs(action: &Action) -> Option<f64> {
+    let text = format!("{action:?}");
+    let start = text.find("requeue_after: Some(")? + "requeue_after: Some(".len();
+    let rest = &text[start..];
+    let end = rest.find("s)")?;
+    rest[..end].parse().ok()
+}
+
+#[tokio::test]
+async fn freight_that_has_soaked_upstream_long_enough_is_promoted() {
+    let in_staging = freight("f1", 0).set(
+        "/status/verifiedIn",
+        json!({"staging": {"longestSoak": "2h0m0s"}}),
+    );
+
+    let run = Given::dev(soaking_dev)
+        .with_freight(in_staging)
+        .reconcile()
+        .await;
+
+    assert_eq!(run.created().len(), 1, "{:?}", run.created());
 }
