@@ -1,0 +1,172 @@
+//! `examples/gitops` end to end: the pipeline Kargo users write (git-clone,
+//! kustomize-set-image, kustomize-build, git-commit, git-push, argocd-update
+//! syncing the pushed commit) takes one Freight through dev, staging and
+//! prod, against a real kube-apiserver, the real Argo CD
+//! application-controller and repo-server reading the same repository, and a
+//! bare git repository the Promotions push to. The controller's backstop is
+//! an hour, so every Stage finishes only through events.
+
+mod support;
+
+use std::path::Path;
+
+use barge::api::{Promotion, PromotionPhase};
+use barge_testenv::git::GitRepo;
+use barge_testenv::git_server::{GitServer, Login};
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+use support::{ArgoCdKind, Harness, TestResult, healthy_with};
+
+const FREIGHT: &str = "guestbook-0-2-0";
+const STAGES: [&str; 3] = ["dev", "staging", "prod"];
+
+/// The example's GitOps repository, published as bare repository `gitops`;
+/// returns its `main` commit.
+fn publish_example_repository(server: &GitServer) -> Result<String, support::Error> {
+    let repo = GitRepo::init()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops/repo");
+    for file in files_under(&root)? {
+        let relative = file.strip_prefix(&root)?.display().to_string();
+        repo.write(&relative, &std::fs::read_to_string(&file)?)?;
+    }
+    let commit = repo.commit("the guestbook's GitOps repository")?;
+    server.publish("gitops", &repo)?;
+    Ok(commit)
+}
+
+fn files_under(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(files_under(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// The example's manifests (but its namespaces) with the repository filled
+/// in, moved into the test's namespaces.
+fn example_objects(
+    h: &Harness,
+    repo_url: &str,
+    commit: &str,
+) -> Result<Vec<Value>, support::Error> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops");
+    let mut objects = Vec::new();
+    for name in [
+        "10-promotion-task.yaml",
+        "20-argocd-applications.yaml",
+        "40-freight.yaml",
+        "30-stages.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(name))?
+            .replace("REPO_URL", repo_url)
+            .replace("COMMIT", commit);
+        for doc in text.split("\n---\n") {
+            let mut object: Value = serde_saphyr::from_str(doc)?;
+            if object["kind"] == "Application" {
+                let stage = object["metadata"]["name"]
+                    .as_str()
+                    .and_then(|n| n.strip_prefix("barge-gitops-"))
+                    .unwrap_or_default()
+                    .to_string();
+                object["metadata"]["name"] = json!(format!("{}-{stage}", h.ns));
+                object["metadata"]["namespace"] = json!(h.argocd_ns);
+                object["metadata"]["annotations"]["barge.dev/authorized-stage"] =
+                    json!(format!("{}:{stage}", h.ns));
+                object["spec"]["destination"]["namespace"] = json!(format!("{}-{stage}", h.ns));
+            } else {
+                object["metadata"]["namespace"] = json!(h.ns);
+            }
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}
+
+#[tokio::test]
+async fn the_gitops_example_renders_pushes_and_syncs_each_stage_against_real_argo_cd() -> TestResult
+{
+    let server = GitServer::start(Login {
+        username: "unused".into(),
+        password: "unused".into(),
+    })
+    .await?;
+    let commit = publish_example_repository(&server)?;
+    let repo_url = server.file_url("gitops");
+    let h = Harness::start_on(ArgoCdKind::Real, |c| c).await?;
+    let started = std::time::Instant::now();
+
+    h.apply(Value::Array(example_objects(&h, &repo_url, &commit)?))
+        .await?;
+    for stage in STAGES {
+        h.stage_until(stage, "healthy with the Freight", healthy_with(FREIGHT))
+            .await?;
+    }
+    let took = started.elapsed();
+
+    let promotions = Api::<Promotion>::namespaced(h.client.clone(), &h.ns)
+        .list(&ListParams::default())
+        .await?;
+    println!("\n| Stage | Promotion | run time (first step to finish) |\n|---|---|---|");
+    for stage in STAGES {
+        let promotion = promotions
+            .items
+            .iter()
+            .find(|p| p.spec.stage == stage)
+            .ok_or(format!("no Promotion for {stage}"))?;
+        assert_eq!(
+            promotion.phase(),
+            PromotionPhase::Succeeded,
+            "{:?}",
+            promotion.status
+        );
+        let status = promotion.status.clone().unwrap_or_default();
+        let started = status
+            .step_execution_metadata
+            .first()
+            .and_then(|m| m.started_at.clone())
+            .ok_or("no start")?;
+        let finished = status.finished_at.clone().ok_or("no finish")?;
+        println!(
+            "| {stage} | {} | {} ms |",
+            promotion.metadata.name.clone().unwrap_or_default(),
+            finished.0.duration_since(started.0).as_millis()
+        );
+
+        // The Stage's branch holds what Kustomize rendered with the new image,
+        // in a commit that names the Promotion.
+        let branch = format!("stage/{stage}");
+        let rendered = server.git("gitops", &["show", &format!("{branch}:manifests.yaml")])?;
+        assert!(
+            rendered.contains("image: ghcr.io/example/guestbook:0.2.0"),
+            "{rendered}"
+        );
+        let head = server
+            .git("gitops", &["rev-parse", &branch])?
+            .trim()
+            .to_string();
+        let message = server.git("gitops", &["log", "-1", "--format=%B", &branch])?;
+        let uid = promotion.metadata.uid.clone().unwrap_or_default();
+        assert!(
+            message.contains(&format!("Barge-Promotion: {uid}")),
+            "{message}"
+        );
+        assert!(
+            message.contains("ghcr.io/example/guestbook:0.2.0"),
+            "{message}"
+        );
+
+        // Argo CD synced exactly that commit.
+        let apps = barge_argocd_double::fixtures::applications(h.client.clone(), &h.argocd_ns);
+        let app = serde_json::to_value(apps.get(&format!("{}-{stage}", h.ns)).await?)?;
+        assert_eq!(app["status"]["sync"]["revision"], head.as_str(), "{app}");
+        assert_eq!(app["status"]["sync"]["status"], "Synced", "{app}");
+    }
+    println!("all three Stages: {} ms\n", took.as_millis());
+    h.shutdown().await;
+    Ok(())
+}
