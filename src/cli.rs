@@ -101,6 +101,15 @@ struct RunArgs {
     /// system's temporary directory, under barge-controller.
     #[arg(long, env = "BARGE_WORK_DIR", value_name = "DIR")]
     work_dir: Option<std::path::PathBuf>,
+    /// Most a Promotion's files (clones, renders) may take, in MiB; a step
+    /// that leaves more fails the Promotion, saying so.
+    #[arg(
+        long,
+        env = "BARGE_WORK_DIR_LIMIT_MIB",
+        default_value_t = 1024,
+        value_name = "MIB"
+    )]
+    work_dir_limit_mib: u64,
     /// Only reconcile Stages and Promotions labelled barge.dev/shard=<SHARD>.
     #[arg(long, env = "BARGE_SHARD")]
     shard: Option<String>,
@@ -260,6 +269,7 @@ fn run(args: RunArgs) -> ExitCode {
             work_dir: args
                 .work_dir
                 .unwrap_or_else(|| Settings::default().work_dir),
+            work_dir_limit: args.work_dir_limit_mib.saturating_mul(1 << 20),
         };
         tracing::info!(?settings, "starting the controllers");
         let metrics = Arc::new(Metrics::default());

@@ -649,6 +649,7 @@ pub struct PlanRun {
     files: Vec<(String, String)>,
     resumed_at: usize,
     collection: Option<Value>,
+    work_dir_limit: Option<u64>,
 }
 
 impl Default for PlanRun {
@@ -661,6 +662,7 @@ impl Default for PlanRun {
             files: Vec::new(),
             resumed_at: 0,
             collection: None,
+            work_dir_limit: None,
         }
     }
 }
@@ -699,6 +701,12 @@ impl PlanRun {
         self
     }
 
+    /// Limits the Promotion's files to `bytes`.
+    pub fn work_dir_limit(mut self, bytes: u64) -> Self {
+        self.work_dir_limit = Some(bytes);
+        self
+    }
+
     /// Starts from step `step`, every earlier one recorded Succeeded, as a
     /// controller that restarted finds the Promotion.
     pub fn resumed_at(mut self, step: usize) -> Self {
@@ -727,6 +735,14 @@ impl PlanRun {
             .build();
         let api = self.api.with(&p1);
         let (ctx, _) = promotion_context(&api, self.kinds, vec![p1.clone()], vec![]);
+        let ctx = match (self.work_dir_limit, Arc::try_unwrap(ctx)) {
+            (Some(limit), Ok(mut ctx)) => {
+                ctx.services.work_dirs = ctx.services.work_dirs.clone().with_limit(limit);
+                Arc::new(ctx)
+            }
+            (_, Ok(ctx)) => Arc::new(ctx),
+            (_, Err(ctx)) => ctx,
+        };
         let dir = ctx.services.work_dirs.of("uid-p1");
         for (file, text) in &self.files {
             let path = dir.join(file);

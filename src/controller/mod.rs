@@ -88,6 +88,8 @@ pub struct Settings {
     /// Where each Promotion gets a directory for its files (removed when it
     /// ends).
     pub work_dir: std::path::PathBuf,
+    /// Most bytes one Promotion's files may take.
+    pub work_dir_limit: u64,
 }
 
 /// The backstop requeue when none is configured.
@@ -120,6 +122,7 @@ impl Default for Settings {
             shard: None,
             trust_create_actor: false,
             work_dir: std::env::temp_dir().join(crate::CONTROLLER_NAME),
+            work_dir_limit: 1 << 30,
         }
     }
 }
@@ -285,7 +288,7 @@ pub async fn run(
             argocd_namespace: settings.argocd_namespace.clone(),
             waits: index.clone(),
             app_scope: settings.app_scope(),
-            work_dirs: WorkDirs::new(&settings.work_dir),
+            work_dirs: WorkDirs::new(&settings.work_dir).with_limit(settings.work_dir_limit),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),

@@ -89,7 +89,17 @@ pub async fn execute(
             outputs: &progress.state,
             services,
         };
-        let run = runner.run(&ctx).await;
+        let mut run = runner.run(&ctx).await;
+        if runner.uses_work_dir()
+            && run.result.is_ok()
+            && let Some((used, limit)) = services.work_dirs.over_limit(subject.promotion_uid)
+        {
+            run = super::StepRun::done(Err(super::terminal(format!(
+                "the Promotion's files take {} MiB, more than the limit of {} MiB (--work-dir-limit-mib)",
+                used.div_ceil(1 << 20),
+                limit >> 20
+            ))));
+        }
         let output = run.result.as_ref().ok().and_then(|r| r.output.clone());
         let recorded = engine::record(
             progress,

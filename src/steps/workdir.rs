@@ -13,6 +13,8 @@ use crate::promotion::engine::StepError;
 #[derive(Clone, Debug)]
 pub struct WorkDirs {
     root: PathBuf,
+    /// Most bytes one Promotion's directories may hold.
+    limit: u64,
 }
 
 const PREFIX: &str = "promotion-";
@@ -22,7 +24,24 @@ const REPOSITORIES: &str = "repositories-";
 
 impl WorkDirs {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            limit: u64::MAX,
+        }
+    }
+
+    pub fn with_limit(self, limit: u64) -> Self {
+        Self { limit, ..self }
+    }
+
+    /// Whether the Promotion's files (work directory and clones) are over
+    /// the limit: their size and the limit if so.
+    pub fn over_limit(&self, uid: &str) -> Option<(u64, u64)> {
+        if self.limit == u64::MAX {
+            return None;
+        }
+        let used = size(&self.of(uid)) + size(&self.repositories_of(uid));
+        (used > self.limit).then_some((used, self.limit))
     }
 
     /// The directory of the Promotion with this UID.
@@ -61,6 +80,21 @@ impl WorkDirs {
             }
         }
     }
+}
+
+/// Bytes of the regular files under `dir` (symlinks not followed).
+fn size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn remove(dir: &Path) {

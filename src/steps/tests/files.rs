@@ -197,3 +197,27 @@ async fn a_parse_of_a_file_that_is_not_a_mapping_or_a_bad_expression_names_the_f
         );
     }
 }
+
+#[tokio::test]
+async fn a_step_that_leaves_the_promotion_over_its_size_limit_fails_it_saying_so() {
+    let plan = json!([
+        {"uses": "copy", "as": "grow", "config": {"inPath": "big", "outPath": "copy-of-big"}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let big = "x".repeat(600 * 1024);
+
+    let (status, dir) = crate::controller::fixtures::PlanRun::default()
+        .file("big", &big)
+        .work_dir_limit(1 << 20)
+        .run(plan)
+        .await;
+
+    assert_eq!(status["phase"], "Errored", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("step \"grow\"")
+            && message.contains("the Promotion's files take 2 MiB, more than the limit of 1 MiB"),
+        "{message}"
+    );
+    assert!(!dir.exists(), "its files are removed with it");
+}
