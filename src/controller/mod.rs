@@ -27,6 +27,7 @@ use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
+use crate::steps::tools::Tools;
 use crate::steps::workdir::WorkDirs;
 use crate::steps::{Registry, Services};
 
@@ -88,6 +89,8 @@ pub struct Settings {
     /// Where each Promotion gets a directory for its files (removed when it
     /// ends).
     pub work_dir: std::path::PathBuf,
+    /// The programs the rendering steps run.
+    pub tools: Tools,
 }
 
 /// The backstop requeue when none is configured.
@@ -120,6 +123,7 @@ impl Default for Settings {
             shard: None,
             trust_create_actor: false,
             work_dir: std::env::temp_dir().join(crate::CONTROLLER_NAME),
+            tools: Tools::default(),
         }
     }
 }
@@ -286,6 +290,7 @@ pub async fn run(
             waits: index.clone(),
             app_scope: settings.app_scope(),
             work_dirs: WorkDirs::new(&settings.work_dir),
+            tools: settings.tools.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),

@@ -16,10 +16,14 @@ pub mod git_clone;
 pub mod git_commit;
 pub mod git_push;
 pub mod git_tag;
+pub mod helm_template;
 pub mod json_parse;
+pub mod kustomize_build;
+mod manifests;
 mod repository;
 #[cfg(test)]
 mod tests;
+pub mod tools;
 pub mod workdir;
 pub mod yaml_parse;
 
@@ -50,6 +54,8 @@ pub struct Services {
     pub app_scope: AppScope,
     /// Where each Promotion's files live.
     pub work_dirs: workdir::WorkDirs,
+    /// The programs the rendering steps run.
+    pub tools: tools::Tools,
 }
 
 /// Who is promoting what, where.
@@ -231,7 +237,9 @@ impl Registry {
         registry.register(Arc::new(git_commit::step()));
         registry.register(Arc::new(git_push::step()));
         registry.register(Arc::new(git_tag::step()));
+        registry.register(Arc::new(helm_template::step()));
         registry.register(Arc::new(json_parse::step()));
+        registry.register(Arc::new(kustomize_build::step()));
         registry.register(Arc::new(yaml_parse::step()));
         registry
     }
