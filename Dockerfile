@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Barge controller image: the release binary alone on distroless.
+# The Barge controller image: the release binary on distroless, with the
+# kustomize and helm binaries its kustomize-build and helm-template steps run.
 #
 #   docker build -t barge .
 #   docker run --rm barge --help
@@ -16,12 +17,33 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin barge \
     && install -D -m 0755 target/release/barge /out/barge
 
+# kustomize and helm from the Go module proxy, at the versions the wrapper
+# modules in hack/control-plane pin (the same binaries the tests run).
+ARG GO_VERSION=1.26
+FROM docker.io/library/golang:${GO_VERSION}-bookworm AS tools
+WORKDIR /src
+COPY hack/control-plane/helm/ helm/
+COPY hack/control-plane/kustomize/ kustomize/
+ENV CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    cd /src/helm \
+    && helm=$(go list -m -f '{{.Version}}' helm.sh/helm/v3) \
+    && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm" \
+       -o /out/helm helm.sh/helm/v3/cmd/helm \
+    && cd /src/kustomize \
+    && go build -trimpath -ldflags "-s -w" -o /out/kustomize sigs.k8s.io/kustomize/kustomize/v5 \
+    && /out/helm version --short && /out/kustomize version
+
 # glibc and libgcc only (TLS is rustls); no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="barge" \
       org.opencontainers.image.description="Kubernetes promotion controller" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/barge /barge
+COPY --from=tools /out/kustomize /out/helm /usr/local/bin/
+ENV BARGE_KUSTOMIZE=/usr/local/bin/kustomize \
+    BARGE_HELM=/usr/local/bin/helm
 # distroless's "nonroot" user; the chart runs the Pod as this user too.
 USER 65532:65532
 # /healthz, /readyz and /metrics (BARGE_HTTP_ADDR).

@@ -6,7 +6,7 @@ CARGO ?= cargo
 
 .PHONY: test control-plane argocd lint fmt
 
-## control-plane: build etcd, kube-apiserver, kubectl and helm from Go modules (cached by version)
+## control-plane: build etcd, kube-apiserver, kubectl, helm and kustomize from Go modules (cached by version)
 control-plane:
 	@bash hack/control-plane/build.sh
 

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the controllers against a cluster.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the plan Promotions would run, inflated and evaluated, from
     /// manifests on disk (no cluster needed).
     Expand {
@@ -110,6 +110,22 @@ struct RunArgs {
         value_name = "MIB"
     )]
     work_dir_limit_mib: u64,
+    /// The kustomize binary the kustomize-build step runs (a path, or a name
+    /// looked up on PATH).
+    #[arg(
+        long,
+        env = "BARGE_KUSTOMIZE",
+        value_name = "PATH",
+        default_value = "kustomize"
+    )]
+    kustomize: std::path::PathBuf,
+    /// The helm (v3) binary the helm-template step, and kustomize's chart
+    /// inflation, run (a path, or a name looked up on PATH).
+    #[arg(long, env = "BARGE_HELM", value_name = "PATH", default_value = "helm")]
+    helm: std::path::PathBuf,
+    /// How long one run of kustomize or helm may take (Go duration).
+    #[arg(long, env = "BARGE_TOOL_TIMEOUT", default_value_t = GoDuration(crate::steps::tools::DEFAULT_TIMEOUT))]
+    tool_timeout: GoDuration,
     /// Only reconcile Stages and Promotions labelled barge.dev/shard=<SHARD>.
     #[arg(long, env = "BARGE_SHARD")]
     shard: Option<String>,
@@ -172,7 +188,7 @@ impl std::fmt::Display for GoDuration {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Expand {
             files,
             stage,
@@ -270,6 +286,11 @@ fn run(args: RunArgs) -> ExitCode {
                 .work_dir
                 .unwrap_or_else(|| Settings::default().work_dir),
             work_dir_limit: args.work_dir_limit_mib.saturating_mul(1 << 20),
+            tools: crate::steps::tools::Tools {
+                kustomize: program(args.kustomize),
+                helm: program(args.helm),
+                timeout: args.tool_timeout.0,
+            },
         };
         tracing::info!(?settings, "starting the controllers");
         let metrics = Arc::new(Metrics::default());
@@ -305,6 +326,16 @@ fn run(args: RunArgs) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// A program named by a relative path made absolute: the tools run in a
+/// directory of their own. A bare name stays one, looked up on PATH.
+fn program(path: PathBuf) -> PathBuf {
+    if path.is_relative() && path.components().count() > 1 {
+        std::path::absolute(&path).unwrap_or(path)
+    } else {
+        path
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends to stop a pod).

@@ -722,6 +722,21 @@ fn the_dockerfile_builds_the_release_binary_and_runs_it_as_non_root() -> TestRes
     for path in ["Cargo.lock", "benches"] {
         assert!(allowed.contains(&path), ".dockerignore drops {path}");
     }
+    // The rendering steps' kustomize and helm, from the pinned wrapper modules.
+    for tool in ["helm", "kustomize"] {
+        let module = format!("hack/control-plane/{tool}");
+        assert!(
+            allowed.contains(&module.as_str()),
+            ".dockerignore drops {module}"
+        );
+        assert!(
+            has(&format!("COPY {module}/")),
+            "the image builds {tool} from {module}"
+        );
+    }
+    assert!(has(
+        "COPY --from=tools /out/kustomize /out/helm /usr/local/bin/"
+    ));
     Ok(())
 }
 

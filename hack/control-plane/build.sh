@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kubectl and helm from the Go module proxy into
+# Builds etcd, kube-apiserver, kubectl, helm and kustomize from the Go module proxy into
 # $HOME/.cache/barge/k8s-<version>/bin and prints that directory as its last line.
 # Versions come from the go.mod files next to this script, so they are pinned in one place.
 set -euo pipefail
@@ -12,6 +12,7 @@ modver() { # <dir> <module>: the version the wrapper module requires
 k8s=$(modver kube k8s.io/kubernetes)
 etcd=$(modver etcd go.etcd.io/etcd/server/v3)
 helm=$(modver helm helm.sh/helm/v3)
+kustomize=$(modver kustomize sigs.k8s.io/kustomize/kustomize/v5)
 minor=$(echo "${k8s#v}" | cut -d. -f2)
 
 out="${BARGE_CACHE:-$HOME/.cache/barge}/k8s-${k8s#v}/bin"
@@ -38,5 +39,7 @@ build etcd "$etcd" etcd go.etcd.io/etcd/server/v3
 build kube-apiserver "$k8s" kube k8s.io/kubernetes/cmd/kube-apiserver "$kver"
 build kubectl "$k8s" kube k8s.io/kubernetes/cmd/kubectl "$kver"
 build helm "$helm" helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$helm"
+# kustomize reports its version from build info, which go build (module mode) fills in.
+build kustomize "$kustomize" kustomize sigs.k8s.io/kustomize/kustomize/v5
 
 echo "$out"

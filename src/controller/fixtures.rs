@@ -29,6 +29,7 @@ use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::promotion::engine::{StepError, StepResult};
+use crate::steps::tools::Tools;
 use crate::steps::workdir::WorkDirs;
 use crate::steps::{Registry, Services, StepContext, StepRun, StepRunner};
 
@@ -408,6 +409,7 @@ pub fn promotion_context(
             waits: index.clone(),
             app_scope: AppScope::Only("argocd".into()),
             work_dirs: WorkDirs::new(unique_work_root()),
+            tools: test_tools(),
         },
         registry,
         promotions: cache(promotions),
@@ -419,6 +421,22 @@ pub fn promotion_context(
         trust_create_actor: false,
     };
     (Arc::new(ctx), woken)
+}
+
+/// The rendering tools: those `make control-plane` built when
+/// `BARGE_K8S_BIN` names their directory, else whatever is on PATH.
+fn test_tools() -> Tools {
+    match std::env::var_os("BARGE_K8S_BIN") {
+        Some(bin) => {
+            let bin = std::path::PathBuf::from(bin);
+            Tools {
+                kustomize: bin.join("kustomize"),
+                helm: bin.join("helm"),
+                ..Tools::default()
+            }
+        }
+        None => Tools::default(),
+    }
 }
 
 /// A work-directory root no other test uses.

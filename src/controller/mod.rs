@@ -27,6 +27,7 @@ use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
+use crate::steps::tools::Tools;
 use crate::steps::workdir::WorkDirs;
 use crate::steps::{Registry, Services};
 
@@ -90,6 +91,8 @@ pub struct Settings {
     pub work_dir: std::path::PathBuf,
     /// Most bytes one Promotion's files may take.
     pub work_dir_limit: u64,
+    /// The programs the rendering steps run.
+    pub tools: Tools,
 }
 
 /// The backstop requeue when none is configured.
@@ -123,6 +126,7 @@ impl Default for Settings {
             trust_create_actor: false,
             work_dir: std::env::temp_dir().join(crate::CONTROLLER_NAME),
             work_dir_limit: 1 << 30,
+            tools: Tools::default(),
         }
     }
 }
@@ -289,6 +293,7 @@ pub async fn run(
             waits: index.clone(),
             app_scope: settings.app_scope(),
             work_dirs: WorkDirs::new(&settings.work_dir).with_limit(settings.work_dir_limit),
+            tools: settings.tools.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),

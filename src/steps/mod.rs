@@ -16,16 +16,20 @@ pub mod git_clone;
 pub mod git_commit;
 pub mod git_push;
 pub mod git_tag;
+pub mod helm_template;
 pub mod http;
 mod json_edit;
 pub mod json_parse;
 pub mod json_update;
+pub mod kustomize_build;
 pub mod kustomize_set_image;
+mod manifests;
 mod repository;
 pub mod set_metadata;
 #[cfg(test)]
 mod tests;
 mod text_file;
+pub mod tools;
 pub mod workdir;
 mod yaml_edit;
 pub mod yaml_parse;
@@ -58,6 +62,8 @@ pub struct Services {
     pub app_scope: AppScope,
     /// Where each Promotion's files live.
     pub work_dirs: workdir::WorkDirs,
+    /// The programs the rendering steps run.
+    pub tools: tools::Tools,
 }
 
 /// Who is promoting what, where.
@@ -266,9 +272,11 @@ impl Registry {
         registry.register(Arc::new(git_commit::step()));
         registry.register(Arc::new(git_push::step()));
         registry.register(Arc::new(git_tag::step()));
+        registry.register(Arc::new(helm_template::step()));
         registry.register(Arc::new(http::step()));
         registry.register(Arc::new(json_parse::step()));
         registry.register(Arc::new(json_update::step()));
+        registry.register(Arc::new(kustomize_build::step()));
         registry.register(Arc::new(kustomize_set_image::step()));
         registry.register(Arc::new(set_metadata::step()));
         registry.register(Arc::new(yaml_parse::step()));

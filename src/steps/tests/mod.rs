@@ -5,3 +5,4 @@ mod files;
 mod git;
 mod http;
 mod metadata;
+mod render;
