@@ -163,7 +163,8 @@ pub(crate) fn call(
         "duration" => arity(name, args, 1, 1)
             .and_then(|_| string_arg(name, args, 0))
             .and_then(|s| {
-                budget.work(s.len())?;
+                // About two steps' time per byte in a debug build.
+                budget.step(PARSE_STEPS + 2 * s.len() as u64)?;
                 gotime::parse_duration(s).map_err(Fault::msg)
             })
             .map(Value::Duration),
@@ -178,6 +179,19 @@ pub(crate) fn call(
         _ => return None,
     };
     Some(result)
+}
+
+/// What parsing a date or a duration costs besides a step per byte (the
+/// elements, the error text of a layout that does not fit).
+const PARSE_STEPS: u64 = 32;
+
+/// What looking an abbreviation up among a zone's transitions costs.
+const ZONE_SCAN_STEPS: u64 = 2_000;
+
+/// The steps parsing `text` against `layout` is charged: a step per byte
+/// of either, as it takes about a step's time per byte in a debug build.
+fn parse_steps(text: &str, layout: &str) -> u64 {
+    PARSE_STEPS + (text.len() + layout.len()) as u64
 }
 
 /// `now()`, or `now(tz)` in a location.
@@ -221,12 +235,19 @@ fn date(args: &[Value], budget: &mut Budget) -> Res<Value> {
             let zone = string_arg("date", args, 2)?;
             budget.step(1_000)?;
             let loc = Arc::new(Location::load(zone).map_err(Fault::msg)?);
-            budget.work(text.len() + layout.len())?;
+            budget.step(parse_steps(text, layout))?;
+            if layout.contains("MST") {
+                // An abbreviation is looked up among the zone's transitions.
+                budget.step(ZONE_SCAN_STEPS)?;
+            }
             gotime::parse(layout, text, &loc, &loc).map_err(Fault::msg)?
         }
         [_, _] => {
             let layout = string_arg("date", args, 1)?;
-            budget.work(text.len() + layout.len())?;
+            budget.step(parse_steps(text, layout))?;
+            if tz.is_some() && layout.contains("MST") {
+                budget.step(ZONE_SCAN_STEPS)?;
+            }
             match &tz {
                 Some(loc) => gotime::parse(layout, text, loc, loc),
                 None => gotime::parse(layout, text, &utc, &utc),
@@ -240,7 +261,7 @@ fn date(args: &[Value], budget: &mut Budget) -> Res<Value> {
             };
             let mut found = None;
             for layout in gotime::DEFAULT_LAYOUTS {
-                budget.work(text.len() + layout.len())?;
+                budget.step(parse_steps(text, layout))?;
                 if let Ok(t) = gotime::parse(layout, text, default, local) {
                     found = Some(t);
                     break;

@@ -87,7 +87,7 @@ impl Host for KargoFunctions<'_> {
             "imageFrom" => self.image_from(args),
             "chartFrom" => self.chart_from(args),
             "semverDiff" => semver_diff(args),
-            "semverParse" => semver_parse(args),
+            "semverParse" => semver_parse(args, budget),
             "configMap" => data_map(args, &self.env.data.config_maps, true, budget),
             "secret" => data_map(args, &self.env.data.secrets, false, budget),
             "sharedConfigMap" => data_map(args, &self.env.data.shared_config_maps, true, budget),
@@ -189,7 +189,7 @@ fn metadata(
 }
 
 /// `semverParse(s)`: the version, or Kargo's error when `s` is not one.
-fn semver_parse(args: &[Value]) -> Res<Value> {
+fn semver_parse(args: &[Value], budget: &mut Budget) -> Res<Value> {
     let [arg] = args else {
         return Err(Fault::msg(format!(
             "expected 1 argument, got {}",
@@ -202,6 +202,7 @@ fn semver_parse(args: &[Value]) -> Res<Value> {
             arg.go_type()
         )));
     };
+    budget.step(32 + text.len() as u64)?;
     semver::parse(text)
         .map(|v| Value::Version(Arc::new(v)))
         .map_err(|e| Fault::msg(format!("invalid semantic version: {e}")))

@@ -11,8 +11,9 @@
 //! fields normalise as Go's `time.Date` normalises them (`AddDate(0, 1, 0)`
 //! from January 31 is March 2 or 3) and years past 9999 format as in Go.
 //!
-//! Go's local time zone (`time.Local`) is taken to be UTC, as it is in
-//! Kargo's container.
+//! Go's local time zone (`time.Local`) is taken to be UTC, named `UTC`:
+//! what Go uses when neither `TZ` nor `/etc/localtime` says otherwise, as
+//! in a controller's container.
 
 use std::sync::Arc;
 
@@ -77,8 +78,6 @@ pub(crate) fn weekday_name(d: i64) -> String {
 pub(crate) enum Location {
     /// `time.UTC`.
     Utc,
-    /// `time.Local`: UTC, but named `Local`.
-    Local,
     /// `time.FixedZone(name, offset)`: what parsing makes of an offset or
     /// abbreviation the location at hand does not have.
     Fixed { name: String, offset: i32 },
@@ -105,8 +104,8 @@ impl Location {
     /// zone, anything else a zone of the database, by its exact name.
     pub(crate) fn load(name: &str) -> Result<Location, String> {
         match name {
-            "" | "UTC" => return Ok(Location::Utc),
-            "Local" => return Ok(Location::Local),
+            // The local zone is UTC here.
+            "" | "UTC" | "Local" => return Ok(Location::Utc),
             _ => {}
         }
         if name.contains("..") || name.starts_with('/') || name.starts_with('\\') {
@@ -127,14 +126,13 @@ impl Location {
     pub(crate) fn name(&self) -> &str {
         match self {
             Location::Utc => "UTC",
-            Location::Local => "Local",
             Location::Fixed { name, .. } | Location::Zone { name, .. } => name,
         }
     }
 
     fn lookup(&self, unix: i64) -> ZoneInfo {
         match self {
-            Location::Utc | Location::Local => ZoneInfo {
+            Location::Utc => ZoneInfo {
                 name: "UTC".to_string(),
                 offset: 0,
                 dst: false,
@@ -159,7 +157,7 @@ impl Location {
     /// first, as Go keeps them.
     fn zones(&self, unix: i64) -> Vec<(String, i64)> {
         match self {
-            Location::Utc | Location::Local => vec![("UTC".to_string(), 0)],
+            Location::Utc => vec![("UTC".to_string(), 0)],
             Location::Fixed { name, offset } => vec![(name.clone(), i64::from(*offset))],
             Location::Zone { tz, .. } => {
                 let mut zones: Vec<(String, i64)> = Vec::new();

@@ -191,6 +191,9 @@ fn str_at(args: &[Value], i: usize) -> &str {
     }
 }
 
+/// What a method call costs.
+const METHOD_STEPS: u64 = 16;
+
 fn out_of_range() -> Fault {
     Fault::msg("time out of range")
 }
@@ -207,7 +210,8 @@ pub(crate) fn call(obj: &Value, name: &str, args: &[Value], budget: &mut Budget)
             type_name(obj)
         )));
     }
-    budget.step(1)?;
+    // A call computes the time's fields in its zone: a few steps' time.
+    budget.step(METHOD_STEPS)?;
     match obj {
         Value::Time(t) => time_method(t, name, args, budget),
         Value::Duration(d) => duration_method(*d, name, args),
@@ -262,14 +266,8 @@ fn time_method(t: &Time, name: &str, args: &[Value], budget: &mut Budget) -> Res
         // Go returns (name, offset); expr-lang keeps the first.
         "Zone" => Value::string(t.zone_name()),
         "Location" => Value::Location(t.location().clone()),
-        "UTC" | "Local" => {
-            let loc = if name == "UTC" {
-                Location::Utc
-            } else {
-                Location::Local
-            };
-            Value::Time(Arc::new(t.in_location(Arc::new(loc))))
-        }
+        // The local zone is UTC here.
+        "UTC" | "Local" => Value::Time(Arc::new(t.in_location(Arc::new(Location::Utc)))),
         "In" => match args.first() {
             Some(Value::Location(l)) => Value::Time(Arc::new(t.in_location(l.clone()))),
             _ => Value::Nil,
@@ -285,7 +283,8 @@ fn time_method(t: &Time, name: &str, args: &[Value], budget: &mut Budget) -> Res
         "Compare" => Value::Int(t.cmp_instant(&other(args)) as i64),
         "Format" => {
             let layout = str_at(args, 0);
-            budget.work(layout.len())?;
+            // Formatting takes about a step's time per byte of the layout.
+            budget.step(layout.len() as u64)?;
             let s = t.format(layout);
             budget.alloc_str(s.len())?;
             Value::string(s)
