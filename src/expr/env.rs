@@ -183,14 +183,16 @@ pub type MetadataByName = BTreeMap<String, Map<String, Json>>;
 /// evaluating. Every map is empty by default: every object is then
 /// missing, and the functions answer as Kargo does for a missing object.
 ///
-/// Its `Debug` output names the Secrets and their keys, never their values;
-/// nor do the engine's error messages carry a Secret's value (they are
-/// masked as `***`).
+/// Its `Debug` output names the Secrets and their keys, never their values.
+/// The engine's error messages mask every Secret value as `***` (as it is,
+/// in any ASCII case, quoted, or clipped as messages clip long values);
+/// text merely derived from a value (a slice, its base64) is not tracked.
 #[derive(Clone, Default, PartialEq)]
 pub struct ProjectData {
     /// `configMap(name)`: each ConfigMap of the project's namespace by
     /// name, its `data`. A ConfigMap missing here reads as an empty map, as
-    /// in Kargo; a missing key reads as `""` (Go's `map[string]string`).
+    /// in Kargo; one present with no data as Go's nil map (JSON `null`); a
+    /// missing key reads as `""` (Go's `map[string]string`).
     pub config_maps: DataByName,
     /// `secret(name)`: each Secret of the project's namespace by name, its
     /// `data` decoded from base64 into text (bytes that are not UTF-8 are

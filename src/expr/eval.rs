@@ -143,7 +143,7 @@ fn time_arithmetic(op: BinOp, a: &Value, b: &Value) -> Option<Res<Value>> {
 
 /// expr-lang's type checker's error for an operator whose operands' types
 /// do not go together.
-pub(crate) fn mismatched(op: &str, a: &Value, b: &Value) -> Fault {
+fn mismatched(op: &str, a: &Value, b: &Value) -> Fault {
     Fault::msg(format!(
         "invalid operation: {op} (mismatched types {} and {})",
         a.go_type(),
