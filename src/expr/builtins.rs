@@ -683,8 +683,11 @@ fn get(args: &[Value]) -> Res<Value> {
         )));
     }
     match (&args[0], &args[1]) {
-        (Value::Map(_), Value::Str(_) | Value::Nil)
-        | (Value::Array(_) | Value::Str(_), Value::Int(_) | Value::Float(_))
+        // Nil for a missing key, whatever the map's values (unlike `m.x`,
+        // which gives `""` from a `map[string]string`).
+        (Value::Map(m), Value::Str(k)) => Ok(m.entries.get(&**k).cloned().unwrap_or(Value::Nil)),
+        (Value::Map(m), Value::Nil) => Ok(m.entries.get("").cloned().unwrap_or(Value::Nil)),
+        (Value::Array(_) | Value::Str(_), Value::Int(_) | Value::Float(_))
         | (Value::Struct(_), Value::Str(_)) => Ok(fetch(&args[0], &args[1]).unwrap_or(Value::Nil)),
         _ => Ok(Value::Nil),
     }

@@ -413,6 +413,11 @@ fn a_missing_key_of_a_config_map_is_an_empty_string() {
 }
 
 #[test]
+fn get_gives_nil_for_a_missing_key_of_a_config_map() {
+    assert_eq!(data_ok("get(configMap('app'), 'missing')"), json!(null));
+}
+
+#[test]
 fn a_missing_config_map_is_an_empty_map() {
     assert_eq!(
         data_ok("[configMap('nope'), configMap('nope').x]"),
