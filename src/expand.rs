@@ -243,6 +243,9 @@ fn expand_one(
             .and_then(|f| f.spec.alias.as_deref())
             .unwrap_or_default(),
         collection: collection.as_ref(),
+        // Offline: no ConfigMaps, Secrets or metadata to read.
+        data: None,
+        now: None,
     };
     let evaluator = ExprEvaluator::new(&facts, &plan.vars);
     let mut progress = Progress::default();

@@ -24,6 +24,10 @@
 //! | `sortBy(map(1..100000, {{a: -#}}), .a)` | memory | 60-140 ms | +27 MiB |
 //! | `fromJSON(toJSON(map(1..100000, #)))` | steps | 60-100 ms | +4 MiB |
 //! | `len(uniq(1..10000))` | steps | 21-65 ms | +1 MiB |
+//! | `map(1..100000, date("Mon, 14 Aug 2023 13:45:00 GMT"))` (the last of expr-lang's layouts) | steps | 50 ms | +4 MiB |
+//! | `map(1..100000, duration(repeat("1h", 10000)))` | steps | 60-110 ms | +4 MiB |
+//! | `map(1..100000, now().Format(repeat("Monday January ", 1000)))` | steps | 30 ms | +5 MiB |
+//! | `map(1..100000, date(s, "2006-01-02 15:04 MST", "Europe/Zurich"))` (abbreviation looked up in the zone) | steps | 40 ms | +4 MiB |
 //!
 //! Without a budget, `len(map(1..100000, {# * #}))` takes 24-36 ms: one step
 //! of fuel is about 40-60 ns of a debug build, so the default 1,000,000
@@ -53,6 +57,18 @@ fn memory() -> Option<Limit> {
 #[test]
 fn map_over_three_million_is_stopped_by_steps() {
     assert_eq!(limit_of("len(map(1..3000000, {# * #}))"), steps());
+}
+
+#[test]
+fn parsing_dates_in_a_loop_is_stopped_by_steps() {
+    assert_eq!(
+        limit_of("map(1..100000, date(\"Mon, 14 Aug 2023 13:45:00 GMT\"))"),
+        steps()
+    );
+    assert_eq!(
+        limit_of("map(1..100000, duration(repeat(\"1h\", 10000)))"),
+        steps()
+    );
 }
 
 #[test]

@@ -14,6 +14,20 @@
 //! maps keyed by the key's text (so a number indexes any map by its text
 //! here: `vars.m[1]` is nil rather than Go's error); and `split(s, sep, 0)`,
 //! which is `[]` here and `null` (a nil slice) in Go.
+//!
+//! `dates.json` holds expr-lang's date functions, operators and methods
+//! (`now()` fixed at `expr_env::NOW` on both sides; random Go layouts
+//! formatted and parsed back), `kargo_functions.json` Kargo's
+//! `semverParse()` and data functions as templates, recorded with the
+//! ConfigMaps, Secrets, Stages and Freight of `expr_env::project_data` in
+//! controller-runtime's fake client. Left out there: comparisons Go's type
+//! checker refuses for a literal operand (`now().Month() == 3`,
+//! `duration("1h") == 3600000000000`, `now() == 1`, `now().Month() in [3]`),
+//! false here as at Go's run time; `string()` of a location, which Go prints
+//! as the `time.Location` struct's internals and Barge as its name;
+//! `now().Local().Location().String()`, which depends on the Go process's
+//! local zone (`Local` is UTC here); and `configMap("")`, `{}` from the fake
+//! client but an error from a real API server (and here).
 
 #[path = "support/expr_env.rs"]
 mod expr_env;
@@ -52,6 +66,17 @@ fn expressions() -> Vec<Case> {
 /// (template, Kargo's result as JSON, or None for an error)
 fn templates() -> Vec<Case> {
     corpus(include_str!("fixtures/expr_compat/templates.json"))
+}
+
+/// (expression with dates, Go's result as JSON, or None for an error)
+fn dates() -> Vec<Case> {
+    corpus(include_str!("fixtures/expr_compat/dates.json"))
+}
+
+/// (template using `semverParse` or a data function, Kargo's result as
+/// JSON, or None for an error)
+fn kargo_functions() -> Vec<Case> {
+    corpus(include_str!("fixtures/expr_compat/kargo_functions.json"))
 }
 
 /// Evaluates every case and asserts that each agrees with what Go recorded;
@@ -104,6 +129,31 @@ fn templates_evaluate_as_in_kargo() {
     let env = env();
     assert_agree(
         &templates(),
+        |src| format!("{src:?}"),
+        |src| template::evaluate_string(src, &env, Scope::Config),
+    );
+}
+
+#[test]
+fn dates_evaluate_as_in_expr_lang() {
+    let engine = Engine::default();
+    let env = env();
+    assert_agree(
+        &dates(),
+        |src| src.to_string(),
+        |src| {
+            engine
+                .session(&env, Scope::Config)
+                .and_then(|mut s| s.evaluate(src))
+        },
+    );
+}
+
+#[test]
+fn kargo_functions_evaluate_as_in_kargo() {
+    let env = env();
+    assert_agree(
+        &kargo_functions(),
         |src| format!("{src:?}"),
         |src| template::evaluate_string(src, &env, Scope::Config),
     );

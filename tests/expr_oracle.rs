@@ -12,6 +12,14 @@
 //! (or `expressions.EvaluateTemplate(line, env)`) with the environment of
 //! `tests/support/expr_env.rs`, printing `json.Marshal` of the result the
 //! same way. Diff the two outputs, comparing JSON values.
+//!
+//! For the date cases the Go side replaces `now` (`expr.DisableBuiltin("now")`
+//! and an `expr.Function("now", ...)` returning `expr_env::NOW`, in the
+//! given location when called with one) and runs with `TZ=UTC`. For Kargo's
+//! data functions it passes `function.DataOperations` and
+//! `UtilityOperations` to `EvaluateTemplate`, over controller-runtime's fake
+//! client holding the objects of `expr_env::project_data` (namespace
+//! `kargo-demo`, `SHARED_RESOURCES_NAMESPACE=kargo-shared-resources`).
 
 #[path = "support/expr_env.rs"]
 mod expr_env;

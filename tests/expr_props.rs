@@ -90,8 +90,77 @@ fn expression() -> impl Strategy<Value = String> {
         "int(",
         "float(",
         ";",
+        "now()",
+        "date('2023-08-14')",
+        "date(",
+        "duration('1h')",
+        "duration(",
+        "timezone('Europe/Zurich')",
+        ".Year()",
+        ".Format('2006-01-02 MST')",
+        ".AddDate(1, 2, 3)",
+        ".Hours()",
+        "semverParse('1.2.3')",
+        ".IncMinor()",
     ]);
     prop::collection::vec(token, 0..24).prop_map(|t| t.concat())
+}
+
+/// Go layouts and values to parse with them: layout elements, separators,
+/// digits, signs, letters and multi-byte characters.
+fn date_text() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "2006",
+        "06",
+        "01",
+        "1",
+        "Jan",
+        "January",
+        "02",
+        "_2",
+        "__2",
+        "002",
+        "15",
+        "03",
+        "3",
+        "04",
+        "05",
+        "PM",
+        "pm",
+        "Mon",
+        "Monday",
+        "MST",
+        "-0700",
+        "-07:00",
+        "-07",
+        "-07:00:00",
+        "Z07:00",
+        "Z0700",
+        "Z",
+        ".000",
+        ".999",
+        ",9",
+        " ",
+        "-",
+        ":",
+        "+",
+        "T",
+        "2023",
+        "14",
+        "1999",
+        "Aug",
+        "CET",
+        "GMT+5",
+        "UTC",
+        ".5",
+        "é",
+        "日",
+        "\u{1F600}",
+        "0",
+        "9",
+        "x",
+    ]);
+    prop::collection::vec(piece, 0..10).prop_map(|t| t.concat())
 }
 
 /// Arbitrary JSON without template delimiters in it.
@@ -130,6 +199,21 @@ proptest! {
     fn evaluating_arbitrary_text_never_panics(s in "\\PC{0,64}") {
         let _ = Engine::default().evaluate(&s, &env(), Scope::Config);
         let _ = evaluate_string(&s, &env(), Scope::Config);
+    }
+
+    #[test]
+    fn parsing_and_formatting_dates_never_panics(value in date_text(), layout in date_text()) {
+        let (value, layout) = (Json::from(value).to_string(), Json::from(layout).to_string());
+        for src in [
+            format!("date({value}, {layout})"),
+            format!("date({value}, {layout}, 'America/St_Johns')"),
+            format!("date({value})"),
+            format!("now().Format({layout})"),
+            format!("date('0001-01-01').Add(duration('-1000000h')).Format({layout})"),
+            format!("duration({value})"),
+        ] {
+            let _ = Engine::default().evaluate(&src, &env(), Scope::Config);
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn env() -> Env {
             json!({"alias": "step-1", "status": "Succeeded"}),
             json!({"alias": "deploy::build", "status": "Failed", "continueOnError": true}),
         ]),
+        ..Env::default()
     }
 }
 

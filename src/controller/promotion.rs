@@ -155,6 +155,9 @@ async fn run_steps(
         freight: status.freight.as_ref(),
         freight_alias: &plan.freight_alias,
         collection: status.freight_collection.as_ref(),
+        // Not fetched yet: the data functions see every object missing.
+        data: None,
+        now: None,
     };
     let evaluator = ExprEvaluator::new(&facts, &plan.vars);
     let metas_before = progress.metas.clone();

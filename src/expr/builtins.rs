@@ -3,17 +3,21 @@
 //! (`map`, `filter`, ...). Each charges the budget for the work and the
 //! memory it takes, before taking it where the size is known.
 //!
-//! Not supported: the date functions (`now`, `date`, `duration`,
-//! `timezone`); they return an error saying so.
+//! The date functions (`now`, `date`, `duration`, `timezone`) return Go's
+//! time values ([`super::gotime`]); `now()` is the instant the evaluation
+//! was given, not the clock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
+use jiff::Timestamp;
 
 use super::budget::{Budget, ELEMENT_SIZE, ENTRY_OVERHEAD};
 use super::error::{Fault, Limit, Res};
 use super::eval::{brief, fetch, to_int};
 use super::golang;
+use super::gotime::{self, Location, Time};
 use super::value::{self, Value};
 
 /// Built-ins whose second argument is a predicate.
@@ -89,8 +93,13 @@ fn new_array(items: Vec<Value>, budget: &mut Budget) -> Res<Value> {
 }
 
 /// Calls the built-in `name`, or returns `None` if there is no such
-/// built-in.
-pub(crate) fn call(name: &str, args: &[Value], budget: &mut Budget) -> Option<Res<Value>> {
+/// built-in. `now` is what `now()` returns.
+pub(crate) fn call(
+    name: &str,
+    args: &[Value],
+    now: Timestamp,
+    budget: &mut Budget,
+) -> Option<Res<Value>> {
     let result = match name {
         "len" => len(args, budget),
         "type" => arity(name, args, 1, 1).map(|_| Value::str(args[0].type_name())),
@@ -149,12 +158,119 @@ pub(crate) fn call(name: &str, args: &[Value], budget: &mut Budget) -> Option<Re
                 other.go_type()
             ))),
         }),
-        "now" | "date" | "duration" | "timezone" => Err(Fault::msg(format!(
-            "{name}() is not supported by Barge's expression engine"
-        ))),
+        "now" => now_fn(args, now),
+        "date" => date(args, budget),
+        "duration" => arity(name, args, 1, 1)
+            .and_then(|_| string_arg(name, args, 0))
+            .and_then(|s| {
+                // About two steps' time per byte in a debug build.
+                budget.step(PARSE_STEPS + 2 * s.len() as u64)?;
+                gotime::parse_duration(s).map_err(Fault::msg)
+            })
+            .map(Value::Duration),
+        "timezone" => arity(name, args, 1, 1)
+            .and_then(|_| string_arg(name, args, 0))
+            .and_then(|s| {
+                // Loading a zone reads and parses its file.
+                budget.step(1_000)?;
+                Location::load(s).map_err(Fault::msg)
+            })
+            .map(|l| Value::Location(Arc::new(l))),
         _ => return None,
     };
     Some(result)
+}
+
+/// What parsing a date or a duration costs besides a step per byte (the
+/// elements, the error text of a layout that does not fit).
+const PARSE_STEPS: u64 = 32;
+
+/// What looking an abbreviation up among a zone's transitions costs.
+const ZONE_SCAN_STEPS: u64 = 2_000;
+
+/// The steps parsing `text` against `layout` is charged: a step per byte
+/// of either, as it takes about a step's time per byte in a debug build.
+fn parse_steps(text: &str, layout: &str) -> u64 {
+    PARSE_STEPS + (text.len() + layout.len()) as u64
+}
+
+/// `now()`, or `now(tz)` in a location.
+fn now_fn(args: &[Value], now: Timestamp) -> Res<Value> {
+    let loc = match args {
+        [] => Arc::new(Location::Utc),
+        [Value::Location(l)] => l.clone(),
+        _ => {
+            return Err(Fault::msg(format!(
+                "invalid number of arguments (expected 0, got {})",
+                args.len()
+            )));
+        }
+    };
+    Ok(Value::Time(Arc::new(Time::from_timestamp(now, loc))))
+}
+
+/// `date(s)`, `date(s, layout)`, `date(s, layout, zone)`, each optionally
+/// preceded by a location: Go's `time.Parse` (or `ParseInLocation`), or
+/// without a layout the first of expr-lang's layouts that fits.
+fn date(args: &[Value], budget: &mut Budget) -> Res<Value> {
+    let (tz, args) = match args {
+        [Value::Location(l), rest @ ..] => (Some(l.clone()), rest),
+        _ => (None, args),
+    };
+    if args.is_empty() || args.len() > 3 {
+        let (expected, got) = if args.is_empty() {
+            ("at least 1", args.len())
+        } else {
+            ("at most 3", args.len())
+        };
+        return Err(Fault::msg(format!(
+            "invalid number of arguments (expected {expected}, got {got})"
+        )));
+    }
+    let text = string_arg("date", args, 0)?;
+    let utc = Arc::new(Location::Utc);
+    let parsed = match args {
+        [_, _, _] => {
+            let layout = string_arg("date", args, 1)?;
+            let zone = string_arg("date", args, 2)?;
+            budget.step(1_000)?;
+            let loc = Arc::new(Location::load(zone).map_err(Fault::msg)?);
+            budget.step(parse_steps(text, layout))?;
+            if layout.contains("MST") {
+                // An abbreviation is looked up among the zone's transitions.
+                budget.step(ZONE_SCAN_STEPS)?;
+            }
+            gotime::parse(layout, text, &loc, &loc).map_err(Fault::msg)?
+        }
+        [_, _] => {
+            let layout = string_arg("date", args, 1)?;
+            budget.step(parse_steps(text, layout))?;
+            if tz.is_some() && layout.contains("MST") {
+                budget.step(ZONE_SCAN_STEPS)?;
+            }
+            match &tz {
+                Some(loc) => gotime::parse(layout, text, loc, loc),
+                None => gotime::parse(layout, text, &utc, &utc),
+            }
+            .map_err(Fault::msg)?
+        }
+        _ => {
+            let (default, local) = match &tz {
+                Some(loc) => (loc, loc),
+                None => (&utc, &utc),
+            };
+            let mut found = None;
+            for layout in gotime::DEFAULT_LAYOUTS {
+                budget.step(parse_steps(text, layout))?;
+                if let Ok(t) = gotime::parse(layout, text, default, local) {
+                    found = Some(t);
+                    break;
+                }
+            }
+            found.ok_or_else(|| Fault::msg(format!("invalid date {text}")))?
+        }
+    };
+    Ok(Value::Time(Arc::new(parsed)))
 }
 
 fn len(args: &[Value], budget: &mut Budget) -> Res<Value> {
@@ -209,7 +325,8 @@ fn rounding(name: &str, args: &[Value]) -> Res<Value> {
 fn int(args: &[Value]) -> Res<Value> {
     arity("int", args, 1, 1)?;
     match &args[0] {
-        Value::Int(i) => Ok(Value::Int(*i)),
+        Value::Int(i) | Value::Duration(i) => Ok(Value::Int(*i)),
+        Value::Named(n) => Ok(Value::Int(n.number())),
         Value::Float(f) => Ok(Value::Int(*f as i64)),
         Value::Str(s) => golang::atoi(s)
             .map(Value::Int)
@@ -453,7 +570,7 @@ fn min_max(name: &str, args: &[Value], budget: &mut Budget) -> Res<Value> {
     fn visit(name: &str, v: &Value, best: &mut Option<Value>, budget: &mut Budget) -> Res<()> {
         budget.step(1)?;
         match v {
-            Value::Int(_) | Value::Float(_) => {
+            Value::Int(_) | Value::Float(_) | Value::Duration(_) => {
                 let replace = match best {
                     None => true,
                     Some(b) if name == "max" => value::less(b, v, budget)?,
@@ -477,7 +594,10 @@ fn min_max(name: &str, args: &[Value], budget: &mut Budget) -> Res<Value> {
         }
     }
     if let [single] = args
-        && !matches!(single, Value::Int(_) | Value::Float(_) | Value::Array(_))
+        && !matches!(
+            single,
+            Value::Int(_) | Value::Float(_) | Value::Duration(_) | Value::Array(_)
+        )
     {
         return Ok(single.clone());
     }
@@ -563,8 +683,11 @@ fn get(args: &[Value]) -> Res<Value> {
         )));
     }
     match (&args[0], &args[1]) {
-        (Value::Map(_), Value::Str(_) | Value::Nil)
-        | (Value::Array(_) | Value::Str(_), Value::Int(_) | Value::Float(_))
+        // Nil for a missing key, whatever the map's values (unlike `m.x`,
+        // which gives `""` from a `map[string]string`).
+        (Value::Map(m), Value::Str(k)) => Ok(m.entries.get(&**k).cloned().unwrap_or(Value::Nil)),
+        (Value::Map(m), Value::Nil) => Ok(m.entries.get("").cloned().unwrap_or(Value::Nil)),
+        (Value::Array(_) | Value::Str(_), Value::Int(_) | Value::Float(_))
         | (Value::Struct(_), Value::Str(_)) => Ok(fetch(&args[0], &args[1]).unwrap_or(Value::Nil)),
         _ => Ok(Value::Nil),
     }

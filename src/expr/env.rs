@@ -1,10 +1,14 @@
 //! What an expression can see: Kargo's environment (`ctx`, `vars`,
 //! `outputs`, `task.outputs`, `stepMetas`) and the snapshots the functions
-//! read (Freight, step statuses). Everything is plain data prepared by the
-//! caller before evaluating: evaluation never does I/O.
+//! read (Freight, step statuses, the project's ConfigMaps, Secrets and
+//! metadata, the instant `now()` returns). Everything is plain data
+//! prepared by the caller before evaluating: evaluation never does I/O.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
@@ -168,6 +172,76 @@ fn split_alias(alias: &str) -> (&str, &str) {
     }
 }
 
+/// ConfigMap or Secret data: name → key → value.
+pub type DataByName = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Stage or Freight metadata: name → key → JSON value.
+pub type MetadataByName = BTreeMap<String, Map<String, Json>>;
+
+/// The objects of the project (and of the shared resources namespace) that
+/// Kargo's data functions read, fetched from the API server before
+/// evaluating. Every map is empty by default: every object is then
+/// missing, and the functions answer as Kargo does for a missing object.
+///
+/// Its `Debug` output names the Secrets and their keys, never their values.
+/// The engine's error messages mask every Secret value as `***` (as it is,
+/// in any ASCII case, quoted, or clipped as messages clip long values);
+/// text merely derived from a value (a slice, its base64) is not tracked.
+#[derive(Clone, Default, PartialEq)]
+pub struct ProjectData {
+    /// `configMap(name)`: each ConfigMap of the project's namespace by
+    /// name, its `data`. A ConfigMap missing here reads as an empty map, as
+    /// in Kargo; one present with no data as Go's nil map (JSON `null`); a
+    /// missing key reads as `""` (Go's `map[string]string`).
+    pub config_maps: DataByName,
+    /// `secret(name)`: each Secret of the project's namespace by name, its
+    /// `data` decoded from base64 into text (bytes that are not UTF-8 are
+    /// replaced, U+FFFD). Missing Secrets and keys read as for ConfigMaps.
+    pub secrets: DataByName,
+    /// `sharedConfigMap(name)`: the ConfigMaps of the shared resources
+    /// namespace (Kargo's `SHARED_RESOURCES_NAMESPACE`), as `config_maps`.
+    pub shared_config_maps: DataByName,
+    /// `sharedSecret(name)`: the Secrets of the shared resources namespace
+    /// labelled `kargo.akuity.io/cred-type: generic`, as `secrets`. Leave
+    /// other Secrets out: Kargo gives an empty map for them.
+    pub shared_secrets: DataByName,
+    /// `stageMetadata(name)`: each Stage of the project by name, its
+    /// `status.metadata` (values as stored, any JSON). A Stage missing
+    /// here, or with no metadata (an empty map), reads as nil, as in Kargo.
+    pub stage_metadata: MetadataByName,
+    /// `freightMetadata(name)`: each Freight of the project by name, its
+    /// `status.metadata`, as `stage_metadata`.
+    pub freight_metadata: MetadataByName,
+}
+
+impl ProjectData {
+    /// Every Secret value (project and shared): what error messages mask.
+    pub(crate) fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secrets
+            .values()
+            .chain(self.shared_secrets.values())
+            .flat_map(|data| data.values().map(String::as_str))
+    }
+}
+
+impl fmt::Debug for ProjectData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys_only = |data: &DataByName| -> BTreeMap<String, Vec<String>> {
+            data.iter()
+                .map(|(name, kv)| (name.clone(), kv.keys().cloned().collect()))
+                .collect()
+        };
+        f.debug_struct("ProjectData")
+            .field("config_maps", &self.config_maps)
+            .field("secrets", &keys_only(&self.secrets))
+            .field("shared_config_maps", &self.shared_config_maps)
+            .field("shared_secrets", &keys_only(&self.shared_secrets))
+            .field("stage_metadata", &self.stage_metadata)
+            .field("freight_metadata", &self.freight_metadata)
+            .finish()
+    }
+}
+
 /// Everything one evaluation can see. Build it once per step (or per
 /// promotion-level var pass) from data fetched beforehand.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -193,6 +267,12 @@ pub struct Env {
     /// resolve against its top-level keys, and `outputs` is the whole
     /// document, instead of the Promotion's context.
     pub document: Option<Document>,
+    /// The ConfigMaps, Secrets and metadata the data functions read
+    /// (shared, as an environment is cloned for every step).
+    pub data: Arc<ProjectData>,
+    /// What `now()` returns. `None`: the clock, read once when an
+    /// evaluation session starts, so every `now()` in one session agrees.
+    pub now: Option<Timestamp>,
 }
 
 /// A parsed file an expression looks into.

@@ -9,19 +9,25 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use regex::Regex;
 
 use super::ast::{BinOp, Expr, Node, UnOp};
 use super::budget::{Budget, ELEMENT_SIZE, ENTRY_OVERHEAD, MAX_STACK, stack_position};
 use super::builtins;
 use super::error::{Fault, Res};
+use super::methods;
 use super::value::{self, Value};
 
 /// Functions provided by the environment (Kargo's `quote`, `commitFrom`,
-/// `success`, ...), looked up after the built-ins.
+/// `success`, ...), looked up after the built-ins, and the instant `now()`
+/// returns.
 pub(crate) trait Host {
     /// Calls the function `name`, or returns `None` if there is none.
     fn call(&self, name: &str, args: &[Value], budget: &mut Budget) -> Option<Res<Value>>;
+
+    /// What `now()` returns: the same instant throughout an evaluation.
+    fn now(&self) -> Timestamp;
 }
 
 /// Compiled regular expressions of one evaluation, by pattern.
@@ -53,6 +59,9 @@ pub(crate) struct Interp<'p, 'h> {
     stack_base: usize,
 }
 
+/// How many characters of a string [`brief`] shows.
+pub(crate) const BRIEF_CHARS: usize = 80;
+
 /// A short rendering of a value for messages (`cannot fetch x from ...`).
 pub(crate) fn brief(v: &Value) -> String {
     match v {
@@ -60,7 +69,7 @@ pub(crate) fn brief(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => super::golang::format_float_v(*f),
-        Value::Str(s) => super::error::clip(&s.chars().take(80).collect::<String>()),
+        Value::Str(s) => super::error::clip(&s.chars().take(BRIEF_CHARS).collect::<String>()),
         other => other.go_type().to_string(),
     }
 }
@@ -100,10 +109,55 @@ fn expect_bool(v: &Value, what: &str) -> Res<bool> {
     }
 }
 
+/// expr-lang's arithmetic on Go's times and durations (`runtime.Add`,
+/// `Subtract`, `Multiply`): a time plus or minus a duration, the duration
+/// between two times, durations added, subtracted and multiplied (by an
+/// int, a duration; by a float gives a float). `None` when neither operand
+/// is a time or a duration.
+fn time_arithmetic(op: BinOp, a: &Value, b: &Value) -> Option<Res<Value>> {
+    use Value::{Duration, Float, Int, Time};
+    let time = |t: Option<super::gotime::Time>| {
+        t.map(|t| Time(Arc::new(t)))
+            .ok_or_else(|| Fault::msg("time out of range"))
+    };
+    Some(Ok(match (op, a, b) {
+        (BinOp::Add, Time(t), Duration(d)) | (BinOp::Add, Duration(d), Time(t)) => {
+            return Some(time(t.add(*d)));
+        }
+        (BinOp::Sub, Time(t), Duration(d)) => return Some(time(t.add(d.wrapping_neg()))),
+        (BinOp::Sub, Time(t), Time(u)) => Duration(t.sub(u)),
+        (BinOp::Add, Duration(x), Duration(y)) => Duration(x.wrapping_add(*y)),
+        (BinOp::Sub, Duration(x), Duration(y)) => Duration(x.wrapping_sub(*y)),
+        (BinOp::Mul, Duration(x), Duration(y) | Int(y)) | (BinOp::Mul, Int(y), Duration(x)) => {
+            Duration(x.wrapping_mul(*y))
+        }
+        (BinOp::Mul, Duration(x), Float(y)) | (BinOp::Mul, Float(y), Duration(x)) => {
+            Float(*x as f64 * y)
+        }
+        _ if a.is_go_typed() || b.is_go_typed() => {
+            return Some(Err(mismatched(op.symbol(), a, b)));
+        }
+        _ => return None,
+    }))
+}
+
+/// expr-lang's type checker's error for an operator whose operands' types
+/// do not go together.
+fn mismatched(op: &str, a: &Value, b: &Value) -> Fault {
+    Fault::msg(format!(
+        "invalid operation: {op} (mismatched types {} and {})",
+        a.go_type(),
+        b.go_type()
+    ))
+}
+
 /// expr-lang's arithmetic (`runtime.Add`, ...): ints wrap like Go's, mixing
 /// an int and a float gives a float, `+` also joins strings.
 pub(crate) fn arithmetic(op: BinOp, a: &Value, b: &Value, budget: &mut Budget) -> Res<Value> {
     use Value::{Float, Int};
+    if let Some(result) = time_arithmetic(op, a, b) {
+        return result;
+    }
     let invalid = || {
         Fault::msg(format!(
             "invalid operation: {} {} {}",
@@ -203,13 +257,7 @@ impl<'p, 'h> Interp<'p, 'h> {
                 other => other,
             },
             Expr::Call { name, args } => self.call(name, args),
-            Expr::MethodCall { callee, .. } => match self.eval(callee)? {
-                Value::Nil => Err(Fault::msg("invalid operation: cannot call nil")),
-                other => Err(Fault::msg(format!(
-                    "invalid operation: cannot call non-function of type {}",
-                    other.go_type()
-                ))),
-            },
+            Expr::MethodCall { callee, args } => self.method_call(callee, args),
             Expr::Predicate(body) => self.eval(body),
             Expr::Array(items) => self.array(items),
             Expr::Map(pairs) => self.map(pairs),
@@ -450,6 +498,38 @@ impl<'p, 'h> Interp<'p, 'h> {
         Value::array(items)
     }
 
+    /// `object.name(args)`: a method of a Go value (a time, a duration, a
+    /// version, ...); anything else has no methods, and a member that is
+    /// not a function cannot be called.
+    fn method_call(&mut self, callee: &'p Node, args: &'p [Node]) -> Res<Value> {
+        if let Expr::Member {
+            object,
+            property,
+            optional,
+        } = &callee.expr
+        {
+            self.budget.step(1)?;
+            let obj = self.eval(object)?;
+            if *optional && obj.is_nil() {
+                return Err(Fault::NilChain);
+            }
+            let key = self.eval(property)?;
+            if methods::has_methods(&obj)
+                && let Value::Str(name) = &key
+            {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(self.eval(a)?);
+                }
+                return methods::call(&obj, name, &values, self.budget)
+                    .map_err(|f| f.locate(callee.at));
+            }
+            let member = fetch(&obj, &key).map_err(|f| f.locate(callee.at))?;
+            return Err(not_callable(&member));
+        }
+        Err(not_callable(&self.eval(callee)?))
+    }
+
     fn member(&mut self, object: &'p Node, property: &'p Node, optional: bool) -> Res<Value> {
         let obj = self.eval(object)?;
         if optional && obj.is_nil() {
@@ -554,7 +634,7 @@ impl<'p, 'h> Interp<'p, 'h> {
         for a in args {
             values.push(self.eval(a)?);
         }
-        if let Some(result) = builtins::call(name, &values, self.budget) {
+        if let Some(result) = builtins::call(name, &values, self.host.now(), self.budget) {
             return result;
         }
         if let Some(result) = self.host.call(name, &values, self.budget) {
@@ -782,20 +862,31 @@ pub(crate) fn fetch(obj: &Value, key: &Value) -> Res<Value> {
             let i = index_in(to_int(key)?, s.len())?;
             Ok(Value::Int(i64::from(s.as_bytes()[i])))
         }
-        Value::Map(m) => match key {
-            Value::Str(k) => Ok(m.entries.get(&**k).cloned().unwrap_or(Value::Nil)),
-            Value::Nil => Ok(m.entries.get("").cloned().unwrap_or(Value::Nil)),
-            // Keys of maps built by groupBy/fromPairs from numbers or bools
-            // are their text: `groupBy(xs, len(#))[1]` works as in Go.
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
-                Ok(m.entries.get(&brief(key)).cloned().unwrap_or(Value::Nil))
+        Value::Map(m) => {
+            // A missing key reads as the zero value of the map's values.
+            let zero = || {
+                if m.kind != value::MapKind::Any {
+                    Value::str("")
+                } else {
+                    Value::Nil
+                }
+            };
+            match key {
+                Value::Str(k) => Ok(m.entries.get(&**k).cloned().unwrap_or_else(zero)),
+                Value::Nil => Ok(m.entries.get("").cloned().unwrap_or_else(zero)),
+                // Keys of maps built by groupBy/fromPairs from numbers or bools
+                // are their text: `groupBy(xs, len(#))[1]` works as in Go.
+                Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                    Ok(m.entries.get(&brief(key)).cloned().unwrap_or_else(zero))
+                }
+                other => Err(Fault::msg(format!(
+                    "cannot use {} ({}) as a key of {}",
+                    brief(other),
+                    other.go_type(),
+                    obj.go_type()
+                ))),
             }
-            other => Err(Fault::msg(format!(
-                "cannot use {} ({}) as a key of map[string]interface {{}}",
-                brief(other),
-                other.go_type()
-            ))),
-        },
+        }
         Value::Struct(s) => match key {
             Value::Str(k) => s.field(k).cloned().ok_or_else(|| {
                 Fault::msg(format!("cannot fetch {} from {}", brief(key), s.type_name))
@@ -806,11 +897,28 @@ pub(crate) fn fetch(obj: &Value, key: &Value) -> Res<Value> {
                 s.type_name
             ))),
         },
-        other => Err(Fault::msg(format!(
-            "cannot fetch {} from {}",
-            brief(key),
+        other => match key {
+            Value::Str(name) if methods::is_method(other, name) => Err(Fault::msg(format!(
+                "{name} is a method of {}: call it, {name}()",
+                other.go_type()
+            ))),
+            _ => Err(Fault::msg(format!(
+                "cannot fetch {} from {}",
+                brief(key),
+                other.go_type()
+            ))),
+        },
+    }
+}
+
+/// The error for calling a value that is not a function.
+fn not_callable(v: &Value) -> Fault {
+    match v {
+        Value::Nil => Fault::msg("invalid operation: cannot call nil"),
+        other => Fault::msg(format!(
+            "invalid operation: cannot call non-function of type {}",
             other.go_type()
-        ))),
+        )),
     }
 }
 

@@ -1,22 +1,32 @@
 //! Kargo's expression functions (`pkg/expressions/json_templates.go`,
 //! `pkg/expressions/function/functions.go`), over the snapshots in
 //! [`Env`]: `quote`, `unsafeQuote`, `asJSON`, `asYAML` (always); `warehouse`,
-//! `commitFrom`, `imageFrom`, `chartFrom`, `semverDiff` (always); `success`,
-//! `failure`, `always`, `status` (in `if` and `config` only).
+//! `commitFrom`, `imageFrom`, `chartFrom`, `semverDiff`, `semverParse`
+//! (always); `configMap`, `secret`, `sharedConfigMap`, `sharedSecret`,
+//! `stageMetadata`, `freightMetadata` (always, over [`Env::data`]);
+//! `success`, `failure`, `always`, `status` (in `if` and `config` only).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
 use serde_json::Value as Json;
 
 use super::budget::Budget;
-use super::env::{Env, Scope};
+use super::env::{DataByName, Env, MetadataByName, Scope};
 use super::error::{Fault, Res};
 use super::eval::Host;
 use super::golang;
+use super::gotime;
+use super::semver;
 use super::value::{self, StructDef, Value, Zero};
 
 /// Kargo's functions for one evaluation.
 pub(crate) struct KargoFunctions<'e> {
     pub env: &'e Env,
     pub scope: Scope,
+    /// What `now()` returns.
+    pub now: Timestamp,
 }
 
 const FREIGHT_ORIGIN: StructDef = StructDef {
@@ -77,6 +87,25 @@ impl Host for KargoFunctions<'_> {
             "imageFrom" => self.image_from(args),
             "chartFrom" => self.chart_from(args),
             "semverDiff" => semver_diff(args),
+            "semverParse" => semver_parse(args, budget),
+            "configMap" => data_map(args, &self.env.data.config_maps, true, budget),
+            "secret" => data_map(args, &self.env.data.secrets, false, budget),
+            "sharedConfigMap" => data_map(args, &self.env.data.shared_config_maps, true, budget),
+            "sharedSecret" => data_map(args, &self.env.data.shared_secrets, false, budget),
+            "stageMetadata" => metadata(
+                args,
+                &self.env.data.stage_metadata,
+                "argument must be string",
+                "stage name must not be empty",
+                budget,
+            ),
+            "freightMetadata" => metadata(
+                args,
+                &self.env.data.freight_metadata,
+                "first argument must be string",
+                "freight ref name must not be empty",
+                budget,
+            ),
             "success" | "failure" | "always" | "status" if self.scope.has_status_functions() => {
                 self.status_function(name, args)
             }
@@ -84,6 +113,99 @@ impl Host for KargoFunctions<'_> {
         };
         Some(result)
     }
+
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+}
+
+/// `configMap(name)`, `secret(name)` and their shared variants: the
+/// object's data (a Go `map[string]string`), an empty map when there is no
+/// such object. A ConfigMap without data gives Go's nil map (`configmap`),
+/// a Secret an empty one. An empty name is an error, as the API server's.
+fn data_map(
+    args: &[Value],
+    objects: &DataByName,
+    configmap: bool,
+    budget: &mut Budget,
+) -> Res<Value> {
+    let [arg] = args else {
+        return Err(Fault::msg(format!(
+            "expected 1 argument, got {}",
+            args.len()
+        )));
+    };
+    let Value::Str(name) = arg else {
+        return Err(Fault::msg(format!(
+            "argument must be string, got {}",
+            arg.go_type()
+        )));
+    };
+    if name.is_empty() {
+        return Err(Fault::msg("resource name may not be empty"));
+    }
+    let Some(data) = objects.get(name.as_str()) else {
+        budget.alloc_map(0, 0)?;
+        return Ok(Value::string_map(&BTreeMap::new(), false));
+    };
+    let bytes: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    budget.alloc_map(data.len(), bytes)?;
+    Ok(Value::string_map(data, configmap))
+}
+
+/// `stageMetadata(name)`, `freightMetadata(name)`: the object's metadata
+/// (a Go `map[string]any`), nil when there is no such object or it has no
+/// metadata.
+fn metadata(
+    args: &[Value],
+    objects: &MetadataByName,
+    not_string: &str,
+    empty_name: &str,
+    budget: &mut Budget,
+) -> Res<Value> {
+    let [arg] = args else {
+        return Err(Fault::msg(format!(
+            "expected 1 argument, got {}",
+            args.len()
+        )));
+    };
+    let Value::Str(name) = arg else {
+        return Err(Fault::msg(format!("{not_string}, got {}", arg.go_type())));
+    };
+    if name.is_empty() {
+        return Err(Fault::msg(empty_name.to_string()));
+    }
+    match objects.get(name.as_str()) {
+        Some(fields) if !fields.is_empty() => {
+            let json = Json::Object(fields.clone());
+            // Converting walks the whole value: charge it like parsing.
+            let size = json.to_string().len();
+            budget.alloc((size as u64).saturating_mul(4))?;
+            budget.work(size)?;
+            value::from_json(&json).map_err(Fault::msg)
+        }
+        _ => Ok(Value::Nil),
+    }
+}
+
+/// `semverParse(s)`: the version, or Kargo's error when `s` is not one.
+fn semver_parse(args: &[Value], budget: &mut Budget) -> Res<Value> {
+    let [arg] = args else {
+        return Err(Fault::msg(format!(
+            "expected 1 argument, got {}",
+            args.len()
+        )));
+    };
+    let Value::Str(text) = arg else {
+        return Err(Fault::msg(format!(
+            "argument must be string, got {}",
+            arg.go_type()
+        )));
+    };
+    budget.step(32 + text.len() as u64)?;
+    semver::parse(text)
+        .map(|v| Value::Version(Arc::new(v)))
+        .map_err(|e| Fault::msg(format!("invalid semantic version: {e}")))
 }
 
 fn one_arg<'a>(name: &str, args: &'a [Value]) -> Res<&'a Value> {
@@ -364,49 +486,6 @@ impl KargoFunctions<'_> {
     }
 }
 
-/// A version as Masterminds' `semver.NewVersion` reads it (loosely: an
-/// optional `v`, minor and patch optional): major, minor, patch, metadata.
-fn parse_semver(s: &str) -> Option<(u64, u64, u64, String)> {
-    let s = s.strip_prefix('v').unwrap_or(s);
-    let (rest, metadata) = match s.split_once('+') {
-        Some((r, m)) => (r, m),
-        None => (s, ""),
-    };
-    let (core, prerelease) = match rest.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (rest, None),
-    };
-    let identifiers_ok = |part: &str| {
-        part.split('.')
-            .all(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-    };
-    // Numeric pre-release identifiers may not have leading zeros.
-    let numbers_ok = |part: &str| {
-        part.split('.').all(|id| {
-            !(id.len() > 1 && id.starts_with('0') && id.bytes().all(|b| b.is_ascii_digit()))
-        })
-    };
-    if prerelease.is_some_and(|p| !identifiers_ok(p) || !numbers_ok(p))
-        || (s.contains('+') && !identifiers_ok(metadata))
-    {
-        return None;
-    }
-    let mut numbers = core.split('.');
-    let mut next = |required: bool| -> Option<u64> {
-        match numbers.next() {
-            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok(),
-            Some(_) => None,
-            None if required => None,
-            None => Some(0),
-        }
-    };
-    let (major, minor, patch) = (next(true)?, next(false)?, next(false)?);
-    if numbers.next().is_some() {
-        return None;
-    }
-    Some((major, minor, patch, metadata.to_string()))
-}
-
 /// `semverDiff(a, b)`: the most significant part that differs: `Major`,
 /// `Minor`, `Patch`, `Metadata`, `None`, or `Incomparable` when either is
 /// not a version. Pre-releases are not compared, as in Kargo.
@@ -425,12 +504,12 @@ fn semver_diff(args: &[Value]) -> Res<Value> {
         ))),
     };
     let (a, b) = (text(a, "first")?, text(b, "second")?);
-    let diff = match (parse_semver(&a), parse_semver(&b)) {
-        (Some(x), Some(y)) if x.0 != y.0 => "Major",
-        (Some(x), Some(y)) if x.1 != y.1 => "Minor",
-        (Some(x), Some(y)) if x.2 != y.2 => "Patch",
-        (Some(x), Some(y)) if x.3 != y.3 => "Metadata",
-        (Some(_), Some(_)) => "None",
+    let diff = match (semver::parse(&a), semver::parse(&b)) {
+        (Ok(x), Ok(y)) if x.major != y.major => "Major",
+        (Ok(x), Ok(y)) if x.minor != y.minor => "Minor",
+        (Ok(x), Ok(y)) if x.patch != y.patch => "Patch",
+        (Ok(x), Ok(y)) if x.metadata != y.metadata => "Metadata",
+        (Ok(_), Ok(_)) => "None",
         _ => "Incomparable",
     };
     Ok(Value::str(diff))
@@ -555,6 +634,16 @@ fn yaml_scalar(v: &Value, indent: usize, budget: &mut Budget) -> Res<Option<Stri
         }
         Value::Array(a) if a.items.is_empty() => "[]".to_string(),
         Value::Map(m) if m.entries.is_empty() => "{}".to_string(),
+        // yaml.v3 writes a time as its RFC 3339 text, a duration as its
+        // String(), a version as its text, a location (no exported
+        // fields) as an empty map.
+        Value::Time(t) => t.marshal_json().map_err(Fault::msg)?,
+        Value::Duration(d) => {
+            return yaml_scalar(&Value::string(gotime::duration_string(*d)), indent, budget);
+        }
+        Value::Named(n) => n.number().to_string(),
+        Value::Version(v) => return yaml_scalar(&Value::string(v.string()), indent, budget),
+        Value::Location(_) => "{}".to_string(),
         _ => return Ok(None),
     }))
 }

@@ -9,8 +9,12 @@
 //!   Kargo's typing rules.
 //! - [`Env`] is what an expression sees (`ctx`, `vars`, `outputs`,
 //!   `task.outputs`, `stepMetas`) plus the snapshots the functions read
-//!   ([`FreightSnapshot`], [`StepStatuses`]). Evaluation is synchronous and
-//!   does no I/O: fetch what the functions need first.
+//!   ([`FreightSnapshot`], [`StepStatuses`], [`ProjectData`]) and the
+//!   instant `now()` returns. Evaluation is synchronous and does no I/O:
+//!   fetch what the functions need first.
+//! - Go's time values (`now()`, `date()`, `duration()`, their operators
+//!   and methods) and Kargo's `semverParse()` versions are values here
+//!   too, with Go's formatting, parsing and JSON.
 //! - [`Evaluator`] is the seam: templates work with any implementation;
 //!   [`Engine`] is ours.
 //!
@@ -29,8 +33,11 @@ mod error;
 mod eval;
 pub(crate) mod functions;
 pub(crate) mod golang;
+mod gotime;
 mod lexer;
+mod methods;
 mod parser;
+mod semver;
 pub mod template;
 mod value;
 
@@ -40,7 +47,10 @@ mod tests;
 use serde_json::Value as Json;
 
 pub use budget::Limits;
-pub use env::{Ctx, Document, Env, FreightSnapshot, Scope, StepStatus, StepStatuses};
+pub use env::{
+    Ctx, DataByName, Document, Env, FreightSnapshot, MetadataByName, ProjectData, Scope,
+    StepStatus, StepStatuses,
+};
 pub use error::{ExprError, Limit};
 
 use budget::Budget;
@@ -172,12 +182,14 @@ impl Engine {
             offset: None,
             column: None,
         })?;
+        let now = env.now.unwrap_or_else(jiff::Timestamp::now);
         Ok(EngineSession {
             engine: self,
-            functions: KargoFunctions { env, scope },
+            functions: KargoFunctions { env, scope, now },
             root,
             budget: Budget::new(self.limits),
             regexes: RegexCache::new(),
+            secrets: masked_texts(env.data.secret_values()),
         })
     }
 }
@@ -203,6 +215,53 @@ struct EngineSession<'a> {
     root: Value,
     budget: Budget,
     regexes: RegexCache,
+    /// Texts no error message may show (Secret values and the forms
+    /// messages write them in), longest first.
+    secrets: Vec<String>,
+}
+
+/// The texts to mask for these Secret values: each value as it is, as
+/// messages quote it (Go's `%q`, JSON, time's quoting) and clipped as
+/// messages clip long values.
+fn masked_texts<'s>(values: impl Iterator<Item = &'s str>) -> Vec<String> {
+    let mut texts: Vec<String> = Vec::new();
+    for v in values.filter(|v| !v.is_empty()) {
+        let mut json = String::new();
+        golang::push_json_string(&mut json, v);
+        let quoted = golang::quote(v);
+        let forms = [
+            v.to_string(),
+            json[1..json.len() - 1].to_string(),
+            quoted[1..quoted.len() - 1].to_string(),
+            v.chars().take(eval::BRIEF_CHARS).collect(),
+        ];
+        for form in forms {
+            if !form.is_empty() && !texts.contains(&form) {
+                texts.push(form);
+            }
+        }
+    }
+    texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    texts
+}
+
+/// `text` with every occurrence of each of `secrets` (ignoring ASCII case)
+/// replaced by `***`.
+fn mask(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        let needle = secret.to_ascii_lowercase();
+        let mut from = 0;
+        loop {
+            let hay = out.to_ascii_lowercase();
+            let Some(i) = hay[from..].find(&needle).map(|i| i + from) else {
+                break;
+            };
+            out.replace_range(i..i + needle.len(), "***");
+            from = i + 3;
+        }
+    }
+    out
 }
 
 impl EngineSession<'_> {
@@ -216,7 +275,18 @@ impl EngineSession<'_> {
         );
         interp
             .eval(&program.root)
-            .map_err(|fault| fault.into_error(source))
+            .map_err(|fault| self.error(fault, source))
+    }
+
+    /// The error for `fault`, its message masked.
+    fn error(&self, fault: Fault, source: &str) -> ExprError {
+        let mut err = fault.into_error(source);
+        if let ExprError::Eval { message, .. } = &mut err
+            && !self.secrets.is_empty()
+        {
+            *message = mask(message, &self.secrets);
+        }
+        err
     }
 
     /// Steps and bytes charged so far (for tests and measurements).
@@ -229,14 +299,16 @@ impl EngineSession<'_> {
 impl Session for EngineSession<'_> {
     fn evaluate(&mut self, expression: &str) -> Result<Json, ExprError> {
         let v = self.run(expression)?;
-        value::to_json(&v).map_err(|message| Fault::msg(message).into_error(expression))
+        value::to_json(&v).map_err(|message| self.error(Fault::msg(message), expression))
     }
 
     fn evaluate_text(&mut self, expression: &str) -> Result<String, ExprError> {
         match self.run(expression)? {
             Value::Str(s) => Ok(s.to_string()),
-            other => value::marshal(&other, false, &mut self.budget)
-                .map_err(|fault| fault.into_error(expression)),
+            other => match value::marshal(&other, false, &mut self.budget) {
+                Ok(text) => Ok(text),
+                Err(fault) => Err(self.error(fault, expression)),
+            },
         }
     }
 }

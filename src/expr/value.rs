@@ -12,6 +12,8 @@ use std::sync::Arc;
 use super::budget::Budget;
 use super::error::{Fault, Limit, Res};
 use super::golang;
+use super::gotime;
+use super::semver;
 
 /// The deepest nesting of arrays, maps and structs a value may have. JSON
 /// parsed by `serde_json` is limited to 128 levels already.
@@ -33,6 +35,49 @@ pub(crate) enum Value {
     /// step metadata): fields are read by their Go name (`.ID`, `.Tag`) or
     /// their JSON name, and it marshals to JSON with its JSON names.
     Struct(Arc<Struct>),
+    /// A Go `time.Time` (`now()`, `date()`).
+    Time(Arc<gotime::Time>),
+    /// A Go `time.Duration`, in nanoseconds (`duration()`, `t1 - t2`).
+    Duration(i64),
+    /// A Go `*time.Location` (`timezone()`, `t.Location()`).
+    Location(Arc<gotime::Location>),
+    /// A Go integer type whose values have names (`t.Month()`,
+    /// `t.Weekday()`): JSON writes the number, `string()` the name.
+    Named(Named),
+    /// A semantic version (`semverParse()`).
+    Version(Arc<semver::Version>),
+}
+
+/// The Go integer types with named values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// `time.Month`: 1 is January.
+    Month(i64),
+    /// `time.Weekday`: 0 is Sunday.
+    Weekday(i64),
+}
+
+impl Named {
+    pub(crate) fn number(self) -> i64 {
+        match self {
+            Named::Month(n) | Named::Weekday(n) => n,
+        }
+    }
+
+    /// `String()`: the English name.
+    pub(crate) fn name(self) -> String {
+        match self {
+            Named::Month(n) => gotime::month_name(n),
+            Named::Weekday(n) => gotime::weekday_name(n),
+        }
+    }
+
+    fn type_name(self) -> &'static str {
+        match self {
+            Named::Month(_) => "time.Month",
+            Named::Weekday(_) => "time.Weekday",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -44,7 +89,22 @@ pub(crate) struct Array {
 #[derive(Debug)]
 pub(crate) struct Map {
     pub entries: BTreeMap<String, Value>,
+    /// What Go map type it is.
+    pub kind: MapKind,
     depth: usize,
+}
+
+/// The Go types of maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MapKind {
+    /// `map[string]any`: a missing key reads as nil.
+    Any,
+    /// `map[string]string` (what `configMap()` and `secret()` return): a
+    /// missing key reads as `""`, the zero string.
+    Strings,
+    /// A nil `map[string]string` (the data of a ConfigMap that has none):
+    /// as `Strings`, but JSON writes it as `null`.
+    NilStrings,
 }
 
 #[derive(Debug)]
@@ -94,7 +154,29 @@ impl Value {
         if depth > MAX_VALUE_DEPTH {
             return Err(too_deep());
         }
-        Ok(Value::Map(Arc::new(Map { entries, depth })))
+        Ok(Value::Map(Arc::new(Map {
+            entries,
+            kind: MapKind::Any,
+            depth,
+        })))
+    }
+
+    /// A Go `map[string]string`: missing keys read as `""`. `nil_if_empty`:
+    /// an empty one is Go's nil map (JSON `null`).
+    pub(crate) fn string_map(entries: &BTreeMap<String, String>, nil_if_empty: bool) -> Value {
+        let kind = if nil_if_empty && entries.is_empty() {
+            MapKind::NilStrings
+        } else {
+            MapKind::Strings
+        };
+        Value::Map(Arc::new(Map {
+            entries: entries
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::str(v)))
+                .collect(),
+            kind,
+            depth: 1,
+        }))
     }
 
     /// A struct; fails if it would nest too deep.
@@ -132,8 +214,15 @@ impl Value {
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
             Value::Array(_) => "[]interface {}",
+            Value::Map(m) if m.kind != MapKind::Any => "map[string]string",
             Value::Map(_) => "map[string]interface {}",
             Value::Struct(s) => s.type_name,
+            Value::Time(_) => "time.Time",
+            Value::Duration(_) => "time.Duration",
+            Value::Location(_) => "*time.Location",
+            Value::Named(n) => n.type_name(),
+            Value::Version(v) if v.pointer => "*semver.Version",
+            Value::Version(_) => "semver.Version",
         }
     }
 
@@ -148,7 +237,26 @@ impl Value {
             Value::Array(_) => "array",
             Value::Map(_) => "map",
             Value::Struct(s) => s.type_name,
+            Value::Time(_) => "time.Time",
+            Value::Duration(_) => "time.Duration",
+            Value::Location(_) => "time.Location",
+            Value::Named(n) => n.type_name(),
+            Value::Version(_) => "github.com/Masterminds/semver/v3.Version",
         }
+    }
+
+    /// Whether the value is one of Go's typed values from the `time` and
+    /// `semver` packages, which expr-lang's type checker keeps apart from
+    /// plain numbers, strings and bools.
+    pub(crate) fn is_go_typed(&self) -> bool {
+        matches!(
+            self,
+            Value::Time(_)
+                | Value::Duration(_)
+                | Value::Location(_)
+                | Value::Named(_)
+                | Value::Version(_)
+        )
     }
 
     /// Whether Go's `omitempty` leaves this value out.
@@ -161,7 +269,9 @@ impl Value {
             Value::Str(s) => s.is_empty(),
             Value::Array(a) => a.items.is_empty(),
             Value::Map(m) => m.entries.is_empty(),
-            Value::Struct(_) => false,
+            Value::Duration(d) => *d == 0,
+            Value::Named(n) => n.number() == 0,
+            Value::Struct(_) | Value::Time(_) | Value::Location(_) | Value::Version(_) => false,
         }
     }
 }
@@ -306,6 +416,7 @@ pub(crate) fn to_json(v: &Value) -> Result<serde_json::Value, String> {
         Value::Array(a) => {
             serde_json::Value::Array(a.items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?)
         }
+        Value::Map(m) if m.kind == MapKind::NilStrings => serde_json::Value::Null,
         Value::Map(m) => serde_json::Value::Object(
             m.entries
                 .iter()
@@ -319,6 +430,12 @@ pub(crate) fn to_json(v: &Value) -> Result<serde_json::Value, String> {
                 .map(|f| Ok((f.json.clone(), to_json(&f.value)?)))
                 .collect::<Result<serde_json::Map<_, _>, String>>()?,
         ),
+        Value::Time(t) => serde_json::Value::String(t.marshal_json()?),
+        Value::Duration(d) => serde_json::Value::from(*d),
+        // Go's Location has no exported fields.
+        Value::Location(_) => serde_json::Value::Object(serde_json::Map::new()),
+        Value::Named(n) => serde_json::Value::from(n.number()),
+        Value::Version(v) => serde_json::Value::String(v.string()),
     })
 }
 
@@ -417,6 +534,12 @@ fn write_v(v: &Value, w: &mut Capped) -> Res<()> {
             }
             w.push("}")
         }
+        Value::Time(t) => w.push(&t.string()),
+        Value::Duration(d) => w.push(&gotime::duration_string(*d)),
+        // Go prints the Location struct's internals; its name says more.
+        Value::Location(l) => w.push(l.name()),
+        Value::Named(n) => w.push(&n.name()),
+        Value::Version(v) => w.push(&v.string()),
     }
 }
 
@@ -466,6 +589,7 @@ fn write_json(v: &Value, indent: bool, level: usize, w: &mut Capped) -> Res<()> 
             newline(w, indent, level)?;
             w.push("]")
         }
+        Value::Map(m) if m.kind == MapKind::NilStrings => w.push("null"),
         Value::Map(m) => write_object(
             m.entries.iter().map(|(k, v)| (k.as_str(), v)),
             m.entries.is_empty(),
@@ -482,6 +606,20 @@ fn write_json(v: &Value, indent: bool, level: usize, w: &mut Capped) -> Res<()> 
                 .collect();
             let empty = fields.is_empty();
             write_object(fields.into_iter(), empty, indent, level, w)
+        }
+        Value::Time(t) => {
+            let text = t.marshal_json().map_err(Fault::msg)?;
+            w.push("\"")?;
+            w.push(&text)?;
+            w.push("\"")
+        }
+        Value::Duration(d) => w.push(&d.to_string()),
+        Value::Location(_) => w.push("{}"),
+        Value::Named(n) => w.push(&n.number().to_string()),
+        Value::Version(v) => {
+            let mut quoted = String::new();
+            golang::push_json_string(&mut quoted, &v.string());
+            w.push(&quoted)
         }
     }
 }
@@ -528,6 +666,10 @@ pub(crate) fn equal(a: &Value, b: &Value, budget: &mut Budget) -> Res<bool> {
         }
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Nil, Value::Nil) => true,
+        // Times are equal when they are the same instant, whatever their
+        // locations (Go's `t.Equal(u)`).
+        (Value::Time(x), Value::Time(y)) => x.cmp_instant(y).is_eq(),
+        (Value::Duration(x), Value::Duration(y)) => x == y,
         (Value::Array(x), Value::Array(y)) => {
             if x.items.len() != y.items.len() {
                 return Ok(false);
@@ -567,7 +709,7 @@ fn deep_equal(a: &Value, b: &Value, budget: &mut Budget) -> Res<bool> {
             true
         }
         (Value::Map(x), Value::Map(y)) => {
-            if x.entries.len() != y.entries.len() {
+            if x.entries.len() != y.entries.len() || x.kind != y.kind {
                 return Ok(false);
             }
             for ((k1, v1), (k2, v2)) in x.entries.iter().zip(&y.entries) {
@@ -589,6 +731,14 @@ fn deep_equal(a: &Value, b: &Value, budget: &mut Budget) -> Res<bool> {
             }
             true
         }
+        // The same instant in the same location.
+        (Value::Time(x), Value::Time(y)) => {
+            x.cmp_instant(y).is_eq() && x.location().name() == y.location().name()
+        }
+        (Value::Duration(x), Value::Duration(y)) => x == y,
+        (Value::Location(x), Value::Location(y)) => x.name() == y.name(),
+        (Value::Named(x), Value::Named(y)) => x == y,
+        (Value::Version(x), Value::Version(y)) => x == y,
         _ => false,
     })
 }
@@ -609,6 +759,15 @@ pub(crate) fn compare(
         (Value::Str(x), Value::Str(y)) => {
             budget.work(x.len().min(y.len()))?;
             Some(x.as_bytes().cmp(y.as_bytes()))
+        }
+        (Value::Time(x), Value::Time(y)) => Some(x.cmp_instant(y)),
+        (Value::Duration(x), Value::Duration(y)) => Some(x.cmp(y)),
+        _ if a.is_go_typed() || b.is_go_typed() => {
+            return Err(Fault::msg(format!(
+                "invalid operation: {op} (mismatched types {} and {})",
+                a.go_type(),
+                b.go_type()
+            )));
         }
         _ => {
             return Err(Fault::msg(format!(

@@ -1,12 +1,19 @@
 //! Expressions in a Promotion's plan, evaluated against the Promotion: the
-//! `ctx`, the layered vars, earlier steps' outputs and statuses, and the
-//! Freight frozen in status. Shared by the controller and `barge expand`.
+//! `ctx`, the layered vars, earlier steps' outputs and statuses, the
+//! Freight frozen in status, and the project's ConfigMaps, Secrets and
+//! metadata the caller fetched. Shared by the controller and `barge
+//! expand`.
 
+use std::sync::Arc;
+
+use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::engine::Progress;
 use crate::api::{ExpressionVariable, FreightCollection, FreightReference, PromotionStep};
-use crate::expr::{self, Ctx, Env, ExprError, FreightSnapshot, Scope, StepStatus, StepStatuses};
+use crate::expr::{
+    self, Ctx, Env, ExprError, FreightSnapshot, ProjectData, Scope, StepStatus, StepStatuses,
+};
 
 /// An expression of a step that could not be evaluated, with the path of
 /// the field it is in (`if`, `vars.image`, `config.apps[0].name`).
@@ -50,6 +57,8 @@ pub struct ExprEvaluator {
     ctx: Ctx,
     promotion_vars: Vec<ExpressionVariable>,
     freight: FreightSnapshot,
+    data: Arc<ProjectData>,
+    now: Option<Timestamp>,
 }
 
 /// What a Promotion's expressions see of the Promotion itself.
@@ -66,6 +75,16 @@ pub struct PromotionFacts<'a> {
     /// The promoted Freight with the Stage's Freight of its other origins:
     /// what `commitFrom`, `imageFrom` and `chartFrom` search.
     pub collection: Option<&'a FreightCollection>,
+    /// What `configMap()`, `secret()`, `sharedConfigMap()`,
+    /// `sharedSecret()`, `stageMetadata()` and `freightMetadata()` read
+    /// (see [`ProjectData`] for each map). `None`: nothing fetched, every
+    /// object missing (empty maps from the first four, nil from the
+    /// metadata functions).
+    pub data: Option<&'a ProjectData>,
+    /// What `now()` returns. `None`: the clock, read each time a step's
+    /// environment is built (so all of a step's vars and its config, or its
+    /// `if`, see one instant).
+    pub now: Option<Timestamp>,
 }
 
 impl ExprEvaluator {
@@ -95,6 +114,8 @@ impl ExprEvaluator {
             ctx,
             promotion_vars: promotion_vars.to_vec(),
             freight,
+            data: Arc::new(facts.data.cloned().unwrap_or_default()),
+            now: facts.now,
         }
     }
 
@@ -106,10 +127,13 @@ impl ExprEvaluator {
         alias: &str,
         progress: &Progress,
     ) -> Result<Env, EvalError> {
+        let now = self.now.unwrap_or_else(Timestamp::now);
         // Promotion vars see the context and the Freight, not the steps.
         let mut promotion = Env {
             ctx: self.ctx.clone(),
             freight: self.freight.clone(),
+            data: self.data.clone(),
+            now: Some(now),
             ..Env::default()
         };
         for var in &self.promotion_vars {
@@ -117,7 +141,7 @@ impl ExprEvaluator {
                 .map_err(EvalError::at(format!("vars.{}", var.name)))?;
             promotion.vars.insert(var.name.clone(), value);
         }
-        let mut env = self.bare_env(alias, progress);
+        let mut env = self.bare_env(alias, progress, now);
         env.vars = promotion.vars;
         for var in step.map(|s| &s.vars[..]).unwrap_or_default() {
             let value = evaluate_text(&var.value, &env, Scope::Vars)
@@ -128,7 +152,7 @@ impl ExprEvaluator {
     }
 
     /// The environment without any vars: enough for the steps' statuses.
-    fn bare_env(&self, alias: &str, progress: &Progress) -> Env {
+    fn bare_env(&self, alias: &str, progress: &Progress, now: Timestamp) -> Env {
         Env {
             ctx: Ctx {
                 step_alias: alias.to_string(),
@@ -148,6 +172,8 @@ impl ExprEvaluator {
                     })
                     .collect(),
             },
+            data: self.data.clone(),
+            now: Some(now),
             ..Env::default()
         }
     }
@@ -215,7 +241,7 @@ impl StepEvaluator for ExprEvaluator {
         // a step skipped after a failure must not error on vars that read
         // the failed step's outputs.
         let env = if condition.is_empty() {
-            self.bare_env(alias, progress)
+            self.bare_env(alias, progress, self.now.unwrap_or_else(Timestamp::now))
         } else {
             self.env(Some(step), alias, progress)?
         };
@@ -234,5 +260,82 @@ impl StepEvaluator for ExprEvaluator {
             .clone()
             .unwrap_or_else(|| Value::Object(Map::new()));
         evaluate_tree(&config, &env, Scope::Config, "config")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(config: Value) -> PromotionStep {
+        PromotionStep {
+            uses: Some("fake".to_string()),
+            config: Some(config),
+            ..PromotionStep::default()
+        }
+    }
+
+    fn config_of(facts: &PromotionFacts<'_>, config: Value) -> Result<Value, EvalError> {
+        let evaluator = ExprEvaluator::new(facts, &[]);
+        evaluator.config(&step(config), "step-1", &Progress::default())
+    }
+
+    #[test]
+    fn now_is_the_instant_the_facts_give() {
+        let facts = PromotionFacts {
+            now: "2024-03-15T13:04:05Z".parse().ok(),
+            ..PromotionFacts::default()
+        };
+        let config = serde_json::json!({"at": "${{ now() }}", "day": "${{ now().Day() }}"});
+        assert_eq!(
+            config_of(&facts, config).ok(),
+            Some(serde_json::json!({"at": "2024-03-15T13:04:05Z", "day": 15}))
+        );
+    }
+
+    #[test]
+    fn now_is_one_instant_throughout_a_step() {
+        let config = serde_json::json!({"a": "${{ now() }}", "b": "${{ now() }}"});
+        let Ok(out) = config_of(&PromotionFacts::default(), config) else {
+            panic!("config did not evaluate");
+        };
+        assert_eq!(out["a"], out["b"]);
+    }
+
+    #[test]
+    fn data_functions_read_the_data_the_facts_give() {
+        let mut data = ProjectData::default();
+        data.config_maps.insert(
+            "settings".to_string(),
+            [("region".to_string(), "eu".to_string())].into(),
+        );
+        data.secrets.insert(
+            "creds".to_string(),
+            [("token".to_string(), "s3cr3t".to_string())].into(),
+        );
+        let facts = PromotionFacts {
+            data: Some(&data),
+            ..PromotionFacts::default()
+        };
+        let config = serde_json::json!({
+            "region": "${{ configMap('settings').region }}",
+            "auth": "Bearer ${{ secret('creds').token }}",
+        });
+        assert_eq!(
+            config_of(&facts, config).ok(),
+            Some(serde_json::json!({"region": "eu", "auth": "Bearer s3cr3t"}))
+        );
+    }
+
+    #[test]
+    fn without_data_every_object_is_missing() {
+        let config = serde_json::json!({
+            "cm": "${{ configMap('settings') }}",
+            "meta": "${{ stageMetadata('prod') }}",
+        });
+        assert_eq!(
+            config_of(&PromotionFacts::default(), config).ok(),
+            Some(serde_json::json!({"cm": {}, "meta": null}))
+        );
     }
 }

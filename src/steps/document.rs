@@ -84,6 +84,8 @@ fn parse(ctx: &StepContext<'_>, format: &Format) -> Result<Map<String, Value>, S
             fields: document,
             integers: format.integers,
         }),
+        // One instant for all the outputs' `now()`.
+        now: Some(jiff::Timestamp::now()),
         ..Env::default()
     };
     let engine = Engine::default();

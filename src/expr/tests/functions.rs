@@ -1,11 +1,16 @@
 //! Kargo's functions and environment: `warehouse`, `commitFrom`,
-//! `imageFrom`, `chartFrom`, the status functions and their scopes, `ctx`,
-//! `outputs`, `task.outputs`, `stepMetas`.
+//! `imageFrom`, `chartFrom`, the status functions and their scopes,
+//! `semverParse`, the data functions (`configMap`, `secret`, their shared
+//! variants, `stageMetadata`, `freightMetadata`), `ctx`, `outputs`,
+//! `task.outputs`, `stepMetas`.
+
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
 use super::{env, eval, message};
-use crate::expr::{Engine, Env, ExprError, FreightSnapshot, Scope, StepStatuses};
+use crate::expr::template::evaluate_string;
+use crate::expr::{Engine, Env, ExprError, FreightSnapshot, ProjectData, Scope, StepStatuses};
 
 fn freight_env() -> Env {
     let mut env = env();
@@ -282,4 +287,238 @@ fn semver_diff_is_in_scope_everywhere() {
             Some(json!("Minor"))
         );
     }
+}
+
+#[test]
+fn semver_parse_gives_the_parts_of_a_version() {
+    assert_eq!(
+        eval(
+            "let v = semverParse('v1.2.3-rc.1+b5'); [v.Major(), v.Minor(), v.Patch(), v.Prerelease(), v.Metadata(), v.Original()]"
+        ),
+        json!([1, 2, 3, "rc.1", "b5", "v1.2.3-rc.1+b5"])
+    );
+}
+
+#[test]
+fn semver_parse_coerces_short_versions() {
+    assert_eq!(
+        eval("[semverParse('1.2').String(), semverParse('01.02.03').String()]"),
+        json!(["1.2.0", "1.2.3"])
+    );
+}
+
+#[test]
+fn a_version_writes_json_and_text_without_its_v() {
+    assert_eq!(eval("semverParse('v1.2.3')"), json!("1.2.3"));
+    assert_eq!(eval("string(semverParse('v1.2.3'))"), json!("1.2.3"));
+}
+
+#[test]
+fn semver_parse_increments_as_masterminds_semver() {
+    assert_eq!(
+        eval(
+            "let v = semverParse('v1.2.3'); [v.IncMajor().String(), v.IncMinor().String(), v.IncPatch().String(), semverParse('1.2.3-rc.1').IncPatch().String()]"
+        ),
+        json!(["2.0.0", "1.3.0", "1.2.4", "1.2.3"])
+    );
+}
+
+#[test]
+fn semver_parse_compares_versions() {
+    assert_eq!(
+        eval(
+            "let v = semverParse('1.2.3'); [v.LessThan(semverParse('1.3.0')), v.Compare(semverParse('1.2.3-rc.1')), v.Equal(semverParse('v1.2.3+meta'))]"
+        ),
+        json!([true, 1, true])
+    );
+}
+
+#[test]
+fn an_incremented_version_has_only_gos_value_methods() {
+    assert_eq!(
+        err("semverParse('1.2.3').IncMinor().LessThan(semverParse('1.3.0'))"),
+        "type semver.Version has no method LessThan"
+    );
+}
+
+#[test]
+fn semver_parse_refuses_what_is_not_a_version() {
+    assert_eq!(
+        err("semverParse('latest')"),
+        "invalid semantic version: invalid semantic version"
+    );
+    assert_eq!(
+        err("semverParse('1.2.3-01')"),
+        "invalid semantic version: version segment starts with 0"
+    );
+}
+
+fn data_env() -> Env {
+    let mut data = ProjectData::default();
+    let kv = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    data.config_maps.insert(
+        "app".into(),
+        kv(&[("repoURL", "https://example.com/app.git")]),
+    );
+    data.config_maps.insert("empty".into(), kv(&[]));
+    data.secrets
+        .insert("slack".into(), kv(&[("token", "xoxb-123-secret")]));
+    data.shared_config_maps
+        .insert("shared".into(), kv(&[("region", "eu-west-1")]));
+    data.shared_secrets
+        .insert("generic".into(), kv(&[("apiKey", "k-456")]));
+    let meta = |v: Json| v.as_object().cloned().unwrap_or_default();
+    data.stage_metadata.insert(
+        "prod".into(),
+        meta(json!({"tier": "gold", "config": {"timeout": 60}})),
+    );
+    data.stage_metadata.insert("dev".into(), meta(json!({})));
+    data.freight_metadata
+        .insert("f00d".into(), meta(json!({"category": "hotfix"})));
+    let mut env = env();
+    env.data = Arc::new(data);
+    env
+}
+
+fn data_ok(src: &str) -> Json {
+    run(src, &data_env(), Scope::Vars).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
+
+fn data_err(src: &str) -> String {
+    match run(src, &data_env(), Scope::Vars) {
+        Ok(v) => panic!("{src}: expected an error, got {v}"),
+        Err(e) => message(&e),
+    }
+}
+
+#[test]
+fn config_map_gives_the_data_of_the_config_map() {
+    assert_eq!(
+        data_ok("configMap('app').repoURL"),
+        json!("https://example.com/app.git")
+    );
+}
+
+#[test]
+fn a_missing_key_of_a_config_map_is_an_empty_string() {
+    assert_eq!(
+        data_ok("[configMap('app').missing, configMap('app').missing ?? 'default']"),
+        json!(["", ""])
+    );
+}
+
+#[test]
+fn get_gives_nil_for_a_missing_key_of_a_config_map() {
+    assert_eq!(data_ok("get(configMap('app'), 'missing')"), json!(null));
+}
+
+#[test]
+fn a_missing_config_map_is_an_empty_map() {
+    assert_eq!(
+        data_ok("[configMap('nope'), configMap('nope').x]"),
+        json!([{}, ""])
+    );
+}
+
+#[test]
+fn a_config_map_without_data_is_a_nil_map() {
+    assert_eq!(
+        data_ok("[configMap('empty'), configMap('empty').x, len(configMap('empty'))]"),
+        json!([null, "", 0])
+    );
+}
+
+#[test]
+fn config_map_needs_a_name() {
+    assert_eq!(data_err("configMap('')"), "resource name may not be empty");
+    assert_eq!(data_err("configMap(1)"), "argument must be string, got int");
+}
+
+#[test]
+fn secret_gives_the_decoded_data_of_the_secret() {
+    assert_eq!(
+        evaluate_string(
+            "Bearer ${{ secret('slack').token }}",
+            &data_env(),
+            Scope::Vars
+        )
+        .ok(),
+        Some(json!("Bearer xoxb-123-secret"))
+    );
+    assert_eq!(data_ok("secret('nope')"), json!({}));
+}
+
+#[test]
+fn shared_functions_read_the_shared_namespace() {
+    assert_eq!(
+        data_ok(
+            "[sharedConfigMap('shared').region, sharedSecret('generic').apiKey, sharedConfigMap('app')]"
+        ),
+        json!(["eu-west-1", "k-456", {}])
+    );
+}
+
+#[test]
+fn secret_values_never_appear_in_error_messages() {
+    let message = data_err("int(secret('slack').token)");
+    assert_eq!(message, "invalid operation: int(***)");
+    let message = data_err("date(upper(secret('slack').token))");
+    assert!(
+        !message.to_lowercase().contains("xoxb-123-secret"),
+        "{message}"
+    );
+}
+
+#[test]
+fn project_data_debug_output_hides_secret_values() {
+    let shown = format!("{:?}", data_env().data);
+    assert!(shown.contains("token"));
+    assert!(!shown.contains("xoxb-123-secret"));
+}
+
+#[test]
+fn stage_metadata_gives_the_stages_metadata() {
+    assert_eq!(
+        data_ok("[stageMetadata('prod').tier, stageMetadata('prod')?.config?.timeout ?? 300]"),
+        json!(["gold", 60.0])
+    );
+}
+
+#[test]
+fn missing_stage_metadata_is_nil() {
+    assert_eq!(
+        data_ok(
+            "[stageMetadata('nope'), stageMetadata('dev'), stageMetadata('nope')?.tier ?? 'default']"
+        ),
+        json!([null, null, "default"])
+    );
+    assert_eq!(
+        data_err("stageMetadata('nope').tier"),
+        "cannot fetch tier from <nil>"
+    );
+}
+
+#[test]
+fn metadata_functions_need_a_name() {
+    assert_eq!(
+        data_err("stageMetadata('')"),
+        "stage name must not be empty"
+    );
+    assert_eq!(
+        data_err("freightMetadata('')"),
+        "freight ref name must not be empty"
+    );
+}
+
+#[test]
+fn freight_metadata_gives_the_freights_metadata() {
+    assert_eq!(
+        data_ok("[freightMetadata('f00d').category, freightMetadata('nope')]"),
+        json!(["hotfix", null])
+    );
 }

@@ -488,11 +488,6 @@ fn bitwise_builtins() {
 }
 
 #[test]
-fn date_functions_are_reported_as_unsupported() {
-    assert!(message(&eval_err("now()")).contains("not supported"));
-}
-
-#[test]
 fn unknown_functions_are_an_error() {
     assert_eq!(
         message(&eval_err("frobnicate(1)")),

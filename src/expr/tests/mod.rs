@@ -3,6 +3,7 @@
 //! cases recorded from those implementations.
 
 mod budget;
+mod dates;
 mod functions;
 mod language;
 mod templates;
@@ -46,8 +47,13 @@ fn env() -> Env {
         freight: FreightSnapshot::default(),
         statuses: StepStatuses::default(),
         document: None,
+        data: Default::default(),
+        now: NOW.parse().ok(),
     }
 }
+
+/// What `now()` returns in [`env`].
+const NOW: &str = "2024-03-15T13:04:05.123456789Z";
 
 /// Evaluates an expression (no delimiters) against [`env`] in config scope.
 fn eval(src: &str) -> Json {
