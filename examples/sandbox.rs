@@ -165,6 +165,12 @@ async fn run() -> Result<ExitCode, Error> {
     let settings = Settings {
         namespace: Some(NAMESPACE.into()),
         argocd_namespace: argocd_namespace.clone(),
+        // kustomize and helm as `make control-plane` built them.
+        tools: barge::controller::Tools {
+            kustomize: barge_testenv::bin_dir().join("kustomize"),
+            helm: barge_testenv::bin_dir().join("helm"),
+            ..barge::controller::Tools::default()
+        },
         ..Settings::default()
     };
     let metrics = Arc::new(Metrics::default());

@@ -27,7 +27,7 @@ use crate::api::{Freight, Promotion, Stage};
 use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
-use crate::steps::tools::Tools;
+pub use crate::steps::tools::Tools;
 use crate::steps::workdir::WorkDirs;
 use crate::steps::{Registry, Services};
 

@@ -101,6 +101,7 @@ impl Harness {
             backstop: BACKSTOP,
             argocd_namespace: argocd_ns.clone(),
             namespace: Some(ns.clone()),
+            tools: rendering_tools(),
             ..Settings::default()
         };
         let mut harness = Self {
@@ -471,4 +472,14 @@ pub fn healthy_with(freight: &'static str) -> impl Fn(&barge::api::Stage) -> boo
 pub fn current_freight(stage: &barge::api::Stage) -> Option<String> {
     let summary = stage.status.as_ref()?.freight_summary.clone();
     (!summary.is_empty()).then_some(summary)
+}
+
+/// kustomize and helm as `make control-plane` built them.
+pub fn rendering_tools() -> barge::controller::Tools {
+    let bin = barge_testenv::bin_dir();
+    barge::controller::Tools {
+        kustomize: bin.join("kustomize"),
+        helm: bin.join("helm"),
+        ..barge::controller::Tools::default()
+    }
 }
