@@ -231,7 +231,7 @@ impl State {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &status_body(500, "etcd is down"),
             ),
-            "GET" if request.query.contains("labelSelector=") => self.list(path, &request.query),
+            "GET" if is_collection(path) => self.list(path, &request.query),
             "GET" => match self.objects.get(path) {
                 Some(object) => answer(StatusCode::OK, object),
                 None => not_found(path),
@@ -330,6 +330,20 @@ impl State {
         }
         object["metadata"]["resourceVersion"] = json!(next.to_string());
         answer(StatusCode::OK, object)
+    }
+}
+
+/// Whether `path` names a collection (`/api/v1/namespaces/demo/secrets`)
+/// rather than one object.
+fn is_collection(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let namespaced = parts.get(2) == Some(&"namespaces") || parts.get(3) == Some(&"namespaces");
+    match (parts.first().copied(), namespaced) {
+        (Some("api"), true) => parts.len() == 5,
+        (Some("api"), false) => parts.len() == 3,
+        (Some("apis"), true) => parts.len() == 6,
+        (Some("apis"), false) => parts.len() == 4,
+        _ => false,
     }
 }
 

@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod project_data;
 pub mod promotion;
 pub mod stage;
 

@@ -14,7 +14,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, cache_ready};
+use super::{Context, Error, cache_ready, project_data};
 use crate::api::{
     ABORT_TERMINATE, ANNOTATION_ABORT, AwaitedObject, ClusterPromotionTask, Freight,
     FreightCollection, HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus,
@@ -87,7 +87,29 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
         return start(promotion, ctx, status).await;
     };
 
-    let stop = run_steps(promotion, ctx, &plan, &mut status).await;
+    // What the plan's configMap(), secret() and metadata functions read.
+    let uses = project_data::Uses::of(&serde_json::to_string(&plan.steps).unwrap_or_default());
+    let data = if uses.any() {
+        let namespace = promotion.namespace().unwrap_or_default();
+        Some(
+            project_data::fetch(&ctx.services.client, &namespace, uses)
+                .await
+                .map_err(|source| Error::Read {
+                    what: "what the plan's expressions read (ConfigMaps, Secrets, metadata)".into(),
+                    source,
+                })?,
+        )
+    } else {
+        None
+    };
+    let mut stop = run_steps(promotion, ctx, &plan, &mut status, data.as_ref()).await;
+    if let Some(data) = &data {
+        // The message becomes the status's and an Event's.
+        let (Stop::Finished { message, .. } | Stop::Waiting { message, .. }) = &mut stop;
+        *message = message
+            .take()
+            .map(|m| crate::expr::redact_secrets(&m, data));
+    }
     let now = Timestamp::now();
     match stop {
         Stop::Finished { phase, message } => {
@@ -131,6 +153,7 @@ async fn run_steps(
     ctx: &Context,
     plan: &PromotionPlan,
     status: &mut PromotionStatus,
+    data: Option<&crate::expr::ProjectData>,
 ) -> Stop {
     let (namespace, name) = key(promotion);
     let mut progress = progress_from(status);
@@ -156,7 +179,7 @@ async fn run_steps(
         freight_alias: &plan.freight_alias,
         collection: status.freight_collection.as_ref(),
         // Not fetched yet: the data functions see every object missing.
-        data: None,
+        data,
         now: None,
     };
     let evaluator = ExprEvaluator::new(&facts, &plan.vars);
@@ -175,7 +198,29 @@ async fn run_steps(
             .step_finished(&step.kind, &step.status, step.took);
     }
     apply_progress(status, &progress);
+    if let Some(data) = data {
+        redact(status, data);
+    }
     stop
+}
+
+/// Takes every Secret value out of what the status shows: outputs and
+/// messages (a step may have copied one there).
+fn redact(status: &mut PromotionStatus, data: &crate::expr::ProjectData) {
+    fn walk(value: &mut serde_json::Value, data: &crate::expr::ProjectData) {
+        match value {
+            serde_json::Value::String(text) => *text = crate::expr::redact_secrets(text, data),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, data)),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| walk(v, data)),
+            _ => {}
+        }
+    }
+    for output in status.state.values_mut() {
+        walk(output, data);
+    }
+    for meta in &mut status.step_execution_metadata {
+        meta.message = crate::expr::redact_secrets(&meta.message, data);
+    }
 }
 
 /// Records in status that step `alias` waits on `awaiting` until

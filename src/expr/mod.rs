@@ -245,6 +245,12 @@ fn masked_texts<'s>(values: impl Iterator<Item = &'s str>) -> Vec<String> {
     texts
 }
 
+/// `text` with every Secret value of `data` (in the forms error messages
+/// could show it) replaced by `***`.
+pub(crate) fn redact_secrets(text: &str, data: &ProjectData) -> String {
+    mask(text, &masked_texts(data.secret_values()))
+}
+
 /// `text` with every occurrence of each of `secrets` (ignoring ASCII case)
 /// replaced by `***`.
 fn mask(text: &str, secrets: &[String]) -> String {
