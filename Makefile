@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: test control-plane argocd lint fmt
+.PHONY: test test-gitops control-plane argocd lint fmt
 
 ## control-plane: build etcd, kube-apiserver, kubectl, helm and kustomize from Go modules (cached by version)
 control-plane:
@@ -19,6 +19,12 @@ test:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) test --workspace
+
+## test-gitops: examples/gitops end to end against real Argo CD and a git repository, with the time per Stage
+test-gitops:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) test --test gitops -- --nocapture
 
 ## lint: formatting and clippy, as CI runs them
 lint:
