@@ -64,7 +64,8 @@ const TASK: &str = "promotion-task";
 const QUEUE: &str = "queue";
 const HEALTH: &str = "health";
 const EVENTS: &str = "events";
-const BEHAVIOURS: [(&str, &str); 5] = [
+const DATA: &str = "data";
+const BEHAVIOURS: [(&str, &str); 6] = [
     (
         QUICKSTART,
         "dev, staging and prod each got an automatic Promotion that Succeeded",
@@ -82,7 +83,13 @@ const BEHAVIOURS: [(&str, &str); 5] = [
         EVENTS,
         "every Succeeded Promotion has a PromotionSucceeded Event",
     ),
+    (
+        DATA,
+        "a Promotion's expressions read a ConfigMap and a generic Secret of its namespace",
+    ),
 ];
+
+const DATA_PROMOTION: &str = "data-reader";
 
 const UAT_FIRST: &str = "uat-guestbook-5d4c3b2";
 const UAT_SECOND: &str = "uat-guestbook-next";
@@ -483,8 +490,36 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
     };
     add_dir("quickstart", "barge-demo")?;
     add_dir("promotion-task", "barge-tasks")?;
-    // A second Freight and a second Promotion on `uat`, queued behind the first.
+    // A second Freight and a second Promotion on `uat`, queued behind the first;
+    // a Stage whose Promotion reads a ConfigMap and a generic Secret.
     for doc in [
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": ns},
+            "data": {"color": "teal"},
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "token", "namespace": ns,
+                         "labels": {"barge.dev/cred-type": "generic"}},
+            "stringData": {"value": "s3cret"},
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": "data", "namespace": ns},
+            "spec": {
+                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "guestbook"},
+                                      "sources": {"direct": true}}],
+                "promotionTemplate": {"spec": {"steps": [{"uses": "compose-output", "as": "read",
+                    "config": {"color": "${{ configMap('settings').color }}",
+                               "tokenLength": "${{ len(secret('token').value) }}"}}]}},
+            },
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": DATA_PROMOTION, "namespace": ns},
+            "spec": {"stage": "data", "freight": "guestbook-next"},
+        }),
         json!({
             "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
             "metadata": {"name": "guestbook-next", "namespace": ns},
@@ -554,7 +589,15 @@ async fn behaviours(
                         == p.metadata.name.as_deref()
             })
         });
+    let data = promotions.iter().any(|p| {
+        p.metadata.name.as_deref() == Some(DATA_PROMOTION)
+            && succeeded(p)
+            && p.status.as_ref().is_some_and(|s| {
+                s.state.get("read") == Some(&json!({"color": "teal", "tokenLength": 6}))
+            })
+    });
     Ok(BTreeMap::from([
+        (DATA, data),
         (QUICKSTART, quickstart),
         (TASK, task),
         (QUEUE, queued.load(Ordering::SeqCst)),
