@@ -69,6 +69,18 @@ const CHART: StructDef = StructDef {
     ],
 };
 
+/// What `artifactFrom` gives: Kargo's struct has no JSON tags, so its
+/// JSON names are its Go names.
+const ARTIFACT: StructDef = StructDef {
+    type_name: "function.expressionFriendlyArtifactReference",
+    fields: &[
+        ("ArtifactType", Zero::Str, false),
+        ("SubscriptionName", Zero::Str, false),
+        ("Version", Zero::Str, false),
+        ("Metadata", Zero::Nil, false),
+    ],
+};
+
 impl Host for KargoFunctions<'_> {
     fn call(&self, name: &str, args: &[Value], budget: &mut Budget) -> Option<Res<Value>> {
         let result = match name {
@@ -86,6 +98,7 @@ impl Host for KargoFunctions<'_> {
             "commitFrom" => self.commit_from(args),
             "imageFrom" => self.image_from(args),
             "chartFrom" => self.chart_from(args),
+            "artifactFrom" => self.artifact_from(args),
             "semverDiff" => semver_diff(args),
             "semverParse" => semver_parse(args, budget),
             "configMap" => data_map(args, &self.env.data.config_maps, true, budget),
@@ -448,6 +461,64 @@ impl KargoFunctions<'_> {
             ),
         )?;
         Self::to_struct(&CHART, item)
+    }
+
+    /// `artifactFrom(subscriptionName[, origin])`: the generic artifact a
+    /// Warehouse subscription of that name discovered, among the Freight the
+    /// Stage will hold. (Kargo asks the Warehouses which origin has the
+    /// subscription; Barge has no Warehouses yet and looks at the Freight's
+    /// artifacts, which name their subscription.)
+    fn artifact_from(&self, args: &[Value]) -> Res<Value> {
+        if args.is_empty() || args.len() > 2 {
+            return Err(Fault::msg(format!(
+                "expected 1-2 arguments, got {}",
+                args.len()
+            )));
+        }
+        let Value::Str(subscription) = &args[0] else {
+            return Err(Fault::msg(format!(
+                "first argument must be string, got {}",
+                args[0].go_type()
+            )));
+        };
+        let origin = match args.get(1) {
+            Some(second) => Some(origin_arg(second, "second")?),
+            None => None,
+        };
+        let item = self.find(
+            "artifacts",
+            origin,
+            |a| a.get("subscriptionName").and_then(Json::as_str) == Some(&**subscription),
+            format!(
+                "error finding artifact from subscription {subscription}: multiple requested Freight could potentially provide it: please provide a Freight origin to disambiguate"
+            ),
+        )?;
+        let Some(Json::Object(artifact)) = item else {
+            return Ok(Value::Nil);
+        };
+        let field = |name: &str| {
+            artifact
+                .get(name)
+                .cloned()
+                .unwrap_or(Json::String(String::new()))
+        };
+        let friendly: serde_json::Map<String, Json> = [
+            ("ArtifactType", field("artifactType")),
+            ("SubscriptionName", field("subscriptionName")),
+            ("Version", field("version")),
+            (
+                "Metadata",
+                artifact
+                    .get("metadata")
+                    .filter(|m| m.is_object())
+                    .cloned()
+                    .unwrap_or_else(|| Json::Object(serde_json::Map::new())),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ARTIFACT.build(&friendly).map_err(Fault::msg)
     }
 
     fn status_function(&self, name: &str, args: &[Value]) -> Res<Value> {

@@ -24,10 +24,16 @@ fn freight_env() -> Env {
                     {"repoURL": "https://charts.example.com", "name": "app", "version": "0.1.0"},
                     {"repoURL": "oci://ghcr.io/example/oci-chart", "version": "0.2.0"},
                 ],
+                "artifacts": [
+                    {"subscriptionName": "model", "version": "v7", "artifactType": "application/x-model",
+                     "metadata": {"sha": "f00d", "size": 12}},
+                    {"subscriptionName": "shared", "version": "1"},
+                ],
             }),
             json!({
                 "origin": {"kind": "Warehouse", "name": "backend"},
                 "images": [{"repoURL": "ghcr.io/example/app", "tag": "2.0.0"}],
+                "artifacts": [{"subscriptionName": "shared", "version": "2"}],
             }),
         ],
     };
@@ -158,6 +164,31 @@ fn chart_from_takes_an_origin_second_or_third() {
     assert_eq!(
         ok("chartFrom('oci://ghcr.io/example/oci-chart', warehouse('frontend')).Version"),
         json!("0.2.0")
+    );
+}
+
+#[test]
+fn artifact_from_finds_a_generic_artifact_by_its_subscription() {
+    assert_eq!(ok("artifactFrom('model').Version"), json!("v7"));
+    assert_eq!(
+        ok("artifactFrom('model').ArtifactType"),
+        json!("application/x-model")
+    );
+    assert_eq!(ok("artifactFrom('model').Metadata.sha"), json!("f00d"));
+    assert_eq!(ok("artifactFrom('model').SubscriptionName"), json!("model"));
+    assert_eq!(ok("artifactFrom('nope')"), json!(null));
+}
+
+#[test]
+fn artifact_from_two_origins_needs_an_origin() {
+    assert!(err("artifactFrom('shared')").contains("please provide a Freight origin"));
+    assert_eq!(
+        ok("artifactFrom('shared', warehouse('backend')).Version"),
+        json!("2")
+    );
+    assert_eq!(
+        ok("artifactFrom('shared', warehouse('backend')).Metadata"),
+        json!({})
     );
 }
 
