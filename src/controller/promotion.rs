@@ -289,6 +289,20 @@ async fn start(
         }
         // The API server will answer again: retry, the Promotion is not at fault.
         Err(PlanError::Api(e)) => Err(e),
+        // No event marks the instant the Freight has soaked: a timer does.
+        Err(e @ PlanError::Soaking { at, .. }) => {
+            let message = e.to_string();
+            if status.phase != Some(PromotionPhase::Pending) || status.message != message {
+                status.started_at = None;
+                status.phase = Some(PromotionPhase::Pending);
+                status.message = message;
+                write_status(promotion, ctx, status).await?;
+            }
+            let wait = at.duration_since(now).unsigned_abs();
+            Ok(Action::requeue(
+                wait.max(Duration::from_millis(10)).min(ctx.backstop),
+            ))
+        }
         Err(e) => {
             let message = e.to_string();
             finish(promotion, ctx, status, PromotionPhase::Errored, message).await?;
@@ -304,6 +318,19 @@ enum PlanError {
     StageNotFound { namespace: String, name: String },
     #[error("spec.freight: Freight \"{name}\" not found in namespace \"{namespace}\"")]
     FreightNotFound { namespace: String, name: String },
+    #[error(
+        "spec.freight: Freight \"{freight}\" is not available to Stage \"{stage}\": it is not approved for it, not from an origin it takes directly, and not verified (and soaked) in the upstream Stages it takes Freight from"
+    )]
+    Unavailable { freight: String, stage: String },
+    /// Still soaking in an upstream Stage: the Promotion waits for the instant.
+    #[error(
+        "Freight \"{freight}\" becomes available to Stage \"{stage}\" at {at}, once it has soaked in the upstream Stage for the Stage's requiredSoakTime"
+    )]
+    Soaking {
+        freight: String,
+        stage: String,
+        at: Timestamp,
+    },
     #[error(transparent)]
     Inflate(#[from] inflate::InflateError),
     /// The API server did not answer: not the Promotion's fault, so retried.
@@ -339,6 +366,24 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<Planned, PlanError
             namespace: namespace.clone(),
             name: freight_name.clone(),
         })?;
+
+    // What Kargo's admission webhook refuses: Freight the Stage may not take.
+    match crate::availability::availability(&stage, &freight, Timestamp::now()) {
+        crate::availability::Availability::Now => {}
+        crate::availability::Availability::At(at) => {
+            return Err(PlanError::Soaking {
+                freight: freight_name.clone(),
+                stage: stage_name.clone(),
+                at,
+            });
+        }
+        crate::availability::Availability::No => {
+            return Err(PlanError::Unavailable {
+                freight: freight_name.clone(),
+                stage: stage_name.clone(),
+            });
+        }
+    }
 
     let request =
         inflate::Request::for_promotion(&namespace, stage_name, &stage.spec, Some(&promotion.spec));

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use jiff::Timestamp;
 use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -57,6 +58,79 @@ async fn a_new_promotion_freezes_its_plan_with_its_freight_and_starts_running() 
         "${{ ctx.stage }}-app"
     );
     assert_eq!(api.event_reasons(), ["PromotionStarted"]);
+}
+
+/// Stage `dev` taking Freight from `staging` once soaked there an hour.
+fn dev_after_staging() -> Stage {
+    stage(update_steps())
+        .set(
+            "/spec/requestedFreight",
+            json!([{"origin": {"kind": "Warehouse", "name": "w"},
+                    "sources": {"stages": ["staging"], "requiredSoakTime": "1h"}}]),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn a_promotion_of_freight_still_soaking_upstream_waits_pending_until_the_instant_it_has_soaked()
+ {
+    let since = Timestamp::now() - jiff::SignedDuration::from_mins(10);
+    let soaking = freight("f1", 0)
+        .set("/status/verifiedIn", json!({"staging": {}}))
+        .set(
+            "/status/currentlyIn",
+            json!({"staging": {"since": since.to_string()}}),
+        )
+        .build();
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default()
+        .with(&dev_after_staging())
+        .with(&soaking)
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Pending", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("becomes available to Stage \"dev\" at")),
+        "{status}"
+    );
+    let Ok(action) = action else {
+        panic!("{action:?}")
+    };
+    assert_ne!(
+        action,
+        Action::requeue(BACKSTOP),
+        "a timer at the instant, not the backstop"
+    );
+    assert!(status.get("plan").is_none(), "nothing runs before then");
+}
+
+#[tokio::test]
+async fn a_promotion_of_freight_not_verified_upstream_ends_errored_naming_the_field() {
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default()
+        .with(&dev_after_staging())
+        .with(&freight("f1", 0).build())
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    reconcile(Arc::new(p1), ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert!(
+        status["message"].as_str().is_some_and(
+            |m| m.starts_with("spec.freight: Freight \"f1\" is not available to Stage \"dev\"")
+        ),
+        "{status}"
+    );
 }
 
 #[tokio::test]
