@@ -469,26 +469,12 @@ impl KargoFunctions<'_> {
     /// subscription; Barge has no Warehouses yet and looks at the Freight's
     /// artifacts, which name their subscription.)
     fn artifact_from(&self, args: &[Value]) -> Res<Value> {
-        if args.is_empty() || args.len() > 2 {
-            return Err(Fault::msg(format!(
-                "expected 1-2 arguments, got {}",
-                args.len()
-            )));
-        }
-        let Value::Str(subscription) = &args[0] else {
-            return Err(Fault::msg(format!(
-                "first argument must be string, got {}",
-                args[0].go_type()
-            )));
-        };
-        let origin = match args.get(1) {
-            Some(second) => Some(origin_arg(second, "second")?),
-            None => None,
-        };
+        // Same arguments as commitFrom: a name, then an optional origin.
+        let (subscription, origin) = self.repo_and_origin(args)?;
         let item = self.find(
             "artifacts",
             origin,
-            |a| a.get("subscriptionName").and_then(Json::as_str) == Some(&**subscription),
+            |a| a.get("subscriptionName").and_then(Json::as_str) == Some(subscription.as_str()),
             format!(
                 "error finding artifact from subscription {subscription}: multiple requested Freight could potentially provide it: please provide a Freight origin to disambiguate"
             ),

@@ -95,6 +95,15 @@ fn read(path: std::path::PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// [`render_commit_push`] with step `meanwhile` between commit and push.
+fn render_commit_meanwhile_push(repo_url: &str) -> Value {
+    let mut plan = render_commit_push(repo_url);
+    if let Some(steps) = plan.as_array_mut() {
+        steps.insert(4, json!({"uses": "meanwhile", "as": "meanwhile"}));
+    }
+    plan
+}
+
 /// The pipeline most Kargo users write: render into a Stage branch,
 /// commit, push.
 fn render_commit_push(repo_url: &str) -> Value {
@@ -226,10 +235,7 @@ async fn a_push_behind_the_remote_rebases_onto_it_and_pushes_again() {
         }
         StepRun::done(Ok(StepResult::new(StepStatus::Succeeded)))
     });
-    let mut plan = render_commit_push(&url);
-    if let Some(steps) = plan.as_array_mut() {
-        steps.insert(4, json!({"uses": "meanwhile", "as": "meanwhile"}));
-    }
+    let plan = render_commit_meanwhile_push(&url);
 
     let (status, _) = PlanRun::default()
         .step(meanwhile)
@@ -259,10 +265,7 @@ async fn a_rebase_that_conflicts_stops_the_push_naming_the_file() {
             .unwrap_or_else(|e| panic!("{e}"));
         StepRun::done(Ok(StepResult::new(StepStatus::Succeeded)))
     });
-    let mut plan = render_commit_push(&server.file_url("app"));
-    if let Some(steps) = plan.as_array_mut() {
-        steps.insert(4, json!({"uses": "meanwhile", "as": "meanwhile"}));
-    }
+    let plan = render_commit_meanwhile_push(&server.file_url("app"));
 
     let (status, _) = PlanRun::default()
         .step(meanwhile)
