@@ -22,9 +22,28 @@ pub use credentials::Credentials;
 /// steps that later fetch and push through it.
 const INSECURE_KEY: &str = "barge.insecureSkipTLSVerify";
 
-/// The trailer that marks a commit as made by one Promotion, so that a
-/// Promotion run again after a crash finds the commit it already pushed.
+/// The trailers that mark a commit as made by one step of one Promotion,
+/// so that a Promotion run again after a crash finds the commit it already
+/// pushed (and a second commit step of the same Promotion is not taken for
+/// a rerun of the first).
 pub const PROMOTION_TRAILER: &str = "Barge-Promotion";
+pub const STEP_TRAILER: &str = "Barge-Step";
+
+/// Which step of which Promotion makes a commit.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark<'a> {
+    pub promotion_uid: &'a str,
+    pub step: &'a str,
+}
+
+impl Mark<'_> {
+    fn trailers(&self) -> [String; 2] {
+        [
+            format!("{PROMOTION_TRAILER}: {}", self.promotion_uid),
+            format!("{STEP_TRAILER}: {}", self.step),
+        ]
+    }
+}
 
 /// How far back `git-commit` looks for its Promotion's own commit.
 const OWN_COMMIT_HORIZON: usize = 100;
@@ -550,13 +569,13 @@ impl Committed {
 }
 
 /// Stages every change (additions, edits, deletions) and commits it with
-/// `message` and the Promotion's trailer. Commits nothing when the tree is
-/// unchanged, or when the branch already has this Promotion's commit.
+/// `message` and the step's trailers. Commits nothing when the tree is
+/// unchanged, or when the branch already has this step's commit.
 pub fn commit_all(
     repo: &Repository,
     message: &str,
     author: &Author,
-    promotion_uid: &str,
+    mark: Mark<'_>,
 ) -> Result<Committed> {
     let head = match repo.head() {
         Ok(head) => Some(
@@ -572,7 +591,7 @@ pub fn commit_all(
         }
     };
     if let Some(head) = &head
-        && let Some(own) = own_commit(repo, head.id(), promotion_uid)
+        && let Some(own) = own_commit(repo, head.id(), mark)
     {
         return Ok(Committed::Earlier(own));
     }
@@ -594,7 +613,7 @@ pub fn commit_all(
         .find_tree(tree)
         .context(|| "reading the tree".to_string())?;
     let signature = author.signature()?;
-    let message = with_trailer(message, promotion_uid);
+    let message = with_trailers(message, mark);
     let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
     repo.commit(
         Some("HEAD"),
@@ -608,21 +627,23 @@ pub fn commit_all(
     .map(Committed::New)
 }
 
-/// `message` with the trailer that names the Promotion.
-pub fn with_trailer(message: &str, promotion_uid: &str) -> String {
+/// `message` with the trailers that name the Promotion and the step.
+pub fn with_trailers(message: &str, mark: Mark<'_>) -> String {
     let body = message.trim_end();
-    format!("{body}\n\n{PROMOTION_TRAILER}: {promotion_uid}\n")
+    let [promotion, step] = mark.trailers();
+    format!("{body}\n\n{promotion}\n{step}\n")
 }
 
-/// This Promotion's commit among the recent first-parent history of `from`.
-fn own_commit(repo: &Repository, from: Oid, promotion_uid: &str) -> Option<Oid> {
-    let trailer = format!("{PROMOTION_TRAILER}: {promotion_uid}");
+/// This step's commit among the recent first-parent history of `from`.
+fn own_commit(repo: &Repository, from: Oid, mark: Mark<'_>) -> Option<Oid> {
+    let trailers = mark.trailers();
     let mut commit = repo.find_commit(from).ok()?;
     for _ in 0..OWN_COMMIT_HORIZON {
-        if commit
-            .message_raw()
-            .is_ok_and(|m| m.lines().any(|l| l.trim() == trailer))
-        {
+        if commit.message_raw().is_ok_and(|m| {
+            trailers
+                .iter()
+                .all(|t| m.lines().any(|l| l.trim() == t.as_str()))
+        }) {
             return Some(commit.id());
         }
         commit = commit.parent(0).ok()?;
@@ -887,8 +908,14 @@ mod tests {
     #[test]
     fn the_trailer_follows_the_message_after_a_blank_line() {
         assert_eq!(
-            with_trailer("update image\n", "u-1"),
-            "update image\n\nBarge-Promotion: u-1\n"
+            with_trailers(
+                "update image\n",
+                Mark {
+                    promotion_uid: "u-1",
+                    step: "deploy::commit"
+                }
+            ),
+            "update image\n\nBarge-Promotion: u-1\nBarge-Step: deploy::commit\n"
         );
     }
 }

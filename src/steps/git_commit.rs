@@ -1,8 +1,8 @@
 //! `git-commit`: commits every change of a working tree (additions, edits,
 //! deletions) to its branch. Output `commit`: the new commit, or the
-//! branch's head when nothing changed. The message carries a trailer with
-//! the Promotion's UID; a run after an interrupted one finds that commit on
-//! the branch and makes no second one.
+//! branch's head when nothing changed. The message carries trailers with
+//! the Promotion's UID and the step's alias; a run after an interrupted one
+//! finds that commit on the branch and makes no second one.
 
 use futures::FutureExt;
 use serde::Deserialize;
@@ -45,12 +45,17 @@ async fn commit(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
         None => None,
     };
     let uid = ctx.subject.promotion_uid.to_string();
+    let step = ctx.alias.to_string();
     let committed = blocking(move || {
         let repo = git::open(&path)?;
         let author = author
             .or_else(|| git::default_author(&repo))
             .unwrap_or_else(default_author);
-        git::commit_all(&repo, &message, &author, &uid)
+        let mark = git::Mark {
+            promotion_uid: &uid,
+            step: &step,
+        };
+        git::commit_all(&repo, &message, &author, mark)
     })
     .await?;
     Ok(StepResult::succeeded_with(
@@ -59,7 +64,10 @@ async fn commit(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
 }
 
 /// `message`, or the `commitMessage` outputs of `messageFromSteps` joined
-/// by blank lines.
+/// by blank lines. Inside a task a name is first the task's own step (its
+/// alias is `<task>::<name>` in the Promotion); a name with no such output
+/// is skipped, and with none at all the message says only that something
+/// changed, as Kargo's does.
 fn message(ctx: &StepContext<'_>, config: &Config) -> Result<String, StepError> {
     match (&config.message, config.message_from_steps.is_empty()) {
         (Some(_), false) => Err(terminal(
@@ -67,25 +75,29 @@ fn message(ctx: &StepContext<'_>, config: &Config) -> Result<String, StepError> 
         )),
         (Some(message), true) if !message.trim().is_empty() => Ok(message.clone()),
         (_, false) => {
-            let mut parts = Vec::new();
-            for (i, alias) in config.message_from_steps.iter().enumerate() {
-                match ctx.outputs.get(alias).and_then(|o| o.get("commitMessage")) {
-                    Some(Value::String(text)) if !text.is_empty() => parts.push(text.clone()),
-                    Some(Value::String(_)) | None if ctx.outputs.contains_key(alias) => {}
-                    _ => {
-                        return Err(terminal(format!(
-                            "config.messageFromSteps[{i}]: no earlier step {alias:?} has a commitMessage output"
-                        )));
-                    }
-                }
-            }
+            let task = ctx.alias.rsplit_once("::").map(|(task, _)| task);
+            let output = |name: &str| {
+                let own = task.map(|task| format!("{task}::{name}"));
+                own.and_then(|own| ctx.outputs.get(&own))
+                    .or_else(|| ctx.outputs.get(name))
+                    .and_then(|o| o.get("commitMessage"))
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+            };
+            let parts: Vec<String> = config
+                .message_from_steps
+                .iter()
+                .filter_map(|name| output(name))
+                .collect();
             if parts.is_empty() {
-                return Err(terminal(
-                    "config.messageFromSteps: the steps named gave no commit message",
-                ));
+                return Ok(NOTHING_SAID.to_string());
             }
             Ok(parts.join("\n\n"))
         }
         _ => Err(terminal("config.message: a commit message is required")),
     }
 }
+
+/// The message when `messageFromSteps` found nothing to say.
+const NOTHING_SAID: &str = "Barge made some changes";

@@ -465,3 +465,43 @@ async fn a_promotion_whose_work_directory_is_gone_runs_again_from_its_first_step
     assert_eq!(files, "app.yaml\n");
     assert!(!dir.exists());
 }
+
+#[tokio::test]
+async fn message_from_steps_inside_a_task_reads_the_tasks_own_steps_and_skips_missing_ones() {
+    let server = server().await;
+    publish_app(&server);
+    let clone = json!({"uses": "git-clone", "as": "t::clone", "config": {"repoURL": server.file_url("app"),
+        "checkout": [{"branch": "main", "path": "./src"}]}});
+    let edit = |name: &str| {
+        json!({"uses": "copy", "as": format!("t::{name}"),
+               "config": {"inPath": format!("./{name}.yaml"), "outPath": format!("./src/{name}.yaml")}})
+    };
+    let commit = |alias: &str, from: Value| json!({"uses": "git-commit", "as": alias, "config": {"path": "./src", "messageFromSteps": from}});
+    let plan = json!([
+        clone,
+        {"uses": "message", "as": "t::update-image"},
+        edit("one"),
+        commit("t::first", json!(["update-image", "no-such-step"])),
+        edit("two"),
+        commit("t::second", json!(["no-such-step"])),
+        {"uses": "git-push", "as": "t::push", "config": {"path": "./src"}},
+    ]);
+    let message = scripted("message", |_| {
+        let mut result = StepResult::new(StepStatus::Succeeded);
+        result.output = Some(json!({"commitMessage": "Updated an image"}));
+        StepRun::done(Ok(result))
+    });
+
+    let (status, _) = PlanRun::default()
+        .step(message)
+        .file("one.yaml", "1\n")
+        .file("two.yaml", "2\n")
+        .run(plan)
+        .await;
+
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    let log = server
+        .git("app", &["log", "-2", "--format=%s", "main"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(log, "Barge made some changes\nUpdated an image\n");
+}
