@@ -174,7 +174,8 @@ pub fn expand(options: &Options) -> Result<Vec<Expanded>, ExpandError> {
     if m.promotions.is_empty() {
         for s in &m.stages {
             let name = s.metadata.name.clone().unwrap_or_default();
-            if wanted_stage(&name) {
+            // A control-flow Stage runs no Promotions: nothing to expand.
+            if wanted_stage(&name) && !crate::stage::is_control_flow(s) {
                 targets.push((
                     namespace_of(&s.metadata),
                     format!("{name}-preview"),

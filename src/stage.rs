@@ -216,6 +216,45 @@ pub fn auto_promotion_candidates<'a>(
     (out, next)
 }
 
+/// A Stage without promotion steps: Kargo's control-flow Stage, which
+/// promotes nothing and passes on every Freight available to it as
+/// verified, so several downstream Stages can fan out from one gate.
+pub fn is_control_flow(stage: &Stage) -> bool {
+    stage
+        .spec
+        .promotion_template
+        .as_ref()
+        .is_none_or(|t| t.spec.steps.is_empty())
+}
+
+/// The Freight a control-flow Stage marks verified now: available to it and
+/// not verified in it yet. Also the instant the next soaking one becomes
+/// available.
+pub fn passed_through<'a>(
+    stage: &Stage,
+    freight: &[&'a Freight],
+    now: Timestamp,
+) -> (Vec<&'a Freight>, Option<Timestamp>) {
+    let name = stage.name_any();
+    let mut ready = Vec::new();
+    let mut next: Option<Timestamp> = None;
+    for f in freight.iter().copied() {
+        let verified = f
+            .status
+            .as_ref()
+            .is_some_and(|s| s.verified_in.contains_key(&name));
+        if verified {
+            continue;
+        }
+        match availability(stage, f, now) {
+            Availability::Now => ready.push(f),
+            Availability::At(at) => next = Some(next.map_or(at, |n| n.min(at))),
+            Availability::No => {}
+        }
+    }
+    (ready, next)
+}
+
 /// The deterministic name of the automatic Promotion of `freight` to
 /// `stage`, so racing reconciles can never create two.
 pub fn auto_promotion_name(stage: &str, freight: &str) -> String {

@@ -3,7 +3,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
-use super::{AUTHORIZED_STAGE_ANNOTATION, Application, Info, PROMOTION_INFO, REFRESH_ANNOTATION};
+use super::{
+    AUTHORIZED_STAGE_ANNOTATION, Application, Info, KARGO_AUTHORIZED_STAGE_ANNOTATION,
+    PROMOTION_INFO, REFRESH_ANNOTATION,
+};
 
 /// The info entry naming the Promotion's namespace: Promotion names are only
 /// unique per namespace, and one Application may serve several.
@@ -200,7 +203,10 @@ pub fn authorized_stages(app: &Application) -> Result<Vec<(String, String)>, Str
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(AUTHORIZED_STAGE_ANNOTATION))
+        .and_then(|a| {
+            a.get(AUTHORIZED_STAGE_ANNOTATION)
+                .or_else(|| a.get(KARGO_AUTHORIZED_STAGE_ANNOTATION))
+        })
         .map(String::as_str)
         .unwrap_or_default();
     let mut stages = Vec::new();

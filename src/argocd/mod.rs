@@ -27,6 +27,9 @@ pub use sources::{
 /// The annotation through which an Application authorizes Stages to change it:
 /// `"<namespace>:<stage>"`, or a comma-separated list of them.
 pub const AUTHORIZED_STAGE_ANNOTATION: &str = "barge.dev/authorized-stage";
+/// Kargo's key for the same, read when Barge's is absent, so Applications
+/// set up for Kargo work unchanged.
+pub const KARGO_AUTHORIZED_STAGE_ANNOTATION: &str = "kargo.akuity.io/authorized-stage";
 
 /// The `operation.info` entry that marks a sync as started by a Promotion.
 pub const PROMOTION_INFO: &str = "barge.dev/promotion";

@@ -505,3 +505,20 @@ fn an_out_of_sync_application_is_judged_by_the_revision_its_last_sync_deployed()
         AppHealth::Unhealthy(_)
     ));
 }
+
+#[test]
+fn kargos_authorized_stage_annotation_counts_when_barges_is_absent() {
+    let kargo = app(json!({"metadata": {"name": "a", "annotations": {
+        "kargo.akuity.io/authorized-stage": "demo:dev"}}}));
+    assert_eq!(
+        authorized_stages(&kargo),
+        Ok(vec![("demo".to_string(), "dev".to_string())])
+    );
+    let both = app(json!({"metadata": {"name": "a", "annotations": {
+        "kargo.akuity.io/authorized-stage": "demo:dev",
+        AUTHORIZED_STAGE_ANNOTATION: "demo:prod"}}}));
+    assert_eq!(
+        authorized_stages(&both),
+        Ok(vec![("demo".to_string(), "prod".to_string())])
+    );
+}

@@ -105,16 +105,20 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
     }
 
     record_freight_location(ctx, &namespace, &name, &history, last, health_state).await?;
-    let soaked_at = auto_promote(
-        stage,
-        ctx,
-        &namespace,
-        &name,
-        current_freight.as_ref(),
-        &refs,
-        now,
-    )
-    .await?;
+    let soaked_at = if crate::stage::is_control_flow(stage) {
+        pass_through(stage, ctx, &namespace, now).await?
+    } else {
+        auto_promote(
+            stage,
+            ctx,
+            &namespace,
+            &name,
+            current_freight.as_ref(),
+            &refs,
+            now,
+        )
+        .await?
+    };
     // Freight soaking upstream becomes available at an exact instant that no
     // watch event marks: a timer for it, not a poll.
     let wait = soaked_at
@@ -252,6 +256,33 @@ async fn record_freight_location(
         }
     }
     Ok(())
+}
+
+/// A control-flow Stage marks every Freight available to it verified in it
+/// (Kargo's), so downstream Stages may take it; returns when the next
+/// soaking one becomes available.
+async fn pass_through(
+    stage: &Stage,
+    ctx: &StageContext,
+    namespace: &str,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    let freight: Vec<Arc<Freight>> = ctx
+        .freight
+        .state()
+        .into_iter()
+        .filter(|f| f.namespace().as_deref() == Some(namespace))
+        .collect();
+    let refs: Vec<&Freight> = freight.iter().map(|f| f.as_ref()).collect();
+    let (ready, next) = crate::stage::passed_through(stage, &refs, now);
+    let api = Api::<Freight>::namespaced(ctx.client.clone(), namespace);
+    let name = stage.name_any();
+    for f in ready {
+        let body = json!({"status": {"verifiedIn": {&name: {"verifiedAt": Time(now)}}}});
+        api.patch_status(&f.name_any(), &PatchParams::default(), &Patch::Merge(&body))
+            .await?;
+    }
+    Ok(next)
 }
 
 /// Creates the Promotions of auto-promotion, named after Stage and Freight

@@ -360,3 +360,27 @@ async fn freight_that_has_soaked_upstream_long_enough_is_promoted() {
 
     assert_eq!(run.created().len(), 1, "{:?}", run.created());
 }
+
+#[tokio::test]
+async fn a_stage_without_promotion_steps_passes_on_available_freight_as_verified() {
+    let control_flow = |s: Fixture<Stage>| s.set("/spec/promotionTemplate/spec/steps", json!([]));
+
+    let run = Given::dev(control_flow)
+        .with_freight(freight("f2", 60))
+        .reconcile()
+        .await;
+
+    assert!(
+        run.created().is_empty(),
+        "a control-flow Stage promotes nothing"
+    );
+    for name in ["f1", "f2"] {
+        let patches = run.freight_patches(name);
+        assert!(
+            patches
+                .iter()
+                .any(|p| p["verifiedIn"]["dev"]["verifiedAt"].is_string()),
+            "{name}: {patches:?}"
+        );
+    }
+}
