@@ -494,6 +494,19 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
     // a Stage whose Promotion reads a ConfigMap and a generic Secret.
     for doc in [
         json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+            "metadata": {"name": "guestbook-next", "namespace": ns},
+            "origin": {"kind": "Warehouse", "name": "guestbook"},
+            "commits": [{"repoURL": "https://github.com/argoproj/argocd-example-apps.git",
+                         "id": "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"}],
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": UAT_SECOND, "namespace": ns},
+            "spec": {"stage": "uat", "freight": "guestbook-next"},
+        }),
+        // After the Freight it promotes, which must exist when it starts.
+        json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "settings", "namespace": ns},
             "data": {"color": "teal"},
@@ -519,18 +532,6 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
             "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
             "metadata": {"name": DATA_PROMOTION, "namespace": ns},
             "spec": {"stage": "data", "freight": "guestbook-next"},
-        }),
-        json!({
-            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
-            "metadata": {"name": "guestbook-next", "namespace": ns},
-            "origin": {"kind": "Warehouse", "name": "guestbook"},
-            "commits": [{"repoURL": "https://github.com/argoproj/argocd-example-apps.git",
-                         "id": "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"}],
-        }),
-        json!({
-            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
-            "metadata": {"name": UAT_SECOND, "namespace": ns},
-            "spec": {"stage": "uat", "freight": "guestbook-next"},
         }),
     ] {
         text.push_str("---\n");
