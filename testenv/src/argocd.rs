@@ -156,9 +156,12 @@ impl ArgoCd {
             &[format!("--addr={redis_addr}")],
         )?;
 
+        // Argo CD's image ships kustomize and helm for the repo-server to
+        // render sources with: here, the ones `make control-plane` built.
         let path = format!(
-            "{}:{}",
+            "{}:{}:{}",
             home.display(),
+            control_plane.bin_dir().display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
         );
         let common_env = |extra: &[(&'static str, String)]| {
