@@ -284,7 +284,29 @@ async fn build_dependencies(
     if dependencies.is_empty() {
         return Ok(());
     }
-    for dependency in &dependencies {
+    local_dependencies_inside(work, chart, &dependencies)?;
+    let args: Vec<OsString> = vec![
+        "dependency".into(),
+        "build".into(),
+        "--".into(),
+        chart.as_os_str().to_owned(),
+    ];
+    scratch
+        .run(&tools.helm, &args, tools.timeout)
+        .await
+        .map_err(|e| tools::step_error("path", "helm dependency build", e))?;
+    Ok(())
+}
+
+/// Refuses a local (`file://`) dependency of the chart (the `dependencies`
+/// of its Chart.yaml) that is absolute, lies outside the work directory
+/// `work` (canonical) or has a symlink out of it: helm would package it.
+pub fn local_dependencies_inside(
+    work: &Path,
+    chart: &Path,
+    dependencies: &[Value],
+) -> Result<(), StepError> {
+    for dependency in dependencies {
         let Some(local) = dependency["repository"]
             .as_str()
             .and_then(|r| r.strip_prefix("file://"))
@@ -305,16 +327,6 @@ async fn build_dependencies(
             manifests::symlinks_inside(work, &path).map_err(refuse)?;
         }
     }
-    let args: Vec<OsString> = vec![
-        "dependency".into(),
-        "build".into(),
-        "--".into(),
-        chart.as_os_str().to_owned(),
-    ];
-    scratch
-        .run(&tools.helm, &args, tools.timeout)
-        .await
-        .map_err(|e| tools::step_error("path", "helm dependency build", e))?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod git_commit;
 pub mod git_push;
 pub mod git_tag;
 pub mod helm_template;
+pub mod helm_update_chart;
 pub mod http;
 mod json_edit;
 pub mod json_parse;
@@ -273,6 +274,7 @@ impl Registry {
         registry.register(Arc::new(git_push::step()));
         registry.register(Arc::new(git_tag::step()));
         registry.register(Arc::new(helm_template::step()));
+        registry.register(Arc::new(helm_update_chart::step()));
         registry.register(Arc::new(http::step()));
         registry.register(Arc::new(json_parse::step()));
         registry.register(Arc::new(json_update::step()));

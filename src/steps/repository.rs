@@ -1,6 +1,7 @@
 //! What the git steps share: finding a remote's credentials among the
-//! Promotion's Secrets, running libgit2 off the async runtime, and turning
-//! its errors into step errors.
+//! Promotion's Secrets (`helm-update-chart` finds a chart repository's
+//! the same way), running libgit2 off the async runtime, and turning its
+//! errors into step errors.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,13 +35,36 @@ pub async fn access(
             insecure_skip_tls_verify,
         });
     }
+    Ok(Access {
+        credentials: find_credentials(ctx, "git", url).await?,
+        insecure_skip_tls_verify,
+    })
+}
+
+/// The credentials for `url` among the Promotion's namespace's Secrets
+/// labelled `cred_type` (`git`, `helm`) with Barge's or Kargo's label.
+pub async fn find_credentials(
+    ctx: &StepContext<'_>,
+    cred_type: &str,
+    url: &str,
+) -> Result<Option<credentials::Credentials>, StepError> {
+    let secrets = credential_secrets(ctx, cred_type).await?;
+    select_credentials(&secrets, url)
+}
+
+/// The Promotion's namespace's Secrets labelled `cred_type` with Barge's or
+/// Kargo's label (one of a name once): their names and decoded data.
+pub async fn credential_secrets(
+    ctx: &StepContext<'_>,
+    cred_type: &str,
+) -> Result<Vec<(String, BTreeMap<String, String>)>, StepError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.services.client.clone(), ctx.subject.namespace);
     let mut found: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     for label in [credentials::LABEL, credentials::KARGO_LABEL] {
         let listed = secrets
-            .list(&ListParams::default().labels(&format!("{label}=git")))
+            .list(&ListParams::default().labels(&format!("{label}={cred_type}")))
             .await
-            .map_err(|e| retryable(format!("listing git credentials Secrets: {e}")))?;
+            .map_err(|e| retryable(format!("listing {cred_type} credentials Secrets: {e}")))?;
         for secret in listed.items {
             let name = secret.metadata.name.clone().unwrap_or_default();
             if found.iter().any(|(n, _)| *n == name) {
@@ -55,15 +79,20 @@ pub async fn access(
             found.push((name, data));
         }
     }
-    let candidates: Vec<credentials::CredentialSecret<'_>> = found
+    Ok(found)
+}
+
+/// The credentials for `url` among `secrets` (as `credential_secrets`
+/// lists them).
+pub fn select_credentials(
+    secrets: &[(String, BTreeMap<String, String>)],
+    url: &str,
+) -> Result<Option<credentials::Credentials>, StepError> {
+    let candidates: Vec<credentials::CredentialSecret<'_>> = secrets
         .iter()
         .map(|(name, data)| credentials::CredentialSecret { name, data })
         .collect();
-    let credentials = credentials::select(url, &candidates).map_err(|e| terminal(e.to_string()))?;
-    Ok(Access {
-        credentials,
-        insecure_skip_tls_verify,
-    })
+    credentials::select(url, &candidates).map_err(|e| terminal(e.to_string()))
 }
 
 /// How a remote's working tree at `path` is reached again by a later step.

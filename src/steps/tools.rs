@@ -116,6 +116,28 @@ impl Scratch {
         args: &[OsString],
         timeout: Duration,
     ) -> Result<Vec<u8>, ToolError> {
+        self.run_reporting(program, args, timeout, false).await
+    }
+
+    /// As `run`, for a tool that prints why it fails partly on stdout
+    /// (helm says there which chart repository it could not reach): a
+    /// failure reports stdout, then stderr.
+    pub async fn run_reporting_stdout(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ToolError> {
+        self.run_reporting(program, args, timeout, true).await
+    }
+
+    async fn run_reporting(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        timeout: Duration,
+        stdout_in_errors: bool,
+    ) -> Result<Vec<u8>, ToolError> {
         let name = program
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -169,10 +191,15 @@ impl Scratch {
             return Err(ToolError::TooMuchOutput { program: name });
         }
         if !status.success() {
+            let printed = if stdout_in_errors {
+                [out, err].concat()
+            } else {
+                err
+            };
             return Err(ToolError::Failed {
                 program: name,
                 status: status.to_string(),
-                stderr: self.describe(&err),
+                stderr: self.describe(&printed),
             });
         }
         Ok(out)

@@ -1,5 +1,6 @@
 //! Step behaviour specifications, run through the reconciler.
 
+mod chart;
 mod data;
 mod edits;
 mod files;
