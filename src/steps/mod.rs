@@ -18,6 +18,7 @@ pub mod git_push;
 pub mod git_tag;
 pub mod helm_template;
 pub mod helm_update_chart;
+pub mod helm_update_image;
 pub mod http;
 mod json_edit;
 pub mod json_parse;
@@ -275,6 +276,7 @@ impl Registry {
         registry.register(Arc::new(git_tag::step()));
         registry.register(Arc::new(helm_template::step()));
         registry.register(Arc::new(helm_update_chart::step()));
+        registry.register(Arc::new(helm_update_image::step()));
         registry.register(Arc::new(http::step()));
         registry.register(Arc::new(json_parse::step()));
         registry.register(Arc::new(json_update::step()));

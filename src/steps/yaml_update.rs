@@ -24,9 +24,9 @@ struct Config {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Update {
-    key: String,
-    value: Value,
+pub(super) struct Update {
+    pub key: String,
+    pub value: Value,
 }
 
 pub fn step() -> BuiltinStep {
@@ -57,7 +57,16 @@ fn run(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
 
 /// `text` with update `i` made, checked by reading the value back.
 fn set(text: &str, file: &str, i: usize, update: &Update) -> Result<String, StepError> {
-    let field = format!("config.updates[{i}]");
+    set_at(text, file, &format!("config.updates[{i}]"), update)
+}
+
+/// `text` with `update` made; errors name `field`.
+pub(super) fn set_at(
+    text: &str,
+    file: &str,
+    field: &str,
+    update: &Update,
+) -> Result<String, StepError> {
     let new = scalar(&update.value).ok_or_else(|| {
         terminal(format!(
             "{field}.value: yaml-update sets strings, numbers, booleans and null, not collections"

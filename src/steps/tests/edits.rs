@@ -683,3 +683,64 @@ async fn kustomize_set_image_writes_tags_that_read_as_strings_and_leaves_other_e
         "images:\n- name: app\n  newTag: \"1.0\"\n- name: bare\n  newName: registry.example.com/bare\n  newTag: \"3\"\n- name: db\n  newTag: 2.0\n"
     );
 }
+
+const HELM_VALUES: &str = "\
+# Web tier.
+image:
+  repository: ghcr.io/example/web   # where it comes from
+  tag: \"1.0.0\"
+sidecars:
+  - name: proxy
+    image: ghcr.io/example/proxy:0.9
+";
+
+#[tokio::test]
+async fn helm_update_image_sets_values_from_the_freights_images_and_nothing_else() {
+    let plan = json!([
+        {"uses": "helm-update-image", "as": "edit", "config": {"path": "values.yaml", "images": [
+            {"image": "ghcr.io/example/web", "key": "image.tag", "value": "Tag"},
+            {"image": "ghcr.io/example/proxy", "key": "sidecars[0].image", "value": "ImageAndTag"},
+        ]}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+    let (status, dir) = PlanRun::default()
+        .file("values.yaml", HELM_VALUES)
+        .freight_collection(json!({
+            "Warehouse/web": image_freight("web", "ghcr.io/example/web", "1.1.0"),
+            "Warehouse/proxy": image_freight("proxy", "ghcr.io/example/proxy", "1.0"),
+        }))
+        .run(plan)
+        .await;
+    let text = std::fs::read_to_string(dir.join("values.yaml")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    succeeded(&status);
+    assert_eq!(
+        text,
+        HELM_VALUES
+            .replace("tag: \"1.0.0\"", "tag: \"1.1.0\"")
+            .replace("proxy:0.9", "proxy:1.0")
+    );
+    assert_eq!(
+        status["state"]["edit"]["commitMessage"],
+        "Updated values.yaml to use new images\n\n- ghcr.io/example/web:1.1.0\n- ghcr.io/example/proxy:1.0"
+    );
+}
+
+#[tokio::test]
+async fn helm_update_image_of_an_image_no_freight_has_names_the_field() {
+    let plan = json!([{"uses": "helm-update-image", "as": "edit", "config": {"path": "values.yaml",
+        "images": [{"image": "ghcr.io/example/nope", "key": "image.tag", "value": "Tag"}]}}]);
+    let (status, _) = PlanRun::default()
+        .file("values.yaml", HELM_VALUES)
+        .freight_collection(
+            json!({"Warehouse/web": image_freight("web", "ghcr.io/example/web", "1.1.0")}),
+        )
+        .run(plan)
+        .await;
+
+    errored_with(
+        &status,
+        "config.images[0].image: no Freight the Stage will hold has image ghcr.io/example/nope",
+    );
+}
