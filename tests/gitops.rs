@@ -168,8 +168,9 @@ async fn the_gitops_example_renders_pushes_and_syncs_each_stage_against_real_arg
         // Argo CD synced exactly that commit.
         let apps = barge_argocd_double::fixtures::applications(h.client.clone(), &h.argocd_ns);
         let app = serde_json::to_value(apps.get(&format!("{}-{stage}", h.ns)).await?)?;
-        assert_eq!(app["status"]["sync"]["revision"], head.as_str(), "{app}");
-        assert_eq!(app["status"]["sync"]["status"], "Synced", "{app}");
+        let operation = &app["status"]["operationState"];
+        assert_eq!(operation["phase"], "Succeeded", "{app}");
+        assert_eq!(operation["syncResult"]["revision"], head.as_str(), "{app}");
     }
     println!("all three Stages: {} ms\n", took.as_millis());
     h.shutdown().await;

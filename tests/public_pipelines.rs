@@ -381,8 +381,10 @@ async fn application(h: &Harness, name: &str) -> Result<Value, Error> {
 }
 
 /// Asserts that Argo CD's last sync of Application `name` (the one
-/// argocd-update asked for) succeeded at `revision`, and that the
-/// Application is Synced.
+/// argocd-update asked for) succeeded at `revision`. Not that the
+/// Application compares Synced: a Deployment no controller ever updates may
+/// compare OutOfSync for a while after the sync, and the Promotion does not
+/// wait for that (as Kargo's does not).
 async fn assert_synced_to(h: &Harness, name: &str, revision: &str) -> TestResult {
     let app = application(h, name).await?;
     let operation = &app["status"]["operationState"];
@@ -391,7 +393,6 @@ async fn assert_synced_to(h: &Harness, name: &str, revision: &str) -> TestResult
         operation["syncResult"]["revision"], revision,
         "{name}: {app:#}"
     );
-    assert_eq!(app["status"]["sync"]["status"], "Synced", "{name}: {app:#}");
     Ok(())
 }
 
