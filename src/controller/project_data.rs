@@ -6,15 +6,13 @@
 //! Values are fetched fresh each reconcile, so a `set-metadata` step is
 //! seen by the steps after it once the Promotion is reconciled again.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::{Freight, Stage};
 use crate::expr::ProjectData;
-use crate::git::credentials::{KARGO_LABEL, LABEL};
+use crate::steps::repository::labelled_secrets;
 
 /// The expression functions whose data must be fetched, found in the plan's
 /// text. A name that only appears inside a string (`"configMap("`) costs a
@@ -65,24 +63,10 @@ pub async fn fetch(
         }
     }
     if uses.secrets {
-        let api = Api::<Secret>::namespaced(client.clone(), namespace);
-        for label in [LABEL, KARGO_LABEL] {
-            let selector = format!("{label}=generic");
-            for secret in api
-                .list(&ListParams::default().labels(&selector))
-                .await?
-                .items
-            {
-                let name = secret.name_any();
-                let values: BTreeMap<String, String> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
-                data.secrets.insert(name, values);
-            }
-        }
+        data.secrets = labelled_secrets(client, namespace, "generic")
+            .await?
+            .into_iter()
+            .collect();
     }
     if uses.stage_metadata {
         let api = Api::<Stage>::namespaced(client.clone(), namespace);

@@ -92,13 +92,7 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
 async fn template(ctx: &StepContext<'_>) -> Result<(), StepError> {
     let config: Config = parse_config(ctx.config)?;
     check(&config)?;
-    let chart = ctx.path("path", &config.path)?;
-    if !chart.exists() {
-        return Err(terminal(format!(
-            "config.path: {:?} does not exist in the work directory",
-            config.path
-        )));
-    }
+    let chart = ctx.existing_path("path", &config.path)?;
     let out = ctx.path("outPath", &config.out_path)?;
     let mut values = Vec::new();
     for (i, file) in config.values_files.iter().enumerate() {

@@ -82,13 +82,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<(), StepError> {
             "config.plugin.helm.apiVersions[{i}]: is empty"
         )));
     }
-    let dir = ctx.path("path", &config.path)?;
-    if !dir.exists() {
-        return Err(terminal(format!(
-            "config.path: {:?} does not exist in the work directory",
-            config.path
-        )));
-    }
+    let dir = ctx.existing_path("path", &config.path)?;
     if !dir.is_dir() {
         return Err(terminal(format!(
             "config.path: {:?} is not a directory",

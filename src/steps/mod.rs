@@ -26,7 +26,7 @@ pub mod json_update;
 pub mod kustomize_build;
 pub mod kustomize_set_image;
 mod manifests;
-mod repository;
+pub(crate) mod repository;
 pub mod set_metadata;
 #[cfg(test)]
 mod tests;
@@ -109,6 +109,21 @@ impl StepContext<'_> {
     /// The path the step config's `field` names, inside the work directory.
     pub fn path(&self, field: &str, relative: &str) -> Result<std::path::PathBuf, StepError> {
         workdir::resolve(&self.work_dir()?, field, relative)
+    }
+
+    /// As [`StepContext::path`], for a path that must exist already.
+    pub fn existing_path(
+        &self,
+        field: &str,
+        relative: &str,
+    ) -> Result<std::path::PathBuf, StepError> {
+        let path = self.path(field, relative)?;
+        if !path.exists() {
+            return Err(terminal(format!(
+                "config.{field}: {relative:?} does not exist in the work directory"
+            )));
+        }
+        Ok(path)
     }
 
     /// Says what the step waits on before it looks or acts, so that a change

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use kube::api::ListParams;
+use kube::{Api, Client};
 
 use super::{StepContext, retryable, terminal};
 use crate::git::{self, Access, credentials};
@@ -58,14 +58,28 @@ pub async fn credential_secrets(
     ctx: &StepContext<'_>,
     cred_type: &str,
 ) -> Result<Vec<(String, BTreeMap<String, String>)>, StepError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.services.client.clone(), ctx.subject.namespace);
+    labelled_secrets(&ctx.services.client, ctx.subject.namespace, cred_type)
+        .await
+        .map_err(|e| retryable(format!("listing {cred_type} credentials Secrets: {e}")))
+}
+
+/// The Secrets of `namespace` labelled `cred_type` (`git`, `helm`,
+/// `generic`) with Barge's or Kargo's label, each once: names and data
+/// decoded as text.
+pub async fn labelled_secrets(
+    client: &Client,
+    namespace: &str,
+    cred_type: &str,
+) -> Result<Vec<(String, BTreeMap<String, String>)>, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut found: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     for label in [credentials::LABEL, credentials::KARGO_LABEL] {
-        let listed = secrets
-            .list(&ListParams::default().labels(&format!("{label}={cred_type}")))
-            .await
-            .map_err(|e| retryable(format!("listing {cred_type} credentials Secrets: {e}")))?;
-        for secret in listed.items {
+        let selector = format!("{label}={cred_type}");
+        for secret in secrets
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+        {
             let name = secret.metadata.name.clone().unwrap_or_default();
             if found.iter().any(|(n, _)| *n == name) {
                 continue;
