@@ -26,12 +26,24 @@ pub enum AwaitTarget {
         namespace: String,
         selector: LabelSelector,
     },
+    /// Pull request `number` of the repository at `repo_url`, as reported
+    /// by the webhook receivers of `namespace`.
+    PullRequest {
+        namespace: String,
+        repo_url: String,
+        number: u64,
+    },
 }
+
+/// The kind recorded in `status.awaiting` for a pull request.
+pub const PULL_REQUEST: &str = "PullRequest";
 
 #[derive(Default, Debug)]
 pub struct AwaitIndex {
     named: HashMap<(String, String, String), HashSet<PromotionKey>>,
     selected: HashMap<(String, String), HashMap<PromotionKey, Vec<Selector>>>,
+    /// By repository key (`urls::repository_key`) and number.
+    pull_requests: HashMap<(String, u64), HashSet<PromotionKey>>,
     by_promotion: HashMap<PromotionKey, Vec<AwaitTarget>>,
 }
 
@@ -70,6 +82,14 @@ impl AwaitIndex {
                         .or_default()
                         .push(selector);
                 }
+                AwaitTarget::PullRequest {
+                    repo_url, number, ..
+                } => {
+                    self.pull_requests
+                        .entry((crate::urls::repository_key(repo_url), *number))
+                        .or_default()
+                        .insert(promotion.clone());
+                }
             }
         }
         if !targets.is_empty() {
@@ -105,6 +125,17 @@ impl AwaitIndex {
                         }
                     }
                 }
+                AwaitTarget::PullRequest {
+                    repo_url, number, ..
+                } => {
+                    let key = (crate::urls::repository_key(&repo_url), number);
+                    if let Some(set) = self.pull_requests.get_mut(&key) {
+                        set.remove(promotion);
+                        if set.is_empty() {
+                            self.pull_requests.remove(&key);
+                        }
+                    }
+                }
             }
         }
     }
@@ -129,6 +160,32 @@ impl AwaitIndex {
         {
             for (promotion, selectors) in map {
                 if selectors.iter().any(|s| s.matches(labels)) && !hits.contains(promotion) {
+                    hits.push(promotion.clone());
+                }
+            }
+        }
+        hits
+    }
+
+    /// The Promotions of `namespace` waiting on pull request `number` of
+    /// the repository any of `repo_urls` names (a webhook names it by its
+    /// clone and web URLs).
+    pub fn pull_request_waiters(
+        &self,
+        namespace: &str,
+        repo_urls: &[String],
+        number: u64,
+    ) -> Vec<PromotionKey> {
+        let mut hits: Vec<PromotionKey> = Vec::new();
+        let mut keys: Vec<String> = repo_urls
+            .iter()
+            .map(|u| crate::urls::repository_key(u))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            for promotion in self.pull_requests.get(&(key, number)).into_iter().flatten() {
+                if promotion.0 == namespace && !hits.contains(promotion) {
                     hits.push(promotion.clone());
                 }
             }
@@ -200,6 +257,37 @@ mod tests {
         }
     }
 
+    fn pull_request(repo_url: &str, number: u64) -> AwaitTarget {
+        AwaitTarget::PullRequest {
+            namespace: "demo".into(),
+            repo_url: repo_url.into(),
+            number,
+        }
+    }
+
+    #[test]
+    fn a_pull_request_wait_is_found_by_any_url_of_its_repository_in_its_namespace_only() {
+        let mut index = AwaitIndex::default();
+        index.set(
+            key("p1"),
+            vec![pull_request("https://git.example.com/Team/App.git", 7)],
+        );
+        let urls = vec![
+            "http://git.example.com/team/app.git".to_string(),
+            "http://git.example.com/team/app".to_string(),
+        ];
+        assert_eq!(
+            index.pull_request_waiters("demo", &urls, 7),
+            vec![key("p1")]
+        );
+        assert!(index.pull_request_waiters("demo", &urls, 8).is_empty());
+        assert!(
+            index
+                .pull_request_waiters("other-team", &urls, 7)
+                .is_empty()
+        );
+    }
+
     #[test]
     fn a_named_wait_maps_the_application_to_its_promotion() {
         let mut index = AwaitIndex::default();
@@ -254,9 +342,14 @@ mod tests {
             index.waiters("Application", "argocd", "c", &labels(&[])),
             vec![key("p1")]
         );
+        index.set(
+            key("p1"),
+            vec![pull_request("https://git.example.com/a/b", 3)],
+        );
         index.set(key("p1"), vec![]);
         assert!(index.by_promotion.is_empty());
         assert!(index.named.is_empty() && index.selected.is_empty());
+        assert!(index.pull_requests.is_empty());
     }
 
     #[test]

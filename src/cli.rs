@@ -134,6 +134,15 @@ struct RunArgs {
     #[arg(long, env = "BARGE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: String,
 
+    /// Address of the webhook endpoint Git hosts deliver pull-request
+    /// events to (the receivers of ProjectConfigs); "" turns it off.
+    #[arg(long, env = "BARGE_WEBHOOK_ADDR", default_value = "0.0.0.0:8081")]
+    webhook_addr: String,
+    /// The endpoint's public URL (an Ingress's), to publish each receiver's
+    /// whole URL in its ProjectConfig's status.
+    #[arg(long, env = "BARGE_WEBHOOK_BASE_URL", value_name = "URL")]
+    webhook_base_url: Option<String>,
+
     /// Run only while holding a Lease, so several replicas can stand by.
     #[arg(long, env = "BARGE_LEADER_ELECTION")]
     leader_election: bool,
@@ -273,6 +282,36 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Kept alive until the process ends.
+        let mut _endpoint = None;
+        let (mut receivers, mut wakers) = (crate::webhook::Receivers::default(), None);
+        if !args.webhook_addr.is_empty() {
+            let addr: std::net::SocketAddr = match args.webhook_addr.parse() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(addr = %args.webhook_addr, error = %e, "bad --webhook-addr");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match crate::webhook::start(
+                client.clone(),
+                args.namespace.clone(),
+                addr,
+                args.webhook_base_url.clone(),
+            )
+            .await
+            {
+                Ok(endpoint) => {
+                    receivers = endpoint.receivers.clone();
+                    wakers = Some(endpoint.wakers.clone());
+                    _endpoint = Some(endpoint);
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot serve the webhook endpoint");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let settings = Settings {
             backstop: args.backstop.0,
             argocd_namespace: args.argocd_namespace,
@@ -291,6 +330,8 @@ fn run(args: RunArgs) -> ExitCode {
                 helm: program(args.helm),
                 timeout: args.tool_timeout.0,
             },
+            receivers,
+            wakers,
         };
         tracing::info!(?settings, "starting the controllers");
         let metrics = Arc::new(Metrics::default());

@@ -10,7 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::api::{ClusterPromotionTask, Freight, Promotion, PromotionTask, Stage};
+use crate::api::{ClusterPromotionTask, Freight, ProjectConfig, Promotion, PromotionTask, Stage};
 
 /// The first line of every generated file.
 pub const HEADER: &str =
@@ -36,6 +36,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
         ClusterPromotionTask::crd(),
         Freight::crd(),
+        ProjectConfig::crd(),
         Promotion::crd(),
         PromotionTask::crd(),
         Stage::crd(),

@@ -24,3 +24,4 @@ pub mod runtime;
 mod stage;
 mod steps;
 mod urls;
+pub mod webhook;

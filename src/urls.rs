@@ -27,9 +27,33 @@ pub fn normalize_git(url: &str) -> String {
     u.trim_end_matches('/').to_string()
 }
 
+/// A repository's identity whatever URL names it: host, port and path of
+/// [`normalize_git`]'s form, without scheme or user. A webhook names a
+/// repository by its clone or web URL, a step by the URL it was given;
+/// both come down to this key.
+pub fn repository_key(url: &str) -> String {
+    let normalized = normalize_git(url);
+    let rest = normalized
+        .split_once("://")
+        .map_or(normalized.as_str(), |(_, rest)| rest);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{host}/{path}")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize_git;
+    use super::{normalize_git, repository_key};
+
+    #[test]
+    fn a_webhook_and_a_step_name_one_repository_by_any_of_its_urls() {
+        let key = repository_key("https://git.example.com/Team/App.git");
+        assert_eq!(key, "git.example.com/team/app");
+        assert_eq!(repository_key("http://u:tok@git.example.com/team/app"), key);
+        assert_eq!(repository_key("git@git.example.com:team/app.git"), key);
+        assert_eq!(repository_key("ssh://git@git.example.com/team/app"), key);
+        assert_ne!(repository_key("https://git.example.com:3000/team/app"), key);
+    }
 
     #[test]
     fn credentials_case_and_suffixes_do_not_matter() {

@@ -6,6 +6,7 @@
 
 pub mod cluster_promotion_task;
 pub mod freight;
+pub mod project_config;
 pub mod promotion;
 pub mod promotion_task;
 pub mod schema;
@@ -17,6 +18,10 @@ pub use cluster_promotion_task::{ClusterPromotionTask, ClusterPromotionTaskSpec}
 pub use freight::{
     ArtifactReference, Chart, Freight, FreightCollection, FreightOrigin, FreightOriginKind,
     FreightReference, FreightSpec, FreightStatus, GitCommit, Image,
+};
+pub use project_config::{
+    ProjectConfig, ProjectConfigSpec, ProjectConfigStatus, WebhookReceiverConfig,
+    WebhookReceiverDetails,
 };
 pub use promotion::{
     AwaitedObject, HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionSpec,

@@ -362,15 +362,22 @@ pub struct AwaitedObject {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alias: String,
 
-    /// The kind of the object(s), for example `Application` or `Promotion`.
+    /// The kind of the object(s), for example `Application` or `Promotion`;
+    /// `PullRequest` for a pull request on a Git host.
     pub kind: String,
 
-    /// The namespace of the object(s).
+    /// The namespace of the object(s); for a pull request, the Promotion's
+    /// own (whose webhook receivers report it).
     pub namespace: String,
 
-    /// The object's name. Exactly one of `name` and `selector` is set.
+    /// The object's name (a pull request's number). Exactly one of `name`
+    /// and `selector` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+
+    /// The repository of a pull request.
+    #[serde(default, rename = "repoURL", skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
 
     /// The labels of the objects. Exactly one of `name` and `selector` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -309,6 +309,21 @@ pub fn freight(schema: &mut Schema) {
     add_rules(schema, rules);
 }
 
+/// A webhook receiver names exactly one sender.
+pub const MSG_ONE_WEBHOOK_SENDER: &str =
+    "webhook receiver must set exactly one of github, gitlab or gitea";
+
+/// Schema transform for a webhook receiver: exactly one sender.
+pub fn one_webhook_sender(schema: &mut Schema) {
+    add_rules(
+        schema,
+        [rule(
+            "[has(self.github), has(self.gitlab), has(self.gitea)].filter(x, x).size() == 1",
+            MSG_ONE_WEBHOOK_SENDER,
+        )],
+    );
+}
+
 /// Schema transform for a `conditions` list: a map keyed by `type`, as
 /// `metav1.Condition` lists are everywhere in Kubernetes.
 pub fn conditions(schema: &mut Schema) {

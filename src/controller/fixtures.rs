@@ -424,6 +424,7 @@ pub fn promotion_context(
             app_scope: AppScope::Only("argocd".into()),
             work_dirs: WorkDirs::new(unique_work_root()),
             tools: test_tools(),
+            receivers: crate::webhook::Receivers::default(),
         },
         registry,
         promotions: cache(promotions),

@@ -94,6 +94,12 @@ pub struct Settings {
     pub work_dir_limit: u64,
     /// The programs the rendering steps run.
     pub tools: Tools,
+    /// The webhook receivers this process serves (empty without
+    /// `--webhook-addr`).
+    pub receivers: crate::webhook::Receivers,
+    /// Where the webhook endpoint wakes Promotions: the controllers hand it
+    /// their wait index while they run.
+    pub wakers: Option<crate::webhook::Wakers>,
 }
 
 /// The backstop requeue when none is configured.
@@ -128,6 +134,8 @@ impl Default for Settings {
             work_dir: std::env::temp_dir().join(crate::CONTROLLER_NAME),
             work_dir_limit: 1 << 30,
             tools: Tools::default(),
+            receivers: crate::webhook::Receivers::default(),
+            wakers: None,
         }
     }
 }
@@ -295,6 +303,7 @@ pub async fn run(
             app_scope: settings.app_scope(),
             work_dirs: WorkDirs::new(&settings.work_dir).with_limit(settings.work_dir_limit),
             tools: settings.tools.clone(),
+            receivers: settings.receivers.clone(),
         },
         registry: Registry::builtin(),
         promotions: promotions.clone(),
@@ -315,6 +324,12 @@ pub async fn run(
         backstop: settings.backstop,
         metrics: metrics.clone(),
     });
+    if let Some(wakers) = &settings.wakers {
+        wakers.set_local(Some(crate::webhook::PullRequestWaker {
+            index: ctx.index.clone(),
+            wake: ctx.wake.clone(),
+        }));
+    }
     let watch_metrics = metrics.clone();
     let promotion_controller = Controller::for_stream(promotion_events, promotions)
         .reconcile_on(wake_rx)
@@ -335,6 +350,9 @@ pub async fn run(
             futures::future::ready(())
         });
     futures::join!(promotion_controller, stage_controller);
+    if let Some(wakers) = &settings.wakers {
+        wakers.set_local(None);
+    }
     // The watches outside the controllers end with them.
     for task in [app_task, freight_task, ready_task, sweep_task] {
         task.abort();

@@ -20,7 +20,7 @@ use crate::api::{
     FreightCollection, HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus,
     PromotionTask, Stage, StepExecutionMetadata, TaskKind,
 };
-use crate::await_index::AwaitTarget;
+use crate::await_index::{AwaitTarget, PULL_REQUEST};
 use crate::inflate::{self, TaskMap, TaskSpec};
 use crate::promotion::engine::{self, FinalPhase, Progress, StepMeta};
 use crate::promotion::evaluate::{ExprEvaluator, PromotionFacts};
@@ -626,12 +626,18 @@ fn awaited(
     since: Timestamp,
     deadline: Timestamp,
 ) -> AwaitedObject {
-    let (kind, namespace, name, selector) = match target {
+    let (kind, namespace, name, selector, repo_url) = match target {
         AwaitTarget::Named {
             kind,
             namespace,
             name,
-        } => (kind.clone(), namespace.clone(), Some(name.clone()), None),
+        } => (
+            kind.clone(),
+            namespace.clone(),
+            Some(name.clone()),
+            None,
+            None,
+        ),
         AwaitTarget::Selected {
             kind,
             namespace,
@@ -641,6 +647,18 @@ fn awaited(
             namespace.clone(),
             None,
             Some(selector.clone()),
+            None,
+        ),
+        AwaitTarget::PullRequest {
+            namespace,
+            repo_url,
+            number,
+        } => (
+            PULL_REQUEST.to_string(),
+            namespace.clone(),
+            Some(number.to_string()),
+            None,
+            Some(repo_url.clone()),
         ),
     };
     AwaitedObject {
@@ -649,6 +667,7 @@ fn awaited(
         namespace,
         name,
         selector,
+        repo_url,
         message: message.to_string(),
         since: Some(Time(since)),
         deadline: Some(Time(deadline)),
@@ -666,6 +685,11 @@ pub fn recorded_targets(promotion: &Promotion) -> Vec<AwaitTarget> {
         .iter()
         .flat_map(|s| &s.awaiting)
         .filter_map(|a| match (&a.name, &a.selector) {
+            (Some(name), _) if a.kind == PULL_REQUEST => Some(AwaitTarget::PullRequest {
+                namespace: a.namespace.clone(),
+                repo_url: a.repo_url.clone()?,
+                number: name.parse().ok()?,
+            }),
             (Some(name), _) => Some(AwaitTarget::Named {
                 kind: a.kind.clone(),
                 namespace: a.namespace.clone(),

@@ -6,6 +6,7 @@
 //! Everything here blocks; the steps call it from `spawn_blocking`.
 
 pub mod credentials;
+pub mod host;
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -918,4 +919,141 @@ mod tests {
             "update image\n\nBarge-Promotion: u-1\nBarge-Step: deploy::commit\n"
         );
     }
+}
+
+/// A branch head on a remote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchHead {
+    pub commit: Oid,
+    pub tree: Oid,
+    pub message: String,
+}
+
+/// The heads of `branches` on the remote at `url` (`None`: no such branch),
+/// fetched into a bare repository at `dir` (made if missing). `shallow`
+/// fetches the heads only; a merge check needs their history.
+pub fn fetch_branches(
+    url: &str,
+    dir: &Path,
+    access: &Access,
+    branches: &[&str],
+    shallow: bool,
+) -> Result<(Repository, Vec<Option<BranchHead>>)> {
+    let repo = match Repository::open_bare(dir) {
+        Ok(repo) => repo,
+        Err(_) => {
+            let repo =
+                Repository::init_bare(dir).context(|| format!("creating {}", dir.display()))?;
+            repo.remote("origin", url)
+                .context(|| "adding the remote".to_string())?;
+            repo
+        }
+    };
+    let listed = {
+        let mut remote = repo
+            .find_remote("origin")
+            .context(|| "finding the remote".to_string())?;
+        let refused = Cell::new(false);
+        let connection = remote
+            .connect_auth(
+                git2::Direction::Fetch,
+                Some(callbacks(access, &refused)),
+                None,
+            )
+            .map_err(|e| {
+                remote_error(
+                    url,
+                    access,
+                    refused.get(),
+                    format!("reaching {}", redact_url(url)),
+                    e,
+                )
+            })?;
+        connection
+            .list()
+            .context(|| format!("listing the branches of {}", redact_url(url)))?
+            .iter()
+            .map(|head| head.name().to_string())
+            .collect::<Vec<_>>()
+    };
+    let present: Vec<&str> = branches
+        .iter()
+        .copied()
+        .filter(|b| listed.iter().any(|name| *name == format!("refs/heads/{b}")))
+        .collect();
+    if !present.is_empty() {
+        let specs: Vec<String> = present
+            .iter()
+            .map(|b| format!("+refs/heads/{b}:refs/remotes/origin/{b}"))
+            .collect();
+        let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+        let mut remote = repo
+            .find_remote("origin")
+            .context(|| "finding the remote".to_string())?;
+        let refused = Cell::new(false);
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks(access, &refused));
+        if shallow {
+            options.depth(1);
+        }
+        remote
+            .fetch(&specs, Some(&mut options), None)
+            .map_err(|e| {
+                remote_error(
+                    url,
+                    access,
+                    refused.get(),
+                    format!("fetching {}", redact_url(url)),
+                    e,
+                )
+            })?;
+    }
+    let heads = branches
+        .iter()
+        .map(|b| {
+            if !present.contains(b) {
+                return Ok(None);
+            }
+            let commit = repo
+                .revparse_single(&format!("refs/remotes/origin/{b}"))
+                .and_then(|o| o.peel_to_commit())
+                .context(|| format!("reading branch {b}"))?;
+            Ok(Some(BranchHead {
+                commit: commit.id(),
+                tree: commit.tree_id(),
+                message: commit.message().unwrap_or_default().to_string(),
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((repo, heads))
+}
+
+/// The files that conflict when `head` is merged into `base` (both
+/// commits of `repo`, with their history); empty when it merges cleanly.
+pub fn merge_conflicts(repo: &Repository, base: Oid, head: Oid) -> Result<Vec<String>> {
+    let base = repo
+        .find_commit(base)
+        .context(|| format!("reading commit {base}"))?;
+    let head = repo
+        .find_commit(head)
+        .context(|| format!("reading commit {head}"))?;
+    let index = repo
+        .merge_commits(&base, &head, None)
+        .context(|| "merging in memory".to_string())?;
+    let mut files = Vec::new();
+    if index.has_conflicts() {
+        for conflict in index
+            .conflicts()
+            .context(|| "reading the conflicts".to_string())?
+            .flatten()
+        {
+            let entry = conflict.our.or(conflict.their).or(conflict.ancestor);
+            if let Some(entry) = entry {
+                files.push(String::from_utf8_lossy(&entry.path).into_owned());
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
 }

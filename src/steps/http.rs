@@ -16,7 +16,10 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{BuiltinStep, StepContext, StepRun, parse_config, retryable, terminal};
+use super::{
+    BuiltinStep, StepContext, StepRun, config_duration as duration, parse_config, retryable,
+    terminal,
+};
 use crate::expr::{Document, Engine, Env, Scope};
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
@@ -112,17 +115,6 @@ async fn request(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
         .map_err(|e| retryable(format!("sending the request: {}", e.without_url())))?;
     let response = read(response, config.response_content_type.as_deref()).await?;
     judge(&config, response, poll)
-}
-
-fn duration(text: Option<&str>, field: &str) -> Result<Option<Duration>, StepError> {
-    match text {
-        None | Some("") => Ok(None),
-        Some(text) => match text.parse::<kube::core::Duration>() {
-            Ok(d) if !d.is_negative() => Ok(Some(Duration::from(d))),
-            Ok(_) => Err(terminal(format!("config.{field}: {text:?} is negative"))),
-            Err(e) => Err(terminal(format!("config.{field}: {e}"))),
-        },
-    }
 }
 
 /// rustls needs a process-wide crypto provider; ring is the one kube uses.

@@ -14,8 +14,11 @@ pub mod fail;
 pub mod git_clear;
 pub mod git_clone;
 pub mod git_commit;
+pub mod git_merge_pr;
+pub mod git_open_pr;
 pub mod git_push;
 pub mod git_tag;
+pub mod git_wait_for_pr;
 pub mod helm_template;
 pub mod helm_update_chart;
 pub mod helm_update_image;
@@ -26,6 +29,7 @@ pub mod json_update;
 pub mod kustomize_build;
 pub mod kustomize_set_image;
 mod manifests;
+mod pull_request;
 pub(crate) mod repository;
 pub mod set_metadata;
 #[cfg(test)]
@@ -66,6 +70,9 @@ pub struct Services {
     pub work_dirs: workdir::WorkDirs,
     /// The programs the rendering steps run.
     pub tools: tools::Tools,
+    /// The webhook receivers this replica serves: whether pull-request
+    /// events reach a namespace decides how often its waits poll.
+    pub receivers: crate::webhook::Receivers,
 }
 
 /// Who is promoting what, where.
@@ -186,6 +193,21 @@ pub trait StepRunner: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepRun>;
 }
 
+/// A config field's Go-style duration (`30s`, `2m`); `None` when unset.
+pub fn config_duration(
+    text: Option<&str>,
+    field: &str,
+) -> Result<Option<std::time::Duration>, StepError> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => match text.parse::<kube::core::Duration>() {
+            Ok(d) if !d.is_negative() => Ok(Some(std::time::Duration::from(d))),
+            Ok(_) => Err(terminal(format!("config.{field}: {text:?} is negative"))),
+            Err(e) => Err(terminal(format!("config.{field}: {e}"))),
+        },
+    }
+}
+
 /// Checks a config against a step's schema.
 type ConfigCheck = fn(&Value) -> Result<(), ConfigError>;
 
@@ -287,7 +309,10 @@ impl Registry {
         registry.register(Arc::new(git_clear::step()));
         registry.register(Arc::new(git_clone::step()));
         registry.register(Arc::new(git_commit::step()));
+        registry.register(Arc::new(git_merge_pr::step()));
+        registry.register(Arc::new(git_open_pr::step()));
         registry.register(Arc::new(git_push::step()));
+        registry.register(Arc::new(git_wait_for_pr::step()));
         registry.register(Arc::new(git_tag::step()));
         registry.register(Arc::new(helm_template::step()));
         registry.register(Arc::new(helm_update_chart::step()));

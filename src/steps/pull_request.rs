@@ -1,0 +1,105 @@
+//! What `git-open-pr`, `git-wait-for-pr` and `git-merge-pr` share: the
+//! repository's host reached with the credentials the git steps use, the
+//! pull request as an output, and the wait on it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::repository::find_credentials;
+use super::{StepContext, config_duration, retryable, terminal};
+use crate::await_index::AwaitTarget;
+use crate::git::host::{GitHost, HostError, PullRequest};
+use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
+
+/// A wait on a pull request can last days: a host briefly down or
+/// throttling (errors in a row, retried with backoff up to a minute apart,
+/// about half an hour in all) does not end it. `retry.errorThreshold`
+/// overrides this.
+pub const PULL_REQUEST_STEP_DEFAULTS: StepDefaults = StepDefaults {
+    timeout: None,
+    error_threshold: 30,
+};
+
+/// Whether a run leaves the step waiting on its pull request: Running, or
+/// failed in a way the next run may not.
+pub fn still_waiting(result: &Result<StepResult, StepError>) -> bool {
+    match result {
+        Ok(r) => r.status == StepStatus::Running,
+        Err(e) => !e.terminal,
+    }
+}
+
+/// The shortest poll a step may ask for, as Kargo bounds it.
+pub const MIN_POLL: Duration = Duration::from_secs(10);
+
+/// The host of `repo_url`, with the token of the git credentials Secret
+/// that matches it.
+pub async fn host(
+    ctx: &StepContext<'_>,
+    repo_url: &str,
+    provider: Option<&str>,
+    insecure_skip_tls_verify: bool,
+) -> Result<GitHost, StepError> {
+    let credentials = find_credentials(ctx, "git", repo_url).await?;
+    GitHost::new(
+        repo_url,
+        provider,
+        credentials.as_ref(),
+        insecure_skip_tls_verify,
+    )
+    .map_err(host_error)
+}
+
+pub fn host_error(e: HostError) -> StepError {
+    if e.is_retryable() {
+        retryable(e.to_string())
+    } else {
+        terminal(e.to_string())
+    }
+}
+
+/// The wait on pull request `number` of `repo_url`, reported by the
+/// Promotion's namespace's webhook receivers.
+pub fn awaiting(ctx: &StepContext<'_>, repo_url: &str, number: u64) -> AwaitTarget {
+    AwaitTarget::PullRequest {
+        namespace: ctx.subject.namespace.to_string(),
+        repo_url: repo_url.to_string(),
+        number,
+    }
+}
+
+/// How long a waiting step goes without looking when nothing wakes it:
+/// the step's `pollInterval` (at least [`MIN_POLL`]); without one, only
+/// the controller's backstop when a webhook receiver reports pull requests
+/// for the namespace, else `default`.
+pub fn poll_interval(
+    ctx: &StepContext<'_>,
+    configured: Option<&str>,
+    default: Duration,
+) -> Result<Option<Duration>, StepError> {
+    Ok(match config_duration(configured, "pollInterval")? {
+        Some(interval) => Some(interval.max(MIN_POLL)),
+        None if ctx.services.receivers.serve(ctx.subject.namespace) => None,
+        None => Some(default),
+    })
+}
+
+/// `prNumber`, which must be a positive integer.
+pub fn pr_number(value: i64) -> Result<u64, StepError> {
+    u64::try_from(value).ok().filter(|n| *n > 0).ok_or_else(|| {
+        terminal(format!(
+            "config.prNumber: {value} is not a pull request number"
+        ))
+    })
+}
+
+/// Kargo's output of a pull request: `pr.id`, `pr.url`, and its state.
+pub fn pr_output(pr: &PullRequest, with_state: bool) -> Value {
+    let mut out = json!({ "id": pr.number, "url": pr.url });
+    if with_state {
+        out["open"] = json!(pr.open);
+        out["merged"] = json!(pr.merged);
+    }
+    out
+}
