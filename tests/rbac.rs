@@ -13,7 +13,9 @@
 //! The scenario is both examples at once: the quickstart (three Stages
 //! promoting one Freight automatically through a ClusterPromotionTask) and
 //! `examples/promotion-task` (a PromotionTask selecting its Application by
-//! labels), plus a second Promotion queued on the same Stage. It checks five
+//! labels), plus a second Promotion queued on the same Stage, a Promotion
+//! reading project data, and a webhook receiver with a Promotion waiting on a
+//! pull request (woken as a standby replica wakes it). It checks eight
 //! behaviours. With the chart's RBAC every behaviour holds and no request is
 //! forbidden. Then, for every rule the chart grants the controller (the
 //! ClusterRole's, the Argo CD Role's and the leader-election Role's), a run
@@ -65,7 +67,9 @@ const QUEUE: &str = "queue";
 const HEALTH: &str = "health";
 const EVENTS: &str = "events";
 const DATA: &str = "data";
-const BEHAVIOURS: [(&str, &str); 6] = [
+const RECEIVERS: &str = "webhook-receivers";
+const STANDBY_WAKE: &str = "standby-wake";
+const BEHAVIOURS: [(&str, &str); 8] = [
     (
         QUICKSTART,
         "dev, staging and prod each got an automatic Promotion that Succeeded",
@@ -87,7 +91,20 @@ const BEHAVIOURS: [(&str, &str); 6] = [
         DATA,
         "a Promotion's expressions read a ConfigMap and a generic Secret of its namespace",
     ),
+    (
+        RECEIVERS,
+        "a ProjectConfig's webhook receiver is served and its path published in its status",
+    ),
+    (
+        STANDBY_WAKE,
+        "a pull-request event delivered to a standby replica marks the waiting Promotion for refresh",
+    ),
 ];
+
+/// A Promotion whose git-wait-for-pr cannot reach its host (nothing
+/// listens on the port): it keeps waiting on the pull request, retrying.
+const PR_PROMOTION: &str = "pr-waiter";
+const PR_REPO: &str = "http://127.0.0.1:9/barge/app.git";
 
 const DATA_PROMOTION: &str = "data-reader";
 
@@ -533,6 +550,32 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
             "metadata": {"name": DATA_PROMOTION, "namespace": ns},
             "spec": {"stage": "data", "freight": "guestbook-next"},
         }),
+        // A webhook receiver, and a Promotion waiting on a pull request.
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "gitea-webhook", "namespace": ns},
+            "stringData": {"secret": "webhook-s3cret"},
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "ProjectConfig",
+            "metadata": {"name": ns, "namespace": ns},
+            "spec": {"webhookReceivers": [{"name": "gitea", "gitea": {"secretRef": {"name": "gitea-webhook"}}}]},
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": "reviewed", "namespace": ns},
+            "spec": {
+                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "guestbook"},
+                                      "sources": {"direct": true}}],
+                "promotionTemplate": {"spec": {"steps": [{"uses": "git-wait-for-pr", "as": "wait-pr",
+                    "config": {"repoURL": PR_REPO, "provider": "gitea", "prNumber": 1}}]}},
+            },
+        }),
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": PR_PROMOTION, "namespace": ns},
+            "spec": {"stage": "reviewed", "freight": "guestbook-next"},
+        }),
     ] {
         text.push_str("---\n");
         text.push_str(&serde_json::to_string(&doc)?);
@@ -546,6 +589,7 @@ async fn behaviours(
     client: &kube::Client,
     ns: &str,
     queued: &AtomicBool,
+    standby: &barge::webhook::Wakers,
 ) -> Result<BTreeMap<&'static str, bool>, Error> {
     let promotions = Api::<Promotion>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
@@ -597,7 +641,30 @@ async fn behaviours(
                 s.state.get("read") == Some(&json!({"color": "teal", "tokenLength": 6}))
             })
     });
+    let receivers = Api::<barge::api::ProjectConfig>::namespaced(client.clone(), ns)
+        .get_opt(ns)
+        .await?
+        .and_then(|c| c.status)
+        .is_some_and(|s| s.webhook_receivers.len() == 1 && s.webhook_receivers[0].path.starts_with("/gitea/"));
+    let waiting_on_pr = promotions.iter().any(|p| {
+        p.metadata.name.as_deref() == Some(PR_PROMOTION)
+            && p.status.as_ref().is_some_and(|s| {
+                s.awaiting.iter().any(|a| a.kind == "PullRequest" && a.repo_url.as_deref() == Some(PR_REPO))
+            })
+    });
+    // As a standby replica wakes: through the API server, with the
+    // controller's identity.
+    let standby_wake = waiting_on_pr
+        && matches!(standby.pull_request(ns, &[PR_REPO.to_string()], 1).await, Ok(1))
+        && Api::<Promotion>::namespaced(client.clone(), ns)
+            .get(PR_PROMOTION)
+            .await?
+            .metadata
+            .annotations
+            .is_some_and(|a| a.contains_key(barge::api::ANNOTATION_REFRESH));
     Ok(BTreeMap::from([
+        (RECEIVERS, receivers),
+        (STANDBY_WAKE, standby_wake),
         (DATA, data),
         (QUICKSTART, quickstart),
         (TASK, task),
@@ -708,6 +775,16 @@ async fn run(
     .await?;
     let denials = Denials::default();
     let client = client_with_token(env, &token, &denials).await?;
+    // The webhook endpoint, as `barge run` serves it beside the controllers,
+    // and the waker of a replica that does not reconcile.
+    let endpoint = barge::webhook::start(
+        client.clone(),
+        scoped.then(|| ns.clone()),
+        ([127, 0, 0, 1], 0).into(),
+        None,
+    )
+    .await?;
+    let standby = barge::webhook::Wakers::new(client.clone());
 
     let double = Double::new(
         admin.clone(),
@@ -719,6 +796,8 @@ async fn run(
         backstop: BACKSTOP,
         argocd_namespace: argocd_ns.clone(),
         namespace: scoped.then(|| ns.clone()),
+        receivers: endpoint.receivers.clone(),
+        wakers: Some(endpoint.wakers.clone()),
         ..Settings::default()
     };
     // As the chart runs it with leader election: on the release's Lease.
@@ -761,10 +840,10 @@ async fn run(
     .await?;
 
     let deadline = started + patience;
-    let mut seen = behaviours(&admin, &ns, &queued).await?;
+    let mut seen = behaviours(&admin, &ns, &queued, &standby).await?;
     while seen.values().any(|ok| !ok) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        seen = behaviours(&admin, &ns, &queued).await?;
+        seen = behaviours(&admin, &ns, &queued, &standby).await?;
     }
     let took = started.elapsed();
 
@@ -780,6 +859,7 @@ async fn run(
     let error = stopped_with.lock().ok().and_then(|e| e.clone());
     let _ = stop_queue_watch.send(());
     double.stop().await;
+    drop(endpoint);
 
     let promotions = Api::<Promotion>::namespaced(admin.clone(), &ns)
         .list(&ListParams::default())
