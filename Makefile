@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: test test-gitops control-plane argocd lint fmt
+.PHONY: test test-gitops control-plane argocd gitea lint fmt
 
 ## control-plane: build etcd, kube-apiserver, kubectl, helm and kustomize from Go modules (cached by version)
 control-plane:
@@ -14,11 +14,16 @@ control-plane:
 argocd:
 	@bash hack/argocd/build.sh
 
-## test: build the control plane and Argo CD if needed, then run every test against them
+## gitea: build Gitea (a Git host with pull requests and webhooks, for the pull-request step tests) from Go modules (cached by version)
+gitea:
+	@bash hack/gitea/build.sh
+
+## test: build the control plane, Argo CD and Gitea if needed, then run every test against them
 test:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
-	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) test --workspace
+	gitea=$$(bash hack/gitea/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_GITEA_DIR=$$gitea $(CARGO) test --workspace
 
 ## test-gitops: examples/gitops end to end against real Argo CD and a git repository, with the time per Stage
 test-gitops:

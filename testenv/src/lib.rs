@@ -7,11 +7,16 @@
 //! [`TestEnv::namespace`], so tests run in parallel without sharing state.
 //! The servers stop and their directories are removed when the test binary
 //! ends, however it ends (see [`process`]).
+//!
+//! Next to it: a real Argo CD ([`argocd`], `make argocd`), git repositories
+//! and a smart-HTTP git server ([`git`], [`git_server`]), and a real Gitea
+//! with pull requests and webhooks ([`gitea`], `make gitea`).
 
 mod apply;
 pub mod argocd;
 pub mod git;
 pub mod git_server;
+pub mod gitea;
 mod pki;
 pub mod process;
 mod task;
@@ -48,6 +53,21 @@ pub enum Error {
     MissingBinary(PathBuf),
     #[error("Argo CD file {0} not found: run `make argocd` (or set BARGE_ARGOCD_DIR)")]
     MissingArgoCd(PathBuf),
+    #[error("Gitea file {0} not found: run `make gitea` (or set BARGE_GITEA_DIR)")]
+    MissingGitea(PathBuf),
+    #[error("gitea {command}: {output}")]
+    GiteaCli { command: String, output: String },
+    #[error("Gitea API {request}: {status}: {body}")]
+    GiteaApi {
+        request: String,
+        status: u16,
+        body: String,
+    },
+    #[error("Gitea API {request}: {source}")]
+    GiteaHttp {
+        request: String,
+        source: reqwest::Error,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
