@@ -645,17 +645,24 @@ async fn behaviours(
         .get_opt(ns)
         .await?
         .and_then(|c| c.status)
-        .is_some_and(|s| s.webhook_receivers.len() == 1 && s.webhook_receivers[0].path.starts_with("/gitea/"));
+        .is_some_and(|s| {
+            s.webhook_receivers.len() == 1 && s.webhook_receivers[0].path.starts_with("/gitea/")
+        });
     let waiting_on_pr = promotions.iter().any(|p| {
         p.metadata.name.as_deref() == Some(PR_PROMOTION)
             && p.status.as_ref().is_some_and(|s| {
-                s.awaiting.iter().any(|a| a.kind == "PullRequest" && a.repo_url.as_deref() == Some(PR_REPO))
+                s.awaiting
+                    .iter()
+                    .any(|a| a.kind == "PullRequest" && a.repo_url.as_deref() == Some(PR_REPO))
             })
     });
     // As a standby replica wakes: through the API server, with the
     // controller's identity.
     let standby_wake = waiting_on_pr
-        && matches!(standby.pull_request(ns, &[PR_REPO.to_string()], 1).await, Ok(1))
+        && matches!(
+            standby.pull_request(ns, &[PR_REPO.to_string()], 1).await,
+            Ok(1)
+        )
         && Api::<Promotion>::namespaced(client.clone(), ns)
             .get(PR_PROMOTION)
             .await?

@@ -10,11 +10,14 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pull_request::{PULL_REQUEST_STEP_DEFAULTS, awaiting, still_waiting, host, host_error, poll_interval, pr_number};
+use super::pull_request::{
+    PULL_REQUEST_STEP_DEFAULTS, awaiting, failed, host, host_error, poll_interval, pr_number,
+    still_waiting,
+};
 use super::repository::{access, blocking};
 use super::{BuiltinStep, StepContext, StepRun, parse_config, terminal};
 use crate::git;
-use crate::git::host::{GitHost, MergeOutcome, Provider};
+use crate::git::host::{GitHost, HostError, MergeOutcome, Provider};
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "git-merge-pr";
@@ -82,7 +85,12 @@ async fn merge(
     )
     .await?;
     let merge_method = config.merge_method.as_deref().filter(|m| !m.is_empty());
-    match host.merge(number, merge_method).await.map_err(host_error)? {
+    let outcome = match host.merge(number, merge_method).await {
+        Ok(outcome) => outcome,
+        Err(HostError::Unmergeable(why)) => return Ok(failed(why)),
+        Err(e) => return Err(host_error(e)),
+    };
+    match outcome {
         MergeOutcome::Merged(pr) => {
             let commit = pr.merge_commit.clone().ok_or_else(|| {
                 terminal(format!(
@@ -94,13 +102,13 @@ async fn merge(
         MergeOutcome::NotReady(why) => {
             let conflicts = conflicts(ctx, config, &host, number).await?;
             if !conflicts.is_empty() {
-                return Err(terminal(format!(
+                return Ok(failed(format!(
                     "pull request {number} conflicts with its target branch in {}; resolve the conflicts, or close it and promote again",
                     conflicts.join(", ")
                 )));
             }
             if !config.wait {
-                return Err(terminal(format!("{why}, and wait is false")));
+                return Ok(failed(format!("{why}, and wait is false")));
             }
             let mut result = StepResult::new(StepStatus::Running);
             result.message = Some(why);

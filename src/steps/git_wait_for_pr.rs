@@ -14,8 +14,11 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pull_request::{PULL_REQUEST_STEP_DEFAULTS, awaiting, still_waiting, host, host_error, poll_interval, pr_number, pr_output};
-use super::{BuiltinStep, StepContext, StepRun, parse_config, terminal};
+use super::pull_request::{
+    PULL_REQUEST_STEP_DEFAULTS, awaiting, failed, host, host_error, poll_interval, pr_number,
+    pr_output, still_waiting,
+};
+use super::{BuiltinStep, StepContext, StepRun, parse_config};
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
 pub const KIND: &str = "git-wait-for-pr";
@@ -87,10 +90,12 @@ async fn look(
         return Ok(result);
     }
     if !pr.merged {
-        return Err(terminal(format!(
+        let mut result = failed(format!(
             "pull request {number} ({}) was closed without being merged",
             pr.url
-        )));
+        ));
+        result.output = Some(output);
+        return Ok(result);
     }
     if let Some(commit) = &pr.merge_commit {
         output["commit"] = json!(commit);

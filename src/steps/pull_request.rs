@@ -85,6 +85,14 @@ pub fn poll_interval(
     })
 }
 
+/// The step ends Failed (not Errored): the pull request went a way the
+/// Promotion cannot continue from, as Kargo reports it.
+pub fn failed(message: String) -> StepResult {
+    let mut result = StepResult::new(StepStatus::Failed);
+    result.message = Some(message);
+    result
+}
+
 /// `prNumber`, which must be a positive integer.
 pub fn pr_number(value: i64) -> Result<u64, StepError> {
     u64::try_from(value).ok().filter(|n| *n > 0).ok_or_else(|| {

@@ -300,6 +300,36 @@ mod tests {
         );
     }
 
+    /// A delivery recorded from the real Gitea the tests run (testenv's
+    /// webhook test keeps it current).
+    #[test]
+    fn a_delivery_recorded_from_gitea_authenticates_and_parses() {
+        let recorded: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/webhooks/gitea-pull-request-closed.json"
+        ))
+        .unwrap();
+        let headers: Headers = serde_json::from_value(recorded["headers"].clone()).unwrap();
+        let body = recorded["body"].as_str().unwrap().as_bytes();
+        let secret = recorded["secret"].as_str().unwrap().as_bytes();
+        assert_eq!(authenticate(Sender::Gitea, &headers, body, secret), Ok(()));
+        assert!(authenticate(Sender::Gitea, &headers, body, b"wrong").is_err());
+        let Event::PullRequest {
+            repo_urls,
+            number,
+            action,
+        } = parse(Sender::Gitea, &headers, body).unwrap()
+        else {
+            panic!("not a pull request event");
+        };
+        assert_eq!((number, action.as_str()), (1, "closed"));
+        assert!(
+            repo_urls
+                .iter()
+                .any(|u| u.ends_with("/barge-admin/webhooks.git")),
+            "{repo_urls:?}"
+        );
+    }
+
     #[test]
     fn a_gitlab_merge_request_hook_is_a_pull_request_event() {
         let body = br#"{"object_kind":"merge_request","object_attributes":{"iid":12,"action":"merge"},

@@ -800,6 +800,12 @@ async fn request(
     body: Option<&Value>,
 ) -> Result<Value, Error> {
     let what = format!("{method} {path}");
+    // In a test binary of the main crate reqwest is built with rustls and no
+    // crypto provider of its own: install the one kube uses, once.
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()

@@ -7,4 +7,5 @@ mod files;
 mod git;
 mod http;
 mod metadata;
+mod pull_requests;
 mod render;
