@@ -14,7 +14,7 @@ use barge::api::{Promotion, PromotionPhase};
 use barge_testenv::git::GitRepo;
 use barge_testenv::git_server::{GitServer, Login};
 use kube::api::{Api, ListParams};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{ArgoCdKind, Harness, TestResult, healthy_with};
 
 const FREIGHT: &str = "guestbook-0-2-0";
@@ -25,26 +25,13 @@ const STAGES: [&str; 3] = ["dev", "staging", "prod"];
 fn publish_example_repository(server: &GitServer) -> Result<String, support::Error> {
     let repo = GitRepo::init()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops/repo");
-    for file in files_under(&root)? {
+    for file in support::examples::files_under(&root)? {
         let relative = file.strip_prefix(&root)?.display().to_string();
         repo.write(&relative, &std::fs::read_to_string(&file)?)?;
     }
     let commit = repo.commit("the guestbook's GitOps repository")?;
     server.publish("gitops", &repo)?;
     Ok(commit)
-}
-
-fn files_under(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            files.extend(files_under(&path)?);
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(files)
 }
 
 /// The example's manifests (but its namespaces) with the repository filled
@@ -54,37 +41,16 @@ fn example_objects(
     repo_url: &str,
     commit: &str,
 ) -> Result<Vec<Value>, support::Error> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops");
-    let mut objects = Vec::new();
-    for name in [
-        "10-promotion-task.yaml",
-        "20-argocd-applications.yaml",
-        "40-freight.yaml",
-        "30-stages.yaml",
-    ] {
-        let text = std::fs::read_to_string(dir.join(name))?
-            .replace("REPO_URL", repo_url)
-            .replace("COMMIT", commit);
-        for doc in text.split("\n---\n") {
-            let mut object: Value = serde_saphyr::from_str(doc)?;
-            if object["kind"] == "Application" {
-                let stage = object["metadata"]["name"]
-                    .as_str()
-                    .and_then(|n| n.strip_prefix("barge-gitops-"))
-                    .unwrap_or_default()
-                    .to_string();
-                object["metadata"]["name"] = json!(format!("{}-{stage}", h.ns));
-                object["metadata"]["namespace"] = json!(h.argocd_ns);
-                object["metadata"]["annotations"]["barge.dev/authorized-stage"] =
-                    json!(format!("{}:{stage}", h.ns));
-                object["spec"]["destination"]["namespace"] = json!(format!("{}-{stage}", h.ns));
-            } else {
-                object["metadata"]["namespace"] = json!(h.ns);
-            }
-            objects.push(object);
-        }
-    }
-    Ok(objects)
+    support::examples::example_objects(
+        h,
+        &[
+            "gitops/10-promotion-task.yaml",
+            "gitops/20-argocd-applications.yaml",
+            "gitops/40-freight.yaml",
+            "gitops/30-stages.yaml",
+        ],
+        &[("REPO_URL", repo_url), ("COMMIT", commit)],
+    )
 }
 
 #[tokio::test]

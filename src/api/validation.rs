@@ -318,7 +318,7 @@ pub fn one_webhook_sender(schema: &mut Schema) {
     add_rules(
         schema,
         [rule(
-            "[has(self.github), has(self.gitlab), has(self.gitea)].filter(x, x).size() == 1",
+            "(has(self.github) ? 1 : 0) + (has(self.gitlab) ? 1 : 0) + (has(self.gitea) ? 1 : 0) == 1",
             MSG_ONE_WEBHOOK_SENDER,
         )],
     );

@@ -2,6 +2,8 @@
 //! one test's namespaces, plus builders for the objects a scenario needs.
 #![allow(dead_code)]
 
+pub mod examples;
+
 use std::sync::Arc;
 use std::time::Duration;
 
