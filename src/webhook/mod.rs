@@ -228,3 +228,109 @@ async fn deliver(
         Event::Other(kind) => (StatusCode::OK, format!("{kind} ignored\n")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures::StreamExt;
+    use ring::hmac;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::await_index::{AwaitTarget, SharedAwaitIndex};
+    use crate::controller::fixtures::FakeApi;
+
+    const BODY: &str = r#"{"action":"closed","number":5,"pull_request":{"number":5,"merged":true},
+        "repository":{"clone_url":"https://gitea.example.com/team/app.git"}}"#;
+
+    struct Served {
+        app: Router,
+        path: String,
+        woken: futures::channel::mpsc::UnboundedReceiver<
+            kube::runtime::reflector::ObjectRef<crate::api::Promotion>,
+        >,
+    }
+
+    /// A receiver of namespace `demo`, and Promotion p1 there waiting on
+    /// pull request 5 of team/app, woken through the controllers' index.
+    fn served() -> Served {
+        let receivers = Receivers::default();
+        let receiver = Receiver::new("demo", "gitea", Sender::Gitea, b"s3cret");
+        let path = receiver.path();
+        receivers.replace("demo", vec![receiver]);
+        let index = SharedAwaitIndex::default();
+        index.set(
+            ("demo".into(), "p1".into()),
+            vec![AwaitTarget::PullRequest {
+                namespace: "demo".into(),
+                repo_url: "https://gitea.example.com/team/app".into(),
+                number: 5,
+            }],
+        );
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        let wakers = Wakers::new(FakeApi::default().client());
+        wakers.set_local(Some(PullRequestWaker { index, wake }));
+        Served {
+            app: router(receivers, wakers),
+            path,
+            woken,
+        }
+    }
+
+    fn delivery(path: &str, signature: &str) -> Request<Body> {
+        Request::post(path)
+            .header("X-Gitea-Event", "pull_request")
+            .header("X-Gitea-Signature", signature)
+            .body(Body::from(BODY))
+            .unwrap()
+    }
+
+    fn sign(secret: &[u8]) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        hmac::sign(&key, BODY.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_signed_pull_request_event_wakes_the_promotion_waiting_on_it() {
+        let mut s = served();
+        let answer = s
+            .app
+            .oneshot(delivery(&s.path, &sign(b"s3cret")))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let woken = s.woken.next().await.unwrap();
+        assert_eq!(
+            (woken.name.as_str(), woken.namespace.as_deref()),
+            ("p1", Some("demo"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delivery_signed_with_another_secret_is_refused_and_wakes_nothing() {
+        let mut s = served();
+        let answer = s
+            .app
+            .oneshot(delivery(&s.path, &sign(b"guess")))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert!(!matches!(s.woken.try_next(), Ok(Some(_))), "nothing woken");
+    }
+
+    #[tokio::test]
+    async fn a_delivery_to_a_path_no_receiver_has_is_not_found() {
+        let s = served();
+        let answer = s
+            .app
+            .oneshot(delivery("/gitea/0000", &sign(b"s3cret")))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    }
+}
