@@ -282,6 +282,7 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let metrics = Arc::new(Metrics::default());
         // Kept alive until the process ends.
         let mut _endpoint = None;
         let (mut receivers, mut wakers) = (crate::webhook::Receivers::default(), None);
@@ -298,6 +299,7 @@ fn run(args: RunArgs) -> ExitCode {
                 args.namespace.clone(),
                 addr,
                 args.webhook_base_url.clone(),
+                metrics.clone(),
             )
             .await
             {
@@ -334,7 +336,6 @@ fn run(args: RunArgs) -> ExitCode {
             wakers,
         };
         tracing::info!(?settings, "starting the controllers");
-        let metrics = Arc::new(Metrics::default());
         if !args.http_addr.is_empty() {
             let addr: std::net::SocketAddr = match args.http_addr.parse() {
                 Ok(a) => a,

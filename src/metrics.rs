@@ -36,6 +36,12 @@ pub struct StepLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub sender: String,
+    pub outcome: String,
+}
+
 type PromotionKey = (String, String);
 
 pub struct Metrics {
@@ -50,6 +56,8 @@ pub struct Metrics {
     application_events: Counter,
     promotions_woken: Counter,
     watch_errors: Family<WatchLabels, Counter>,
+    webhook_deliveries: Family<DeliveryLabels, Counter>,
+    webhook_wakes: Counter,
     /// Promotion → phase, so the per-phase gauge moves by deltas.
     phases: Mutex<HashMap<PromotionKey, PromotionPhase>>,
     /// Promotion → when an Application change asked for its reconcile.
@@ -80,6 +88,8 @@ impl Default for Metrics {
             application_events: Counter::default(),
             promotions_woken: Counter::default(),
             watch_errors: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_wakes: Counter::default(),
             phases: Mutex::default(),
             pending_wakes: Mutex::default(),
             watch_failing_since: AtomicI64::new(0),
@@ -127,6 +137,16 @@ impl Default for Metrics {
             m.promotions_woken.clone(),
         );
         registry.register("watch_errors", "Errors of a watch", m.watch_errors.clone());
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by sender and outcome (woke, ignored, unauthorized, malformed, not_found, failed)",
+            m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_wakes",
+            "Promotion reconciles requested by a webhook delivery",
+            m.webhook_wakes.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -194,6 +214,29 @@ impl Metrics {
     pub fn application_event(&self, woken: &[PromotionKey]) {
         self.application_events.inc();
         self.promotions_woken.inc_by(woken.len() as u64);
+        if let Ok(mut pending) = self.pending_wakes.lock() {
+            let now = Instant::now();
+            for key in woken {
+                pending.entry(key.clone()).or_insert(now);
+            }
+            self.queue_depth.set(pending.len() as i64);
+        }
+    }
+
+    /// A webhook delivery was answered.
+    pub fn webhook_delivery(&self, sender: &str, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&DeliveryLabels {
+                sender: sender.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// A webhook delivery asked for these Promotions' reconciles: the time
+    /// to each one's reconcile counts as a wake-up's.
+    pub fn webhook_woke(&self, woken: &[PromotionKey]) {
+        self.webhook_wakes.inc_by(woken.len() as u64);
         if let Ok(mut pending) = self.pending_wakes.lock() {
             let now = Instant::now();
             for key in woken {

@@ -118,6 +118,7 @@ async fn prod_goes_through_a_pull_request_whose_merge_a_webhook_reports() -> Tes
         Some(h.ns.clone()),
         ([127, 0, 0, 1], 0).into(),
         None,
+        h.metrics.clone(),
     )
     .await?;
     h.settings.receivers = endpoint.receivers.clone();

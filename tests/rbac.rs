@@ -789,6 +789,7 @@ async fn run(
         scoped.then(|| ns.clone()),
         ([127, 0, 0, 1], 0).into(),
         None,
+        Arc::new(Metrics::default()),
     )
     .await?;
     let standby = barge::webhook::Wakers::new(client.clone());

@@ -328,6 +328,7 @@ pub async fn run(
         wakers.set_local(Some(crate::webhook::PullRequestWaker {
             index: ctx.index.clone(),
             wake: ctx.wake.clone(),
+            metrics: ctx.metrics.clone(),
         }));
     }
     let watch_metrics = metrics.clone();

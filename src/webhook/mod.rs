@@ -17,6 +17,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::metrics::Metrics;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -113,14 +115,19 @@ impl Receivers {
 struct Routes {
     receivers: Receivers,
     wakers: Wakers,
+    metrics: Arc<Metrics>,
 }
 
 /// The endpoint's routes: `POST /<sender>/<hash>`.
-pub fn router(receivers: Receivers, wakers: Wakers) -> Router {
+pub fn router(receivers: Receivers, wakers: Wakers, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/{sender}/{hash}", post(deliver))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Routes { receivers, wakers })
+        .with_state(Routes {
+            receivers,
+            wakers,
+            metrics,
+        })
 }
 
 /// The running endpoint: its routing table, its wakers (hand them to the
@@ -147,13 +154,14 @@ pub async fn start(
     namespace: Option<String>,
     addr: SocketAddr,
     base_url: Option<String>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<Endpoint> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let receivers = Receivers::default();
     let wakers = Wakers::new(client.clone());
     tracing::info!(%addr, "serving webhook receivers");
-    let app = router(receivers.clone(), wakers.clone());
+    let app = router(receivers.clone(), wakers.clone(), metrics);
     let serve = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "webhook endpoint stopped");
@@ -178,8 +186,24 @@ async fn deliver(
     // Unknown and unauthenticated deliveries get the same answer, so the
     // endpoint does not confirm which paths exist.
     let Some(receiver) = endpoint.receivers.get(&path) else {
+        // Not the path's sender: a label must not take whatever is sent.
+        endpoint.metrics.webhook_delivery("unknown", "not_found");
         return (StatusCode::NOT_FOUND, "no such receiver\n".into());
     };
+    let (status, outcome, answer) = answer(&endpoint, &receiver, headers, &body).await;
+    endpoint
+        .metrics
+        .webhook_delivery(receiver.sender.name(), outcome);
+    (status, answer)
+}
+
+/// The answer to a delivery to `receiver`, and its outcome for the metrics.
+async fn answer(
+    endpoint: &Routes,
+    receiver: &Receiver,
+    headers: HeaderMap,
+    body: &[u8],
+) -> (StatusCode, &'static str, String) {
     let headers: Headers = headers
         .iter()
         .filter_map(|(k, v)| {
@@ -189,15 +213,15 @@ async fn deliver(
             ))
         })
         .collect();
-    if let Err(why) = event::authenticate(receiver.sender, &headers, &body, &receiver.secret) {
+    if let Err(why) = event::authenticate(receiver.sender, &headers, body, &receiver.secret) {
         tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, %why, "webhook delivery rejected");
-        return (StatusCode::UNAUTHORIZED, format!("{why}\n"));
+        return (StatusCode::UNAUTHORIZED, "unauthorized", format!("{why}\n"));
     }
-    let event = match event::parse(receiver.sender, &headers, &body) {
+    let event = match event::parse(receiver.sender, &headers, body) {
         Ok(event) => event,
         Err(why) => {
             tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, %why, "webhook delivery not understood");
-            return (StatusCode::BAD_REQUEST, format!("{why}\n"));
+            return (StatusCode::BAD_REQUEST, "malformed", format!("{why}\n"));
         }
     };
     match event {
@@ -212,20 +236,25 @@ async fn deliver(
         {
             Ok(woken) => {
                 tracing::info!(namespace = %receiver.namespace, receiver = %receiver.name, number, %action, woken, "pull request event");
-                (StatusCode::OK, format!("woke {woken} Promotion(s)\n"))
+                (
+                    StatusCode::OK,
+                    "woke",
+                    format!("woke {woken} Promotion(s)\n"),
+                )
             }
             // The host may redeliver; the step's poll is the backstop.
             Err(e) => {
                 tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, number, error = %e, "waking Promotions failed");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
+                    "failed",
                     format!("waking Promotions failed: {e}\n"),
                 )
             }
         },
-        Event::Push { .. } => (StatusCode::OK, "push acknowledged\n".into()),
-        Event::Ping => (StatusCode::OK, "pong\n".into()),
-        Event::Other(kind) => (StatusCode::OK, format!("{kind} ignored\n")),
+        Event::Push { .. } => (StatusCode::OK, "ignored", "push acknowledged\n".into()),
+        Event::Ping => (StatusCode::OK, "ignored", "pong\n".into()),
+        Event::Other(kind) => (StatusCode::OK, "ignored", format!("{kind} ignored\n")),
     }
 }
 
@@ -270,9 +299,14 @@ mod tests {
         );
         let (wake, woken) = futures::channel::mpsc::unbounded();
         let wakers = Wakers::new(FakeApi::default().client());
-        wakers.set_local(Some(PullRequestWaker { index, wake }));
+        let metrics = Arc::new(Metrics::default());
+        wakers.set_local(Some(PullRequestWaker {
+            index,
+            wake,
+            metrics: metrics.clone(),
+        }));
         Served {
-            app: router(receivers, wakers),
+            app: router(receivers, wakers, metrics),
             path,
             woken,
         }
@@ -320,7 +354,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
-        assert!(!matches!(s.woken.try_next(), Ok(Some(_))), "nothing woken");
+        assert!(s.woken.try_recv().is_err(), "nothing woken");
     }
 
     #[tokio::test]

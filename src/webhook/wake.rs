@@ -21,6 +21,7 @@ use crate::urls::repository_key;
 pub struct PullRequestWaker {
     pub index: SharedAwaitIndex,
     pub wake: mpsc::UnboundedSender<ObjectRef<Promotion>>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// How this replica wakes Promotions.
