@@ -193,6 +193,7 @@ fn title_and_body(config: &Config, message: &str) -> (String, String) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -259,6 +259,7 @@ async fn answer(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use axum::body::Body;
     use axum::http::Request;

@@ -227,6 +227,7 @@ async fn apply(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::api::project_config::{SecretReceiverConfig, SecretReference};

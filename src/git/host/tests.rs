@@ -1,3 +1,8 @@
+//! GitHost: provider inference, API locations, and each provider's JSON
+//! read into a pull request, without a server.
+
+#![allow(clippy::unwrap_used)]
+
 use serde_json::json;
 
 use super::*;

@@ -2,6 +2,8 @@
 //! test binary's shared one), each test on its own repository: a `main`
 //! branch and a `promote` branch one commit ahead of it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use barge_testenv::gitea::{Gitea, Repo};
