@@ -4,7 +4,8 @@
 //! `charts/barge/ci/custom-values.yaml` is snapshot-tested
 //! (`tests/snapshots/chart-*.yaml`, regenerate with
 //! `BARGE_UPDATE_SNAPSHOTS=1 cargo test --test chart`); the Deployment is
-//! hardened; `values.schema.json` rejects bad values; and `helm install` into
+//! hardened; the webhook endpoint gets a Service, an optional Ingress and a
+//! published URL; `values.schema.json` rejects bad values; and `helm install` into
 //! a real kube-apiserver creates every object.
 
 mod support;
@@ -16,6 +17,7 @@ use std::process::{Command, Output};
 use barge_testenv::TestEnv;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -344,6 +346,8 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
     assert!(c["resources"]["limits"]["memory"].is_string());
     assert_eq!(c["ports"][0]["name"], "http");
     assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["ports"][1]["name"], "webhooks");
+    assert_eq!(c["ports"][1]["containerPort"], 8081);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -359,6 +363,7 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
         ("BARGE_LOG_FORMAT", "json"),
         ("BARGE_LEADER_ELECTION", "false"),
         ("BARGE_HTTP_ADDR", "0.0.0.0:8080"),
+        ("BARGE_WEBHOOK_ADDR", "0.0.0.0:8081"),
     ] {
         assert_eq!(env_value(c, name), Some(value), "{name}");
     }
@@ -379,6 +384,7 @@ fn the_deployment_is_hardened_and_configured_by_env() -> TestResult {
     assert_eq!(env_value(c, "BARGE_NAMESPACE"), None);
     assert_eq!(env_value(c, "BARGE_SHARD"), None);
     assert_eq!(env_value(c, "BARGE_LEASE_NAME"), None);
+    assert_eq!(env_value(c, "BARGE_WEBHOOK_BASE_URL"), None);
     // No leader election with one replica: no Lease access either.
     assert!(
         !of_kind(&docs, "Role")
@@ -458,6 +464,132 @@ fn application_access_is_a_role_in_the_argocd_namespace_unless_all_namespaces() 
     Ok(())
 }
 
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    of_kind(docs, kind)
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+}
+
+/// The controller container of the one rendered Deployment.
+fn controller_container(docs: &[Value]) -> Result<&Value, Error> {
+    Ok(&one_of_kind(docs, "Deployment")?["spec"]["template"]["spec"]["containers"][0])
+}
+
+#[test]
+fn the_webhook_endpoint_has_a_service_an_optional_ingress_and_a_published_url() -> TestResult {
+    // By default: served on 8081 by every Pod, behind a ClusterIP Service,
+    // no Ingress and no public URL.
+    let docs = documents(&template(&[])?)?;
+    let Some(service) = named(&docs, "Service", "barge-webhooks") else {
+        return Err("no barge-webhooks Service".into());
+    };
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        service["spec"]["ports"],
+        serde_json::json!([
+            {"name": "http-webhooks", "port": 80, "targetPort": "webhooks", "protocol": "TCP"},
+        ])
+    );
+    let deployment = one_of_kind(&docs, "Deployment")?;
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert!(of_kind(&docs, "Ingress").is_empty());
+
+    // An Ingress with a host publishes its URL: http without tls, the path
+    // without its trailing slash.
+    let docs = documents(&template(&[
+        "--set",
+        "webhooks.ingress.enabled=true",
+        "--set",
+        "webhooks.ingress.host=barge.example.com",
+        "--set",
+        "webhooks.ingress.path=/hooks/",
+    ])?)?;
+    let Some(ingress) = named(&docs, "Ingress", "barge-webhooks") else {
+        return Err("webhooks.ingress.enabled renders no barge-webhooks Ingress".into());
+    };
+    assert_eq!(ingress["apiVersion"], "networking.k8s.io/v1");
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "barge.example.com");
+    let path = &rule["http"]["paths"][0];
+    assert_eq!(path["path"], "/hooks/");
+    assert_eq!(path["pathType"], "Prefix");
+    assert_eq!(path["backend"]["service"]["name"], "barge-webhooks");
+    assert_eq!(path["backend"]["service"]["port"]["name"], "http-webhooks");
+    assert!(ingress["spec"].get("tls").is_none());
+    assert_eq!(
+        env_value(controller_container(&docs)?, "BARGE_WEBHOOK_BASE_URL"),
+        Some("http://barge.example.com/hooks")
+    );
+
+    // With tls, https; the path "/" adds nothing.
+    let values = custom_values();
+    let docs = documents(&template(&["-f", path_str(&values)?])?)?;
+    let Some(ingress) = named(&docs, "Ingress", "barge-ha-webhooks") else {
+        return Err("ci/custom-values.yaml renders no barge-ha-webhooks Ingress".into());
+    };
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(
+        ingress["spec"]["tls"][0]["secretName"],
+        "barge-webhooks-tls"
+    );
+    let c = controller_container(&docs)?;
+    assert_eq!(
+        env_value(c, "BARGE_WEBHOOK_BASE_URL"),
+        Some("https://barge.example.com")
+    );
+    assert_eq!(env_value(c, "BARGE_WEBHOOK_ADDR"), Some("0.0.0.0:9091"));
+
+    // An explicit baseURL wins over the Ingress's.
+    let docs = documents(&template(&[
+        "--set",
+        "webhooks.baseURL=https://hooks.example.com/barge",
+        "--set",
+        "webhooks.ingress.enabled=true",
+        "--set",
+        "webhooks.ingress.host=barge.example.com",
+    ])?)?;
+    assert_eq!(
+        env_value(controller_container(&docs)?, "BARGE_WEBHOOK_BASE_URL"),
+        Some("https://hooks.example.com/barge")
+    );
+
+    // Turned off: no listener, no port, no Service, no Ingress.
+    let docs = documents(&template(&[
+        "--set",
+        "webhooks.enabled=false",
+        "--set",
+        "webhooks.ingress.enabled=true",
+        "--set",
+        "webhooks.ingress.host=barge.example.com",
+    ])?)?;
+    let c = controller_container(&docs)?;
+    assert_eq!(env_value(c, "BARGE_WEBHOOK_ADDR"), Some(""));
+    assert_eq!(env_value(c, "BARGE_WEBHOOK_BASE_URL"), None);
+    let ports = c["ports"].as_array().cloned().unwrap_or_default();
+    assert!(!ports.iter().any(|p| p["name"] == "webhooks"), "{ports:?}");
+    assert!(named(&docs, "Service", "barge-webhooks").is_none());
+    assert!(of_kind(&docs, "Ingress").is_empty());
+
+    // The two endpoints cannot share a port.
+    let chart = chart();
+    let output = helm(&[
+        "template",
+        "barge",
+        path_str(&chart)?,
+        "--set",
+        "webhooks.port=8080",
+    ])?;
+    assert!(
+        !output.status.success(),
+        "webhooks.port=http.port was accepted"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("webhooks.port must differ"));
+    Ok(())
+}
+
 #[test]
 fn the_values_schema_rejects_bad_values() -> TestResult {
     let chart = chart();
@@ -496,6 +628,17 @@ fn the_values_schema_rejects_bad_values() -> TestResult {
             vec!["--set", "controller.argocd.namespace=Argo_CD"],
             "/controller/argocd/namespace",
         ),
+        (vec!["--set", "webhooks.port=webhooks"], "/webhooks/port"),
+        (vec!["--set", "webhooks.enabled=yes"], "/webhooks/enabled"),
+        (
+            vec!["--set", "webhooks.baseURL=barge.example.com"],
+            "/webhooks/baseURL",
+        ),
+        (
+            vec!["--set", "webhooks.ingress.pathType=Regex"],
+            "/webhooks/ingress/pathType",
+        ),
+        (vec!["--set", "webhooks.ingress.unknown=1"], "unknown"),
     ] {
         let mut full = vec!["template", "barge", chart];
         full.extend_from_slice(&args);
@@ -518,6 +661,8 @@ fn the_values_schema_rejects_bad_values() -> TestResult {
         vec!["--set", "controller.backstop=1h30m"],
         vec!["--set", "podDisruptionBudget.maxUnavailable=50%"],
         vec!["--set", "controller.logFormat=text"],
+        vec!["--set", "webhooks.port=9443"],
+        vec!["--set", "webhooks.baseURL=https://barge.example.com/hooks"],
     ] {
         let mut full = vec!["template", "barge", chart];
         full.extend_from_slice(&args);
@@ -579,6 +724,9 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crds() -> Tes
     Api::<Service>::namespaced(client.clone(), &ns)
         .get("barge-metrics")
         .await?;
+    Api::<Service>::namespaced(client.clone(), &ns)
+        .get("barge-webhooks")
+        .await?;
     let cluster_role = Api::<ClusterRole>::all(client.clone()).get("barge").await?;
     assert!(!cluster_role.rules.unwrap_or_default().is_empty());
     let binding = Api::<ClusterRoleBinding>::all(client.clone())
@@ -619,7 +767,7 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crds() -> Tes
 
     // A second release: no CRDs (the first owns them), three replicas with
     // leader election and its Role, a PodDisruptionBudget, Applications in
-    // every namespace.
+    // every namespace, an Ingress to the webhook endpoint.
     let ha_ns = env.namespace().await?;
     helm_in(
         env,
@@ -637,6 +785,10 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crds() -> Tes
             "podDisruptionBudget.enabled=true",
             "--set",
             "controller.argocd.allNamespaces=true",
+            "--set",
+            "webhooks.ingress.enabled=true",
+            "--set",
+            "webhooks.ingress.host=barge.example.com",
         ],
     )?;
     let objects = every_object_exists(env, "ha", &ha_ns)?;
@@ -649,6 +801,9 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crds() -> Tes
         .await?;
     Api::<PodDisruptionBudget>::namespaced(client.clone(), &ha_ns)
         .get("ha-barge")
+        .await?;
+    Api::<Ingress>::namespaced(client.clone(), &ha_ns)
+        .get("ha-barge-webhooks")
         .await?;
     let deployment = Api::<Deployment>::namespaced(client.clone(), &ha_ns)
         .get("ha-barge")

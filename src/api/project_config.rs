@@ -29,7 +29,7 @@ pub struct ProjectConfigSpec {
     /// in `status.webhookReceivers`. A pull-request event wakes the
     /// Promotions of this namespace waiting on that pull request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = validation::MAX_WEBHOOK_RECEIVERS))]
     pub webhook_receivers: Vec<WebhookReceiverConfig>,
 }
 

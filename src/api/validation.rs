@@ -61,6 +61,11 @@ pub const MAX_UPSTREAM_STAGES: u32 = 50;
 /// Freight may carry.
 pub const MAX_FREIGHT_ARTIFACTS: u32 = 100;
 
+/// The most webhook receivers a ProjectConfig may list. It bounds the cost
+/// of the one-sender rule, which the API server otherwise estimates over
+/// the largest list a request could hold and rejects.
+pub const MAX_WEBHOOK_RECEIVERS: u32 = 100;
+
 // Messages. Each names the field it is about; the API server adds the path.
 
 /// A Stage-template or Promotion step sets both or neither of `uses`/`task`.

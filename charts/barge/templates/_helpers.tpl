@@ -82,3 +82,17 @@ app.kubernetes.io/component: controller
   resources: ["applications"]
   verbs: ["patch"]
 {{- end }}
+
+{{/*
+The webhook endpoint's public URL: webhooks.baseURL, else derived from the
+Ingress when it is enabled with a host (https with tls, else http; the path
+without its trailing slash), else empty.
+*/}}
+{{- define "barge.webhookBaseURL" -}}
+{{- $w := .Values.webhooks }}
+{{- if $w.baseURL }}
+{{- $w.baseURL }}
+{{- else if and $w.ingress.enabled $w.ingress.host }}
+{{- printf "%s://%s%s" (ternary "https" "http" (not (empty $w.ingress.tls))) $w.ingress.host (trimSuffix "/" $w.ingress.path) }}
+{{- end }}
+{{- end }}
