@@ -33,7 +33,9 @@ pub enum Stop {
 }
 
 /// Whether a step already run kept files in a work directory that no
-/// longer exists.
+/// longer exists, and a step yet to run needs them. A Promotion waiting on
+/// a pull request or a sync after its last file step does not start over
+/// when its pod is replaced.
 fn lost_work_dir(
     subject: &Subject<'_>,
     steps: &[PromotionStep],
@@ -41,13 +43,15 @@ fn lost_work_dir(
     registry: &Registry,
     services: &Services,
 ) -> bool {
-    let ran = &steps[..progress.current_step.min(steps.len())];
-    let kept_files = ran.iter().any(|step| {
+    let uses_files = |step: &PromotionStep| {
         registry
             .get(step.uses.as_deref().unwrap_or_default())
             .is_some_and(|runner| runner.uses_work_dir())
-    });
-    kept_files && !services.work_dirs.of(subject.promotion_uid).exists()
+    };
+    let (ran, to_run) = steps.split_at(progress.current_step.min(steps.len()));
+    ran.iter().any(uses_files)
+        && to_run.iter().any(uses_files)
+        && !services.work_dirs.of(subject.promotion_uid).exists()
 }
 
 /// Runs steps from the current one until one waits or all are done.

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::pull_request::{
     PULL_REQUEST_STEP_DEFAULTS, awaiting, failed, host, host_error, poll_interval, pr_number,
-    still_waiting,
+    scratch_dir, still_waiting,
 };
 use super::repository::{access, blocking};
 use super::{BuiltinStep, StepContext, StepRun, parse_config, terminal};
@@ -132,7 +132,7 @@ async fn conflicts(
     }
     let pr = host.get(number).await.map_err(host_error)?;
     let access = access(ctx, &config.repo_url, config.insecure_skip_tls_verify).await?;
-    let dir = ctx.work_dir()?.join(format!(".git-merge-pr-{number}"));
+    let dir = scratch_dir(ctx, &format!("merge-pr-{number}"))?;
     let url = config.repo_url.clone();
     blocking(move || {
         let result = (|| {

@@ -1,5 +1,6 @@
 //! `git-open-pr`: opens a pull request from `sourceBranch` into
-//! `targetBranch`. Output `pr.id`, `pr.url`. Skipped when the two branches
+//! `targetBranch`. Output `pr.id`, `pr.url` (and `prNumber`, as Kargo once
+//! named it). Skipped when the two branches
 //! hold the same files.
 //!
 //! Run again (after a restart, or with the status write lost), it adopts
@@ -11,7 +12,7 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pull_request::{host, host_error, pr_output};
+use super::pull_request::{host, host_error, pr_output, scratch_dir};
 use super::repository::{access, blocking};
 use super::{BuiltinStep, StepContext, StepRun, parse_config, terminal};
 use crate::git::host::{NewPullRequest, PullRequest};
@@ -118,8 +119,10 @@ async fn open(ctx: &StepContext<'_>) -> Result<StepResult, StepError> {
     Ok(opened(&pr))
 }
 
+/// `pr.id` and `pr.url`, and `prNumber`, the name pipelines written for
+/// Kargo before `pr` existed still read.
 fn opened(pr: &PullRequest) -> StepResult {
-    StepResult::succeeded_with(json!({ "pr": pr_output(pr, false) }))
+    StepResult::succeeded_with(json!({ "pr": pr_output(pr, false), "prNumber": pr.number }))
 }
 
 /// The heads of the source and target branches, fetched shallowly into a
@@ -129,9 +132,7 @@ async fn branch_heads(
     config: &Config,
 ) -> Result<[Option<BranchHead>; 2], StepError> {
     let access = access(ctx, &config.repo_url, config.insecure_skip_tls_verify).await?;
-    let dir = ctx
-        .work_dir()?
-        .join(format!(".git-open-pr-{}", scratch_name(ctx.alias)));
+    let dir = scratch_dir(ctx, &format!("open-pr-{}", scratch_name(ctx.alias)))?;
     let url = config.repo_url.clone();
     let branches = [config.source_branch.clone(), config.target_branch.clone()];
     blocking(move || {

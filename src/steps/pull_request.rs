@@ -85,6 +85,20 @@ pub fn poll_interval(
     })
 }
 
+/// A scratch repository for a step's look at the branches, beside the
+/// Promotion's clones rather than in its work directory (which it would
+/// otherwise create, hiding that earlier steps' files were lost); the
+/// step removes it before it returns.
+pub fn scratch_dir(ctx: &StepContext<'_>, name: &str) -> Result<std::path::PathBuf, StepError> {
+    let parent = ctx
+        .services
+        .work_dirs
+        .repositories_of(ctx.subject.promotion_uid);
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| retryable(format!("scratch directory {}: {e}", parent.display())))?;
+    Ok(parent.join(format!("scratch-{name}")))
+}
+
 /// The step ends Failed (not Errored): the pull request went a way the
 /// Promotion cannot continue from, as Kargo reports it.
 pub fn failed(message: String) -> StepResult {

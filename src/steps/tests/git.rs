@@ -467,6 +467,26 @@ async fn a_promotion_whose_work_directory_is_gone_runs_again_from_its_first_step
 }
 
 #[tokio::test]
+async fn a_promotion_past_its_last_file_step_keeps_waiting_when_its_work_directory_is_gone() {
+    // Its clone could not run again (no such repository): running the plan
+    // again would fail it.
+    let plan = json!([
+        {"uses": "git-clone", "as": "clone", "config": {"repoURL": "file:///nonexistent/repo",
+            "checkout": [{"branch": "main", "path": "./src"}]}},
+        {"uses": "hold", "as": "hold"},
+    ]);
+
+    // Waiting in `hold` (it reads no files), on a machine where its work
+    // directory is gone, as a Promotion waiting on a pull request is after
+    // its pod was replaced.
+    let (status, _) = PlanRun::default().resumed_at(1).run(plan).await;
+
+    assert_eq!(status["phase"], "Running", "{status}");
+    assert_eq!(status["currentStep"], 1, "{status}");
+    assert_eq!(status["awaiting"][0]["alias"], "hold", "{status}");
+}
+
+#[tokio::test]
 async fn message_from_steps_inside_a_task_reads_the_tasks_own_steps_and_skips_missing_ones() {
     let server = server().await;
     publish_app(&server);

@@ -140,6 +140,10 @@ async fn open_pr_titles_the_pull_request_from_the_head_commit_and_outputs_its_id
         (Some("promote"), Some("main"))
     );
     assert_eq!(status["state"]["open-pr"]["pr"]["url"], pr["html_url"]);
+    assert_eq!(
+        status["state"]["open-pr"]["prNumber"], number,
+        "as older pipelines read it"
+    );
 }
 
 #[tokio::test]
