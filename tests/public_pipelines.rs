@@ -139,25 +139,11 @@ fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            files.extend(files_under(&path)?);
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// Writes every file under the fixture directory `from` into `repo` under
 /// `to` (a path inside the repository, `""` for its root).
 fn copy_into(repo: &GitRepo, from: &str, to: &str) -> Result<(), Error> {
     let root = fixture(from);
-    for file in files_under(&root)? {
+    for file in support::examples::files_under(&root)? {
         let relative = file.strip_prefix(&root)?.display().to_string();
         let target = if to.is_empty() {
             relative

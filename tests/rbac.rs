@@ -933,7 +933,7 @@ async fn the_charts_rbac_is_enough_and_every_rule_is_needed() -> TestResult {
     assert!(
         full.syncs
             .iter()
-            .all(|(p, n)| *n == usize::from(p != DATA_PROMOTION)),
+            .all(|(p, n)| *n == usize::from(p != DATA_PROMOTION && p != PR_PROMOTION)),
         "one Argo CD sync per Promotion that syncs: {:?}",
         full.syncs
     );

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pull_request::{
-    PULL_REQUEST_STEP_DEFAULTS, awaiting, failed, host, host_error, poll_interval, pr_number,
-    scratch_dir, still_waiting,
+    PULL_REQUEST_STEP_DEFAULTS, failed, host, host_error, on_pull_request, poll_interval,
+    scratch_dir,
 };
 use super::repository::{access, blocking};
 use super::{BuiltinStep, StepContext, StepRun, parse_config, terminal};
@@ -51,24 +51,14 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
         Ok(config) => config,
         Err(e) => return StepRun::done(Err(e)),
     };
-    let number = match pr_number(config.pr_number) {
-        Ok(n) => n,
-        Err(e) => return StepRun::done(Err(e)),
-    };
-    let target = awaiting(ctx, &config.repo_url, number);
-    if config.wait {
-        ctx.register_waits(std::slice::from_ref(&target));
-    }
-    let result = merge(ctx, &config, number).await;
-    let waiting = still_waiting(&result);
-    StepRun {
-        result,
-        awaiting: if waiting && config.wait {
-            vec![target]
-        } else {
-            Vec::new()
-        },
-    }
+    on_pull_request(
+        ctx,
+        &config.repo_url,
+        config.pr_number,
+        config.wait,
+        |number| merge(ctx, &config, number),
+    )
+    .await
 }
 
 async fn merge(

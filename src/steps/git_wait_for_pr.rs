@@ -15,8 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pull_request::{
-    PULL_REQUEST_STEP_DEFAULTS, awaiting, failed, host, host_error, poll_interval, pr_number,
-    pr_output, still_waiting,
+    PULL_REQUEST_STEP_DEFAULTS, failed, host, host_error, on_pull_request, poll_interval, pr_output,
 };
 use super::{BuiltinStep, StepContext, StepRun, parse_config};
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
@@ -49,19 +48,10 @@ async fn run(ctx: &StepContext<'_>) -> StepRun {
         Ok(config) => config,
         Err(e) => return StepRun::done(Err(e)),
     };
-    let number = match pr_number(config.pr_number) {
-        Ok(n) => n,
-        Err(e) => return StepRun::done(Err(e)),
-    };
-    // Waiting before looking: an event from now on wakes the Promotion.
-    let target = awaiting(ctx, &config.repo_url, number);
-    ctx.register_waits(std::slice::from_ref(&target));
-    let result = look(ctx, &config, number).await;
-    let waiting = still_waiting(&result);
-    StepRun {
-        result,
-        awaiting: if waiting { vec![target] } else { Vec::new() },
-    }
+    on_pull_request(ctx, &config.repo_url, config.pr_number, true, |number| {
+        look(ctx, &config, number)
+    })
+    .await
 }
 
 async fn look(

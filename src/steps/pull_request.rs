@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::repository::find_credentials;
-use super::{StepContext, config_duration, retryable, terminal};
+use super::{StepContext, StepRun, config_duration, retryable, terminal};
 use crate::await_index::AwaitTarget;
 use crate::git::host::{GitHost, HostError, PullRequest};
 use crate::promotion::engine::{StepDefaults, StepError, StepResult, StepStatus};
@@ -23,7 +23,7 @@ pub const PULL_REQUEST_STEP_DEFAULTS: StepDefaults = StepDefaults {
 
 /// Whether a run leaves the step waiting on its pull request: Running, or
 /// failed in a way the next run may not.
-pub fn still_waiting(result: &Result<StepResult, StepError>) -> bool {
+fn still_waiting(result: &Result<StepResult, StepError>) -> bool {
     match result {
         Ok(r) => r.status == StepStatus::Running,
         Err(e) => !e.terminal,
@@ -61,12 +61,43 @@ pub fn host_error(e: HostError) -> StepError {
 
 /// The wait on pull request `number` of `repo_url`, reported by the
 /// Promotion's namespace's webhook receivers.
-pub fn awaiting(ctx: &StepContext<'_>, repo_url: &str, number: u64) -> AwaitTarget {
+fn awaiting(ctx: &StepContext<'_>, repo_url: &str, number: u64) -> AwaitTarget {
     AwaitTarget::PullRequest {
         namespace: ctx.subject.namespace.to_string(),
         repo_url: repo_url.to_string(),
         number,
     }
+}
+
+/// Runs `act` on pull request `pr_number` of `repo_url` (checked first).
+/// A step that `waits` on it says so before `act` looks, so that an event
+/// from then on wakes the Promotion, and keeps waiting on it while `act`
+/// leaves the step Running or retrying.
+pub async fn on_pull_request<F>(
+    ctx: &StepContext<'_>,
+    repo_url: &str,
+    pr_number: i64,
+    waits: bool,
+    act: impl FnOnce(u64) -> F,
+) -> StepRun
+where
+    F: std::future::Future<Output = Result<StepResult, StepError>>,
+{
+    let number = match self::pr_number(pr_number) {
+        Ok(n) => n,
+        Err(e) => return StepRun::done(Err(e)),
+    };
+    let target = awaiting(ctx, repo_url, number);
+    if waits {
+        ctx.register_waits(std::slice::from_ref(&target));
+    }
+    let result = act(number).await;
+    let awaiting = if waits && still_waiting(&result) {
+        vec![target]
+    } else {
+        Vec::new()
+    };
+    StepRun { result, awaiting }
 }
 
 /// How long a waiting step goes without looking when nothing wakes it:
@@ -108,7 +139,7 @@ pub fn failed(message: String) -> StepResult {
 }
 
 /// `prNumber`, which must be a positive integer.
-pub fn pr_number(value: i64) -> Result<u64, StepError> {
+fn pr_number(value: i64) -> Result<u64, StepError> {
     u64::try_from(value).ok().filter(|n| *n > 0).ok_or_else(|| {
         terminal(format!(
             "config.prNumber: {value} is not a pull request number"

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{Error, Harness};
 
-/// Every file under `dir`, recursively.
+/// Every file under `dir`, recursively, in order.
 pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -19,6 +19,7 @@ pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             files.push(path);
         }
     }
+    files.sort();
     Ok(files)
 }
 

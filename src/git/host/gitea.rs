@@ -29,17 +29,8 @@ pub fn locate(url: &RepoUrl) -> Result<(String, String), HostError> {
     ))
 }
 
-pub fn pulls_path(repo: &str) -> String {
-    format!("/repos/{repo}/pulls")
-}
-
-pub fn pull_path(repo: &str, number: u64) -> String {
-    format!("/repos/{repo}/pulls/{number}")
-}
-
-pub fn merge_path(repo: &str, number: u64) -> String {
-    format!("/repos/{repo}/pulls/{number}/merge")
-}
+// Gitea's pull-request paths are GitHub's.
+pub use super::github::{merge_path, pull_path, pulls_path};
 
 /// Gitea filters pull requests by state, not by branch: the newest fifty
 /// of any state, filtered by the caller.
