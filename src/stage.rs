@@ -8,16 +8,20 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::api::stage::{CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY};
+use crate::api::stage::{
+    CONDITION_AUTO_PROMOTION, CONDITION_HEALTHY, CONDITION_PROMOTING, CONDITION_READY,
+};
 use crate::argocd::{AppHealthCheck, HealthCheckRecord};
 use crate::availability::{Availability, availability};
 
 /// The step whose health checks a Stage's health is judged from.
 const ARGOCD_UPDATE: &str = "argocd-update";
+use crate::api::stage::SelectionPolicy;
 use crate::api::{
-    Freight, FreightCollection, FreightReference, Health, HealthState, Promotion, PromotionPhase,
-    PromotionReference, Stage, StageStatus,
+    Freight, FreightCollection, FreightReference, Health, HealthState, ProjectConfig, Promotion,
+    PromotionPhase, PromotionReference, Stage, StageStatus,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// How many Freight collections a Stage remembers.
 pub const FREIGHT_HISTORY_LIMIT: usize = 10;
@@ -177,43 +181,207 @@ pub fn merge_health(results: &[(String, HealthState, Option<String>)]) -> Health
     }
 }
 
-/// The Freight this Stage should get Promotions for: Freight of an origin it
-/// requests, available to it now (directly, approved, or verified and
-/// soaked in an upstream Stage), newer than what it has, and not promoted to
-/// it before. Oldest first, so Promotions queue in the order the Freight
-/// appeared. Also the instant the next such Freight finishes soaking, if
-/// one is soaking: the Stage must look again then.
+/// Whether a Stage auto-promotes, and why (for its `AutoPromotion`
+/// condition and its Events).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AutoPromotionPolicy {
+    pub enabled: bool,
+    /// `ProjectConfigPolicy`, `StageSpec`, `NoPolicy` or `InvalidPolicy`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Kargo's rule: the first of the ProjectConfig's `promotionPolicies` that
+/// matches the Stage (by name, exact, `regex:` or `glob:`, and by labels)
+/// decides. Barge adds one rule after it: a Stage no policy matches
+/// auto-promotes when its own `spec.autoPromotion` is true.
+pub fn auto_promotion_policy(stage: &Stage, config: Option<&ProjectConfig>) -> AutoPromotionPolicy {
+    let name = stage.name_any();
+    let config_name = config.map(|c| c.name_any()).unwrap_or_default();
+    for (i, policy) in config
+        .map(|c| c.spec.promotion_policies.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let field = format!("ProjectConfig {config_name} promotionPolicies[{i}]");
+        let name_pattern = policy
+            .stage_selector
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .or_else(|| policy.stage.clone());
+        let name_matches = match name_pattern.as_deref().filter(|p| !p.is_empty()) {
+            None => true,
+            Some(pattern) => match name_matcher(pattern) {
+                Ok(matches) => matches(&name),
+                Err(why) => {
+                    return AutoPromotionPolicy {
+                        enabled: false,
+                        reason: "InvalidPolicy",
+                        message: format!("{field}: stage name pattern {pattern:?}: {why}"),
+                    };
+                }
+            },
+        };
+        let labels_match = match policy.stage_selector.as_ref() {
+            Some(selector)
+                if selector.match_labels.is_some() || selector.match_expressions.is_some() =>
+            {
+                let selector = LabelSelector {
+                    match_labels: selector.match_labels.clone(),
+                    match_expressions: selector.match_expressions.clone(),
+                };
+                match kube::core::Selector::try_from(selector) {
+                    Ok(selector) => {
+                        use kube::core::SelectorExt;
+                        selector.matches(stage.labels())
+                    }
+                    Err(e) => {
+                        return AutoPromotionPolicy {
+                            enabled: false,
+                            reason: "InvalidPolicy",
+                            message: format!("{field}: stageSelector: {e}"),
+                        };
+                    }
+                }
+            }
+            _ => true,
+        };
+        if name_matches && labels_match {
+            let verdict = if policy.auto_promotion_enabled {
+                "enables"
+            } else {
+                "disables"
+            };
+            return AutoPromotionPolicy {
+                enabled: policy.auto_promotion_enabled,
+                reason: "ProjectConfigPolicy",
+                message: format!("{field} matches the Stage and {verdict} auto-promotion"),
+            };
+        }
+    }
+    if stage.spec.auto_promotion {
+        return AutoPromotionPolicy {
+            enabled: true,
+            reason: "StageSpec",
+            message: "no ProjectConfig promotion policy matches the Stage; its spec.autoPromotion enables auto-promotion".into(),
+        };
+    }
+    AutoPromotionPolicy {
+        enabled: false,
+        reason: "NoPolicy",
+        message: match config {
+            Some(_) => {
+                format!("no promotion policy of ProjectConfig {config_name} matches the Stage")
+            }
+            None => {
+                "the namespace has no ProjectConfig enabling auto-promotion for the Stage".into()
+            }
+        },
+    }
+}
+
+/// Kargo's name patterns: `glob:`, `regex:` / `regexp:` (unanchored, as
+/// Go's `MatchString`), or an exact name.
+fn name_matcher(pattern: &str) -> Result<Box<dyn Fn(&str) -> bool>, String> {
+    if let Some(glob) = pattern.strip_prefix("glob:") {
+        let glob = globset::Glob::new(glob)
+            .map_err(|e| e.to_string())?
+            .compile_matcher();
+        return Ok(Box::new(move |name| glob.is_match(name)));
+    }
+    if let Some(re) = pattern
+        .strip_prefix("regex:")
+        .or_else(|| pattern.strip_prefix("regexp:"))
+    {
+        let re = regex::Regex::new(re).map_err(|e| e.to_string())?;
+        return Ok(Box::new(move |name| re.is_match(name)));
+    }
+    let exact = pattern.to_string();
+    Ok(Box::new(move |name| name == exact))
+}
+
+/// The Freight this Stage should get Promotions for, as Kargo picks it:
+/// per requested origin, the newest Freight available to the Stage
+/// (`NewestFreight`, by discovery time, then name), or the one its single
+/// upstream Stage uses now (`MatchUpstream`); each unless the Stage holds
+/// it already or a Promotion of it to the Stage exists. Also the instant
+/// the next Freight still soaking upstream becomes available: the Stage
+/// must look again then.
 pub fn auto_promotion_candidates<'a>(
     stage: &Stage,
-    current: Option<&FreightReference>,
+    current: &[String],
     freight: &[&'a Freight],
     promoted: &[String],
     now: Timestamp,
 ) -> (Vec<&'a Freight>, Option<Timestamp>) {
-    if !stage.spec.auto_promotion {
-        return (Vec::new(), None);
-    }
-    let newest_known = current
-        .and_then(|c| freight.iter().find(|f| f.name_any() == c.name))
-        .map(|f| (created(&f.metadata), f.name_any()));
     let mut out: Vec<&Freight> = Vec::new();
     let mut next: Option<Timestamp> = None;
-    for f in freight.iter().copied() {
-        let fresh = !promoted.contains(&f.name_any())
-            && newest_known
-                .as_ref()
-                .is_none_or(|known| (created(&f.metadata), f.name_any()) > *known);
-        if !fresh {
-            continue;
+    for request in &stage.spec.requested_freight {
+        let mut available: Vec<&Freight> = Vec::new();
+        for f in freight.iter().copied() {
+            if f.spec.origin.kind != request.origin.kind
+                || f.spec.origin.name != request.origin.name
+            {
+                continue;
+            }
+            match availability(stage, f, now) {
+                Availability::Now => available.push(f),
+                Availability::At(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                Availability::No => {}
+            }
         }
-        match availability(stage, f, now) {
-            Availability::Now => out.push(f),
-            Availability::At(at) => next = Some(next.map_or(at, |n| n.min(at))),
-            Availability::No => {}
+        let match_upstream = request
+            .sources
+            .auto_promotion_options
+            .as_ref()
+            .and_then(|o| o.selection_policy)
+            == Some(SelectionPolicy::MatchUpstream);
+        let pick = if match_upstream {
+            let upstream = request.sources.stages.first();
+            let used: Vec<&Freight> = available
+                .into_iter()
+                .filter(|f| {
+                    upstream.is_some_and(|up| {
+                        f.status
+                            .as_ref()
+                            .is_some_and(|s| s.currently_in.contains_key(up))
+                    })
+                })
+                .collect();
+            // Two at once: the upstream Stage is between Freight (its
+            // Promotion ended, the old one is not released yet); the next
+            // look sees one.
+            if used.len() == 1 {
+                used.first().copied()
+            } else {
+                None
+            }
+        } else {
+            available
+                .into_iter()
+                .max_by_key(|f| (discovered(f), f.name_any()))
+        };
+        if let Some(f) = pick {
+            let name = f.name_any();
+            if !current.contains(&name)
+                && !promoted.contains(&name)
+                && !out.iter().any(|o| o.name_any() == name)
+            {
+                out.push(f);
+            }
         }
     }
-    out.sort_by_key(|f| (created(&f.metadata), f.name_any()));
     (out, next)
+}
+
+/// When Freight was discovered: `discoveredAt`, else its creation.
+fn discovered(f: &Freight) -> Option<Timestamp> {
+    f.spec
+        .discovered_at
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| created(&f.metadata))
 }
 
 /// A Stage without promotion steps: Kargo's control-flow Stage, which
@@ -276,6 +444,7 @@ pub struct Observed<'a> {
     pub last: Option<&'a Promotion>,
     pub history: Vec<FreightCollection>,
     pub health: Option<Health>,
+    pub auto_promotion: AutoPromotionPolicy,
 }
 
 /// The Stage's whole status from what was observed; conditions keep their
@@ -289,6 +458,7 @@ pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> St
         last,
         history,
         health,
+        auto_promotion,
     } = observed;
     let previous = stage.status.clone().unwrap_or_default();
     let previous = &previous;
@@ -358,6 +528,19 @@ pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> St
             generation,
             now,
         ),
+        condition(
+            &previous.conditions,
+            CONDITION_AUTO_PROMOTION,
+            if auto_promotion.enabled {
+                "True"
+            } else {
+                "False"
+            },
+            auto_promotion.reason,
+            auto_promotion.message,
+            generation,
+            now,
+        ),
     ];
     StageStatus {
         conditions,
@@ -375,6 +558,7 @@ pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> St
         last_promotion: last.map(reference),
         // Steps own the metadata; the Stage's own status never carries it.
         metadata: Default::default(),
+        auto_promotion_enabled: auto_promotion.enabled,
     }
 }
 
@@ -528,47 +712,158 @@ mod tests {
         assert_eq!(last.map(|p| p.name_any()).as_deref(), Some("b"));
     }
 
+    fn picked(stage: &Stage, current: &[&str], fs: &[Freight], promoted: &[&str]) -> Vec<String> {
+        let refs: Vec<&Freight> = fs.iter().collect();
+        let current: Vec<String> = current.iter().map(|c| c.to_string()).collect();
+        let promoted: Vec<String> = promoted.iter().map(|c| c.to_string()).collect();
+        auto_promotion_candidates(stage, &current, &refs, &promoted, now())
+            .0
+            .iter()
+            .map(|f| f.name_any())
+            .collect()
+    }
+
+    fn currently_in(mut f: Freight, stage: &str) -> Freight {
+        let mut status = f.status.take().unwrap_or_default();
+        status.currently_in.insert(stage.into(), Default::default());
+        f.status = Some(status);
+        f
+    }
+
+    fn match_upstream(mut stage: Stage) -> Stage {
+        stage.spec.requested_freight[0]
+            .sources
+            .auto_promotion_options = Some(crate::api::stage::AutoPromotionOptions {
+            selection_policy: Some(SelectionPolicy::MatchUpstream),
+        });
+        stage
+    }
+
     #[test]
-    fn direct_stages_promote_every_newer_freight_oldest_first() {
+    fn newest_freight_promotes_only_the_newest_available_not_every_newer_one() {
         let fs = [
             freight("f1", 1, &[]),
             freight("f3", 3, &[]),
             freight("f2", 2, &[]),
         ];
-        let refs: Vec<&Freight> = fs.iter().collect();
-        let current = FreightReference {
-            name: "f1".into(),
-            ..FreightReference::default()
-        };
-        let picked: Vec<String> =
-            auto_promotion_candidates(&stage(true, &[]), Some(&current), &refs, &[], now())
-                .0
-                .iter()
-                .map(|f| f.name_any())
-                .collect();
-        assert_eq!(picked, vec!["f2", "f3"]);
+        assert_eq!(picked(&stage(true, &[]), &["f1"], &fs, &[]), vec!["f3"]);
     }
 
     #[test]
-    fn downstream_stages_promote_only_freight_verified_upstream_and_not_yet_promoted() {
+    fn newest_freight_promotes_nothing_when_the_newest_is_current_or_was_promoted() {
+        let fs = [freight("f1", 1, &[]), freight("f2", 2, &[])];
+        assert!(picked(&stage(true, &[]), &["f2"], &fs, &[]).is_empty());
+        assert!(picked(&stage(true, &[]), &["f1"], &fs, &["f2"]).is_empty());
+    }
+
+    #[test]
+    fn downstream_stages_take_the_newest_freight_verified_upstream() {
         let fs = [
             freight("f1", 1, &["dev"]),
             freight("f2", 2, &[]),
             freight("f3", 3, &["dev"]),
         ];
-        let refs: Vec<&Freight> = fs.iter().collect();
-        let picked: Vec<String> = auto_promotion_candidates(
-            &stage(false, &["dev"]),
-            None,
-            &refs,
-            &["f1".to_string()],
-            now(),
-        )
-        .0
-        .iter()
-        .map(|f| f.name_any())
-        .collect();
-        assert_eq!(picked, vec!["f3"]);
+        assert_eq!(
+            picked(&stage(false, &["dev"]), &[], &fs, &["f1"]),
+            vec!["f3"]
+        );
+    }
+
+    #[test]
+    fn match_upstream_takes_what_the_upstream_stage_uses_even_if_older() {
+        let fs = [
+            currently_in(freight("f1", 1, &["dev"]), "dev"),
+            freight("f3", 3, &["dev"]),
+        ];
+        let stage = match_upstream(stage(false, &["dev"]));
+        assert_eq!(picked(&stage, &["f3"], &fs, &["f3"]), vec!["f1"]);
+        // NewestFreight would keep f3.
+        assert!(picked(&self::stage(false, &["dev"]), &["f3"], &fs, &["f3"]).is_empty());
+    }
+
+    #[test]
+    fn match_upstream_waits_while_the_upstream_stage_is_between_two_freight() {
+        let fs = [
+            currently_in(freight("f1", 1, &["dev"]), "dev"),
+            currently_in(freight("f2", 2, &["dev"]), "dev"),
+        ];
+        let stage = match_upstream(stage(false, &["dev"]));
+        assert!(picked(&stage, &[], &fs, &[]).is_empty());
+    }
+
+    fn config(policies: serde_json::Value) -> ProjectConfig {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "ProjectConfig",
+            "metadata": {"name": "demo", "namespace": "demo"},
+            "spec": {"promotionPolicies": policies},
+        }))
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"))
+    }
+
+    fn labelled(name: &str, labels: serde_json::Value, auto: bool) -> Stage {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": name, "namespace": "demo", "labels": labels},
+            "spec": {"autoPromotion": auto, "requestedFreight": []},
+        }))
+        .unwrap_or_else(|e| panic!("bad fixture: {e}"))
+    }
+
+    #[test]
+    fn the_first_matching_policy_decides_by_name_pattern_or_labels() {
+        let c = config(json!([
+            {"stageSelector": {"matchLabels": {"tier": "prod"}}, "autoPromotionEnabled": false},
+            {"stageSelector": {"name": "glob:prod-*"}, "autoPromotionEnabled": true},
+            {"stage": "dev", "autoPromotionEnabled": true},
+            {"stageSelector": {"name": "regex:^qa-[0-9]+$"}, "autoPromotionEnabled": true},
+        ]));
+        let decide = |stage: &Stage| auto_promotion_policy(stage, Some(&c));
+        let eu = decide(&labelled("prod-eu", json!({"tier": "prod"}), false));
+        assert!(!eu.enabled);
+        assert_eq!(eu.reason, "ProjectConfigPolicy");
+        assert!(
+            eu.message.contains("promotionPolicies[0]"),
+            "{}",
+            eu.message
+        );
+        let us = decide(&labelled("prod-us", json!({}), false));
+        assert!(
+            us.enabled && us.message.contains("promotionPolicies[1]"),
+            "{}",
+            us.message
+        );
+        assert!(decide(&labelled("dev", json!({}), false)).enabled);
+        assert!(decide(&labelled("qa-12", json!({}), false)).enabled);
+        assert!(!decide(&labelled("qa-x", json!({}), false)).enabled);
+    }
+
+    #[test]
+    fn a_matching_policy_wins_over_the_stages_own_field_and_no_match_falls_back_to_it() {
+        let c = config(json!([{"stage": "prod", "autoPromotionEnabled": false}]));
+        let prod = auto_promotion_policy(&labelled("prod", json!({}), true), Some(&c));
+        assert!(!prod.enabled);
+        let dev = auto_promotion_policy(&labelled("dev", json!({}), true), Some(&c));
+        assert!(dev.enabled);
+        assert_eq!(dev.reason, "StageSpec");
+        let off = auto_promotion_policy(&labelled("dev", json!({}), false), None);
+        assert!(!off.enabled);
+        assert_eq!(off.reason, "NoPolicy");
+    }
+
+    #[test]
+    fn a_policy_with_a_broken_pattern_disables_and_names_it() {
+        let c =
+            config(json!([{"stageSelector": {"name": "regex:(["}, "autoPromotionEnabled": true}]));
+        let decision = auto_promotion_policy(&labelled("dev", json!({}), true), Some(&c));
+        assert!(!decision.enabled);
+        assert_eq!(decision.reason, "InvalidPolicy");
+        assert!(
+            decision
+                .message
+                .contains("promotionPolicies[0]: stage name pattern"),
+            "{}",
+            decision.message
+        );
     }
 
     #[test]
@@ -648,6 +943,11 @@ mod tests {
             last: Some(last),
             history: freight_history(&[last]),
             health: Some(healthy()),
+            auto_promotion: AutoPromotionPolicy {
+                enabled: false,
+                reason: "NoPolicy",
+                message: String::new(),
+            },
         }
     }
 

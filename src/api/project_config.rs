@@ -1,6 +1,6 @@
 //! `ProjectConfig`: a project's (namespace's) settings, as Kargo keeps them:
-//! one per namespace, named after it. Barge reads its webhook receivers;
-//! promotion policies come with the Stage controller's support for them.
+//! one per namespace, named after it: which Stages auto-promote, and the
+//! webhook receivers.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -19,11 +19,19 @@ use crate::api::validation;
     status = "ProjectConfigStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "ProjectConfig holds the settings of the project its namespace is: the webhook receivers \
-           through which Git hosts report pull-request events."
+    doc = "ProjectConfig holds the settings of the project its namespace is: which Stages \
+           auto-promote, and the webhook receivers through which Git hosts report pull-request events. \
+           It is named after its namespace."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectConfigSpec {
+    /// Which Stages promote new Freight automatically. The first policy
+    /// that matches a Stage decides; a Stage no policy matches follows its
+    /// own `spec.autoPromotion` (Barge's shortcut, false by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub promotion_policies: Vec<PromotionPolicy>,
+
     /// Endpoints Git hosts deliver webhooks to. Each gets a hard-to-guess
     /// path derived from the namespace, its name and its secret, published
     /// in `status.webhookReceivers`. A pull-request event wakes the
@@ -31,6 +39,50 @@ pub struct ProjectConfigSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = validation::MAX_WEBHOOK_RECEIVERS))]
     pub webhook_receivers: Vec<WebhookReceiverConfig>,
+}
+
+/// A Stage, by name or by selector, and whether it auto-promotes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionPolicy {
+    /// The Stage's exact name. Deprecated in Kargo for `stageSelector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), pattern(validation::DNS_SUBDOMAIN_PATTERN))]
+    pub stage: Option<String>,
+
+    /// The Stages the policy applies to: by name (exact, `regex:` or
+    /// `glob:`), by labels, or both (both must match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_selector: Option<PromotionPolicySelector>,
+
+    /// Whether new Freight available to the Stage is promoted automatically.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_promotion_enabled: bool,
+
+    /// Kargo Enterprise's automatic rollback: accepted, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::free_form_object")]
+    pub auto_rollback: Option<serde_json::Value>,
+}
+
+/// Which Stages a policy applies to.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionPolicySelector {
+    /// An exact name, `regex:<expression>` (or `regexp:`), or
+    /// `glob:<pattern>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub name: Option<String>,
+
+    /// Labels the Stage must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_labels: Option<std::collections::BTreeMap<String, String>>,
+
+    /// Label requirements the Stage must meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_expressions:
+        Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement>>,
 }
 
 /// One webhook receiver: a name and exactly one sender.

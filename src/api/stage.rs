@@ -15,6 +15,8 @@ use crate::api::validation;
 
 /// Condition type: the Stage is ready (reconciled without error).
 pub const CONDITION_READY: &str = "Ready";
+/// Whether the Stage auto-promotes, and which policy decided.
+pub const CONDITION_AUTO_PROMOTION: &str = "AutoPromotion";
 /// Condition type: the Stage is reconciling.
 pub const CONDITION_RECONCILING: &str = "Reconciling";
 /// Condition type: the Stage cannot make progress.
@@ -98,8 +100,9 @@ pub struct StageSpec {
     pub verification: Option<Verification>,
 
     /// When true, new Freight available to this Stage (directly, or once it
-    /// is healthy in an upstream Stage) is promoted automatically (a Barge
-    /// addition; Kargo enables this per project).
+    /// is healthy in an upstream Stage) is promoted automatically. A Barge
+    /// shortcut: Kargo enables this in the project's ProjectConfig
+    /// (`promotionPolicies`), whose matching policy, if any, decides instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_promotion: bool,
 }
@@ -311,6 +314,11 @@ pub struct StageStatus {
     /// The Promotion that finished last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_promotion: Option<PromotionReference>,
+
+    /// Whether new Freight is promoted to the Stage automatically; the
+    /// `AutoPromotion` condition says which policy decided.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_promotion_enabled: bool,
 
     /// Free-form metadata that `set-metadata` steps write and
     /// `stageMetadata()` reads, by key.

@@ -471,6 +471,11 @@ pub fn stage_context(
     applications: Vec<Application>,
 ) -> Arc<StageContext> {
     Arc::new(StageContext {
+        recorder: kube::runtime::events::Recorder::new(
+            api.client(),
+            kube::runtime::events::Reporter::from(crate::CONTROLLER_NAME),
+        ),
+        project_configs: cache(Vec::new()),
         client: api.client(),
         applications: cache(applications),
         app_scope: AppScope::Only("argocd".into()),

@@ -24,7 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
-use crate::api::{Freight, Promotion, Stage};
+use crate::api::{Freight, ProjectConfig, Promotion, Stage};
 use crate::argocd::{AppScope, Application};
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 pub use crate::metrics::Metrics;
@@ -275,6 +275,13 @@ pub async fn run(
         wakers.clone(),
         metrics.clone(),
     );
+    let (project_configs, project_config_task) = watch_project_configs(
+        &client,
+        &settings,
+        stages.clone(),
+        wakers.clone(),
+        metrics.clone(),
+    );
     let (promotions, promotion_events) = watch_promotions(
         &client,
         &settings,
@@ -315,6 +322,8 @@ pub async fn run(
         trust_create_actor: settings.trust_create_actor,
     });
     let stage_ctx = Arc::new(stage::StageContext {
+        recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
+        project_configs,
         client,
         applications,
         app_scope: settings.app_scope(),
@@ -355,7 +364,13 @@ pub async fn run(
         wakers.set_local(None);
     }
     // The watches outside the controllers end with them.
-    for task in [app_task, freight_task, ready_task, sweep_task] {
+    for task in [
+        app_task,
+        freight_task,
+        project_config_task,
+        ready_task,
+        sweep_task,
+    ] {
         task.abort();
     }
 }
@@ -447,6 +462,45 @@ fn watch_freight(
         futures::future::ready(())
     }));
     (freight, task)
+}
+
+/// ProjectConfigs: cached for the Stages' auto-promotion policies; a
+/// change wakes the namespace's Stages.
+fn watch_project_configs(
+    client: &Client,
+    settings: &Settings,
+    stages: Store<Stage>,
+    wakers: Wakers,
+    metrics: Arc<Metrics>,
+) -> (Store<ProjectConfig>, JoinHandle<()>) {
+    let (configs, writer) = reflector::store::<ProjectConfig>();
+    let events = watcher(
+        scoped::<ProjectConfig>(client, &settings.namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|c| c.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    let task = tokio::spawn(events.for_each(move |event| {
+        match event {
+            Ok(config) => {
+                metrics.watch_ok();
+                let namespace = config.namespace();
+                for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
+                    let _ = wakers
+                        .stages
+                        .unbounded_send(ObjectRef::from(stage.as_ref()));
+                }
+            }
+            Err(e) => {
+                metrics.watch_error("projectconfig");
+                tracing::warn!(error = %e, "ProjectConfig watch error");
+            }
+        }
+        futures::future::ready(())
+    }));
+    (configs, task)
 }
 
 /// Promotions: the controller's own cache; every event keeps the wait index

@@ -10,20 +10,22 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Error, cache_ready};
-use crate::api::{Freight, Health, HealthState, Promotion, Stage};
+use crate::api::{Freight, Health, HealthState, ProjectConfig, Promotion, Stage};
 use crate::argocd::{
     AppHealth, AppHealthCheck, AppScope, Application, assess_health, request_refresh,
 };
 use crate::await_index::{AwaitTarget, SharedAwaitIndex};
 use crate::metrics::Metrics;
 use crate::stage::{
-    HealthBasis, Observed, auto_promotion_candidates, auto_promotion_name, current_and_last,
-    freight_history, health_basis, merge_health, stage_status,
+    AutoPromotionPolicy, HealthBasis, Observed, auto_promotion_candidates, auto_promotion_name,
+    auto_promotion_policy, current_and_last, freight_history, health_basis, merge_health,
+    stage_status,
 };
 
 use super::promotion::FIELD_MANAGER;
@@ -31,6 +33,10 @@ use super::promotion::FIELD_MANAGER;
 /// What every Stage reconcile shares.
 pub struct StageContext {
     pub client: Client,
+    /// Events on Stages: each auto-promotion, saying why.
+    pub recorder: Recorder,
+    /// Each namespace's ProjectConfig: its promotion policies.
+    pub project_configs: Store<ProjectConfig>,
     pub applications: Store<Application>,
     /// Where the Application cache has Applications from.
     pub app_scope: AppScope,
@@ -59,7 +65,8 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
     // Health, history and auto-promotion read the caches: wait for their first list.
     let ready = cache_ready(&ctx.applications).await
         && cache_ready(&ctx.promotions).await
-        && cache_ready(&ctx.freight).await;
+        && cache_ready(&ctx.freight).await
+        && cache_ready(&ctx.project_configs).await;
     if !ready {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
@@ -75,17 +82,23 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
     let refs: Vec<&Promotion> = promotions.iter().map(|p| p.as_ref()).collect();
     let (current, last) = current_and_last(&refs);
     let history = freight_history(&refs);
-    let current_freight = history
+    let current_freight: Vec<String> = history
         .first()
-        .and_then(|c| c.items.values().next().cloned());
+        .map(|c| c.items.values().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
 
     let health = assess(stage, ctx, current, last).await;
     let health_state = health.as_ref().and_then(|h| h.status);
+    let config = ctx
+        .project_configs
+        .get(&ObjectRef::new(&namespace).within(&namespace));
+    let policy = auto_promotion_policy(stage, config.as_deref());
     let observed = Observed {
         current,
         last,
         history: history.clone(),
         health,
+        auto_promotion: policy.clone(),
     };
     let status = stage_status(stage, observed, now);
     // The metadata is the steps' (set-metadata), not this reconciler's.
@@ -108,16 +121,7 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
     let soaked_at = if crate::stage::is_control_flow(stage) {
         pass_through(stage, ctx, &namespace, now).await?
     } else {
-        auto_promote(
-            stage,
-            ctx,
-            &namespace,
-            &name,
-            current_freight.as_ref(),
-            &refs,
-            now,
-        )
-        .await?
+        auto_promote(stage, ctx, &policy, &current_freight, &refs, now).await?
     };
     // Freight soaking upstream becomes available at an exact instant that no
     // watch event marks: a timer for it, not a poll.
@@ -286,31 +290,34 @@ async fn pass_through(
 }
 
 /// Creates the Promotions of auto-promotion, named after Stage and Freight
-/// so that racing reconciles can never create two.
+/// so that racing reconciles can never create two, each with an Event on
+/// the Stage saying why.
 async fn auto_promote(
     stage: &Stage,
     ctx: &StageContext,
-    namespace: &str,
-    name: &str,
-    current: Option<&crate::api::FreightReference>,
+    policy: &AutoPromotionPolicy,
+    current: &[String],
     promotions: &[&Promotion],
     now: Timestamp,
 ) -> Result<Option<Timestamp>, Error> {
-    if !stage.spec.auto_promotion {
+    if !policy.enabled {
         return Ok(None);
     }
+    let namespace = stage.namespace().unwrap_or_default();
+    let name = stage.name_any();
     let freight: Vec<Arc<Freight>> = ctx
         .freight
         .state()
         .into_iter()
-        .filter(|f| f.namespace().as_deref() == Some(namespace))
+        .filter(|f| f.namespace().as_deref() == Some(namespace.as_str()))
         .collect();
     let refs: Vec<&Freight> = freight.iter().map(|f| f.as_ref()).collect();
     let promoted: Vec<String> = promotions.iter().map(|p| p.spec.freight.clone()).collect();
-    let api = Api::<Promotion>::namespaced(ctx.client.clone(), namespace);
+    let api = Api::<Promotion>::namespaced(ctx.client.clone(), &namespace);
     let (candidates, soaked_at) = auto_promotion_candidates(stage, current, &refs, &promoted, now);
     for candidate in candidates {
         let freight_name = candidate.name_any();
+        let promotion_name = auto_promotion_name(&name, &freight_name);
         let mut labels = json!({"barge.dev/stage": name});
         if let Some(shard) = stage.labels().get(crate::api::LABEL_SHARD) {
             labels[crate::api::LABEL_SHARD] = json!(shard);
@@ -319,7 +326,7 @@ async fn auto_promote(
             "apiVersion": Promotion::api_version(&()),
             "kind": Promotion::kind(&()),
             "metadata": {
-                "name": auto_promotion_name(name, &freight_name),
+                "name": promotion_name,
                 "namespace": namespace,
                 "labels": labels,
                 "ownerReferences": [owner(stage)],
@@ -335,7 +342,21 @@ async fn auto_promote(
         };
         match api.create(&PostParams::default(), &promotion).await {
             Ok(_) => {
-                tracing::info!(stage = name, freight = %freight_name, "auto-promotion created a Promotion")
+                tracing::info!(stage = %name, freight = %freight_name, "auto-promotion created a Promotion");
+                let note = format!(
+                    "Promotion {promotion_name} of Freight {freight_name} created: {}",
+                    policy.message
+                );
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "AutoPromoted".into(),
+                    note: Some(note),
+                    action: "AutoPromote".into(),
+                    secondary: None,
+                };
+                if let Err(e) = ctx.recorder.publish(&event, &stage.object_ref(&())).await {
+                    tracing::warn!(error = %e, "could not publish event");
+                }
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(e) => return Err(e.into()),

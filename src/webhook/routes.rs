@@ -238,6 +238,7 @@ mod tests {
             "team-a",
             ProjectConfigSpec {
                 webhook_receivers: receivers,
+                ..Default::default()
             },
         );
         config.metadata.namespace = Some("team-a".into());
