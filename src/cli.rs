@@ -143,6 +143,13 @@ struct RunArgs {
     #[arg(long, env = "BARGE_WEBHOOK_BASE_URL", value_name = "URL")]
     webhook_base_url: Option<String>,
 
+    /// Create each Kargo Project's namespace (labelled
+    /// kargo.akuity.io/project=true) and an empty ProjectConfig, and delete
+    /// the namespace with the Project unless it is annotated
+    /// kargo.akuity.io/keep-namespace=true. Needs rights on namespaces.
+    #[arg(long, env = "BARGE_MANAGE_PROJECTS")]
+    manage_projects: bool,
+
     /// Run only while holding a Lease, so several replicas can stand by.
     #[arg(long, env = "BARGE_LEADER_ELECTION")]
     leader_election: bool,
@@ -334,6 +341,7 @@ fn run(args: RunArgs) -> ExitCode {
             },
             receivers,
             wakers,
+            manage_projects: args.manage_projects,
         };
         tracing::info!(?settings, "starting the controllers");
         if !args.http_addr.is_empty() {

@@ -10,7 +10,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::api::{ClusterPromotionTask, Freight, ProjectConfig, Promotion, PromotionTask, Stage};
+use crate::api::{
+    ClusterPromotionTask, Freight, Project, ProjectConfig, Promotion, PromotionTask, Stage,
+};
 
 /// The first line of every generated file.
 pub const HEADER: &str =
@@ -36,6 +38,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
         ClusterPromotionTask::crd(),
         Freight::crd(),
+        Project::crd(),
         ProjectConfig::crd(),
         Promotion::crd(),
         PromotionTask::crd(),

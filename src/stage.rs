@@ -212,8 +212,8 @@ pub fn auto_promotion_policy(stage: &Stage, config: Option<&ProjectConfig>) -> A
             .or_else(|| policy.stage.clone());
         let name_matches = match name_pattern.as_deref().filter(|p| !p.is_empty()) {
             None => true,
-            Some(pattern) => match name_matcher(pattern) {
-                Ok(matches) => matches(&name),
+            Some(pattern) => match NamePattern::parse(pattern) {
+                Ok(matcher) => matcher.matches(&name),
                 Err(why) => {
                     return AutoPromotionPolicy {
                         enabled: false,
@@ -283,22 +283,36 @@ pub fn auto_promotion_policy(stage: &Stage, config: Option<&ProjectConfig>) -> A
 
 /// Kargo's name patterns: `glob:`, `regex:` / `regexp:` (unanchored, as
 /// Go's `MatchString`), or an exact name.
-fn name_matcher(pattern: &str) -> Result<Box<dyn Fn(&str) -> bool>, String> {
-    if let Some(glob) = pattern.strip_prefix("glob:") {
-        let glob = globset::Glob::new(glob)
-            .map_err(|e| e.to_string())?
-            .compile_matcher();
-        return Ok(Box::new(move |name| glob.is_match(name)));
+enum NamePattern {
+    Exact(String),
+    Regex(regex::Regex),
+    Glob(globset::GlobMatcher),
+}
+
+impl NamePattern {
+    fn parse(pattern: &str) -> Result<Self, String> {
+        if let Some(glob) = pattern.strip_prefix("glob:") {
+            let glob = globset::Glob::new(glob).map_err(|e| e.to_string())?;
+            return Ok(Self::Glob(glob.compile_matcher()));
+        }
+        if let Some(re) = pattern
+            .strip_prefix("regex:")
+            .or_else(|| pattern.strip_prefix("regexp:"))
+        {
+            return regex::Regex::new(re)
+                .map(Self::Regex)
+                .map_err(|e| e.to_string());
+        }
+        Ok(Self::Exact(pattern.to_string()))
     }
-    if let Some(re) = pattern
-        .strip_prefix("regex:")
-        .or_else(|| pattern.strip_prefix("regexp:"))
-    {
-        let re = regex::Regex::new(re).map_err(|e| e.to_string())?;
-        return Ok(Box::new(move |name| re.is_match(name)));
+
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Exact(exact) => name == exact,
+            Self::Regex(re) => re.is_match(name),
+            Self::Glob(glob) => glob.is_match(name),
+        }
     }
-    let exact = pattern.to_string();
-    Ok(Box::new(move |name| name == exact))
 }
 
 /// The Freight this Stage should get Promotions for, as Kargo picks it:

@@ -44,6 +44,7 @@ fn example_objects(
     support::examples::example_objects(
         h,
         &[
+            "gitops/05-project-config.yaml",
             "gitops/10-promotion-task.yaml",
             "gitops/20-argocd-applications.yaml",
             "gitops/40-freight.yaml",

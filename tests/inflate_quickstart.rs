@@ -76,7 +76,12 @@ fn every_manifest_has_an_api_version_and_barge_kinds_use_barge_dev() {
             .as_str()
             .unwrap_or_else(|| panic!("{file}: no kind"));
         match kind {
-            "Stage" | "Promotion" | "PromotionTask" | "ClusterPromotionTask" | "Freight" => {
+            "Stage"
+            | "Promotion"
+            | "PromotionTask"
+            | "ClusterPromotionTask"
+            | "Freight"
+            | "ProjectConfig" => {
                 assert_eq!(api_version, "barge.dev/v1alpha1", "{file}: {kind}")
             }
             "Application" => assert_eq!(api_version, "argoproj.io/v1alpha1", "{file}"),
@@ -161,7 +166,17 @@ fn stages_form_a_dev_staging_prod_pipeline() {
         let request = sources(stage);
         assert_eq!(request["origin"]["kind"], "Warehouse");
         assert_eq!(request["origin"]["name"], "demo");
-        assert_eq!(find(&docs, "Stage", stage)["spec"]["autoPromotion"], true);
+        // Auto-promotion is the project's, as in Kargo: its ProjectConfig
+        // names each Stage.
+        assert!(find(&docs, "Stage", stage)["spec"]["autoPromotion"].is_null());
+        let policies =
+            find(&docs, "ProjectConfig", "barge-demo")["spec"]["promotionPolicies"].clone();
+        assert!(
+            policies.as_array().into_iter().flatten().any(|p| {
+                p["stageSelector"]["name"] == stage && p["autoPromotionEnabled"] == true
+            }),
+            "{stage}: {policies}"
+        );
     }
     assert_eq!(sources("dev")["sources"]["direct"], true);
     assert_eq!(
@@ -255,7 +270,7 @@ fn typed_kinds_parse_and_inflate_like_the_controller_does() {
         .collect();
     assert_eq!(stages.len(), 3);
     for stage in &stages {
-        assert!(stage.spec.auto_promotion);
+        assert!(!stage.spec.auto_promotion, "the ProjectConfig enables it");
         let template_vars = stage
             .spec
             .promotion_template

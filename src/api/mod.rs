@@ -6,6 +6,7 @@
 
 pub mod cluster_promotion_task;
 pub mod freight;
+pub mod project;
 pub mod project_config;
 pub mod promotion;
 pub mod promotion_task;
@@ -19,6 +20,7 @@ pub use freight::{
     ArtifactReference, Chart, Freight, FreightCollection, FreightOrigin, FreightOriginKind,
     FreightReference, FreightSpec, FreightStatus, GitCommit, Image,
 };
+pub use project::{Project, ProjectStatus};
 pub use project_config::{
     ProjectConfig, ProjectConfigSpec, ProjectConfigStatus, WebhookReceiverConfig,
     WebhookReceiverDetails,

@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod project;
 mod project_data;
 pub mod promotion;
 pub mod stage;
@@ -48,6 +49,9 @@ pub enum Error {
     /// event reconciles again.
     #[error("{what} changed since the cached copy this reconcile started from")]
     Stale { what: String },
+    /// An object the reconciler writes could not be built.
+    #[error("building an object: {0}")]
+    Build(#[from] serde_json::Error),
 }
 
 /// Waits a little for a cache's first list; false if it has not come yet
@@ -100,6 +104,9 @@ pub struct Settings {
     /// Where the webhook endpoint wakes Promotions: the controllers hand it
     /// their wait index while they run.
     pub wakers: Option<crate::webhook::Wakers>,
+    /// Create each Project's namespace and ProjectConfig, and delete the
+    /// namespace with the Project (needs rights on namespaces).
+    pub manage_projects: bool,
 }
 
 /// The backstop requeue when none is configured.
@@ -136,6 +143,7 @@ impl Default for Settings {
             tools: Tools::default(),
             receivers: crate::webhook::Receivers::default(),
             wakers: None,
+            manage_projects: false,
         }
     }
 }
@@ -321,6 +329,9 @@ pub async fn run(
         metrics: metrics.clone(),
         trust_create_actor: settings.trust_create_actor,
     });
+    let client_for_projects = client.clone();
+    let shutdown_for_projects = shutdown.clone();
+    let project_metrics = metrics.clone();
     let stage_ctx = Arc::new(stage::StageContext {
         recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
         project_configs,
@@ -359,7 +370,25 @@ pub async fn run(
             report(&watch_metrics, "stage", result.err());
             futures::future::ready(())
         });
-    futures::join!(promotion_controller, stage_controller);
+    let project_controller = async {
+        if !settings.manage_projects {
+            return;
+        }
+        let projects = Api::<crate::api::Project>::all(client_for_projects);
+        let ctx = Arc::new(project::ProjectContext {
+            client: projects.clone().into_client(),
+            backstop: settings.backstop,
+        });
+        Controller::new(projects, watcher::Config::default().any_semantic())
+            .graceful_shutdown_on(shutdown_for_projects)
+            .run(project::reconcile, project::error_policy, ctx)
+            .for_each(|result| {
+                report(&project_metrics, "project", result.err());
+                futures::future::ready(())
+            })
+            .await;
+    };
+    futures::join!(promotion_controller, stage_controller, project_controller);
     if let Some(wakers) = &settings.wakers {
         wakers.set_local(None);
     }

@@ -25,6 +25,10 @@ const FIELD_MANAGER: &str = "barge-webhook-receivers";
 /// its new URL is published) within this.
 pub const RESYNC: Duration = Duration::from_secs(60);
 
+/// How soon a ProjectConfig whose Secret was missing is looked at again
+/// (the Secret is often applied just after it).
+pub const RETRY_MISSING: Duration = Duration::from_secs(3);
+
 /// What one ProjectConfig's receivers come to: the routes to serve and the
 /// status to publish.
 #[derive(Debug, PartialEq)]
@@ -120,18 +124,28 @@ pub async fn sync(
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
+    // Those whose receivers are not all served (a Secret missing).
+    let mut incomplete: std::collections::BTreeSet<String> = Default::default();
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = tokio::time::interval(RETRY_MISSING);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Apply(config) | Event::InitApply(config))) => {
                     let key = key_of(&config);
-                    apply(&client, &receivers, base_url.as_deref(), &config).await;
+                    if apply(&client, &receivers, base_url.as_deref(), &config).await {
+                        incomplete.remove(&key);
+                    } else {
+                        incomplete.insert(key.clone());
+                    }
                     known.insert(key, config);
                 }
                 Some(Ok(Event::Delete(config))) => {
-                    known.remove(&key_of(&config));
+                    let key = key_of(&config);
+                    known.remove(&key);
+                    incomplete.remove(&key);
                     receivers.replace(&config.namespace().unwrap_or_default(), Vec::new());
                 }
                 Some(Ok(Event::Init | Event::InitDone)) => {}
@@ -139,8 +153,21 @@ pub async fn sync(
                 None => return,
             },
             _ = resync.tick() => {
-                for config in known.values() {
-                    apply(&client, &receivers, base_url.as_deref(), config).await;
+                for (key, config) in &known {
+                    if apply(&client, &receivers, base_url.as_deref(), config).await {
+                        incomplete.remove(key);
+                    } else {
+                        incomplete.insert(key.clone());
+                    }
+                }
+            }
+            _ = retry.tick(), if !incomplete.is_empty() => {
+                for key in incomplete.clone() {
+                    if let Some(config) = known.get(&key)
+                        && apply(&client, &receivers, base_url.as_deref(), config).await
+                    {
+                        incomplete.remove(&key);
+                    }
                 }
             }
         }
@@ -163,13 +190,13 @@ fn key_of(config: &ProjectConfig) -> String {
 }
 
 /// Reads the Secrets `config` references, serves its receivers and
-/// publishes their paths.
+/// publishes their paths; whether every receiver is served.
 async fn apply(
     client: &Client,
     receivers: &Receivers,
     base_url: Option<&str>,
     config: &ProjectConfig,
-) {
+) -> bool {
     let namespace = config.namespace().unwrap_or_default();
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut secrets = BTreeMap::new();
@@ -187,12 +214,17 @@ async fn apply(
             Err(e) => {
                 // Keep what is served: a failed read is not a removal.
                 tracing::warn!(%namespace, secret = %secret_ref.name, error = %e, "reading a webhook receiver's Secret");
-                return;
+                return false;
             }
         };
         secrets.insert(secret_ref.name.clone(), value);
     }
     let resolved = resolve(config, &secrets, base_url);
+    let complete = resolved
+        .status
+        .conditions
+        .first()
+        .is_some_and(|c| c.status == "True");
     receivers.replace(&namespace, resolved.receivers);
     let unchanged = config.status.as_ref().is_some_and(|s| {
         s.webhook_receivers == resolved.status.webhook_receivers
@@ -206,7 +238,7 @@ async fn apply(
                     .map(|c| (&c.status, &c.message, c.observed_generation))
     });
     if unchanged {
-        return;
+        return complete;
     }
     let api: Api<ProjectConfig> = Api::namespaced(client.clone(), &namespace);
     let patch = json!({
@@ -224,6 +256,7 @@ async fn apply(
     {
         tracing::warn!(%namespace, name = %config.name_any(), error = %e, "writing the ProjectConfig's status");
     }
+    complete
 }
 
 #[cfg(test)]
