@@ -34,6 +34,16 @@ fn project(name: &str, annotations: serde_json::Value) -> Result<Project, suppor
     }))?)
 }
 
+/// A Project as Kargo before v1.3 wrote one, its promotion policies in
+/// its own spec.
+fn project_with_policies(name: &str) -> Result<Project, support::Error> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": name},
+        "spec": {"promotionPolicies": [{"stage": "test", "autoPromotionEnabled": true}]},
+    }))?)
+}
+
 async fn ready(h: &Harness, name: &str, status: &'static str) -> Result<Project, support::Error> {
     let api: Api<Project> = Api::all(h.client.clone());
     let cond = move |p: Option<&Project>| {
@@ -64,7 +74,7 @@ async fn gone(h: &Harness, name: &str) -> TestResult {
 }
 
 #[tokio::test]
-async fn a_project_gets_a_labelled_namespace_and_a_project_config_and_takes_it_along_when_deleted()
+async fn a_project_gets_a_labelled_namespace_and_a_project_config_with_its_old_policies_and_takes_it_along_when_deleted()
 -> TestResult {
     let h = harness().await?;
     let name = format!("{}-project", h.ns);

@@ -58,14 +58,14 @@
 //!   `unused` (`file://` needs no credentials); every object's
 //!   `metadata.namespace` (the Kargo Project's name) becomes the test's
 //!   namespace.
-//! - **Not applied, because Barge has no such kinds yet** (Warehouses, Projects
-//!   and analysis are later issues): `Project`, `Warehouse` and Argo Rollouts'
-//!   `AnalysisTemplate` are carried in the files, and `barge expand` skips
-//!   them, but the test does not create them. So the test creates the
-//!   Freight each Warehouse would have discovered, and creates the Promotions
-//!   itself: the monorepo Project's `promotionPolicies`
-//!   (`autoPromotionEnabled`) are not read by Barge, and the other two
-//!   examples promote by hand anyway. `kargo-advanced`'s `verification`
+//! - **Not applied**: `Warehouse` and Argo Rollouts' `AnalysisTemplate`
+//!   (Barge has no such kinds yet: Warehouses and analysis are later issues),
+//!   and `Project`, which Barge has (`tests/projects.rs`, including the
+//!   monorepo's pre-v1.3 `spec.promotionPolicies`) but which names its own
+//!   namespace while the test runs in its own. They are carried in the
+//!   files, and `barge expand` skips them. So the test creates the Freight
+//!   each Warehouse would have discovered, and creates the Promotions
+//!   itself (the other two examples promote by hand anyway). `kargo-advanced`'s `verification`
 //!   (AnalysisTemplate `pokemon-xp`, which calls pokeapi.co) is accepted by
 //!   Barge and not run.
 //! - **Applications**: ApplicationSets are not available in the test

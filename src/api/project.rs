@@ -43,7 +43,24 @@ pub const FINALIZER: &str = "barge.dev/project";
         json_path = ".metadata.creationTimestamp"
     )
 )]
-pub struct ProjectSpec {}
+pub struct ProjectFields {
+    /// Optional, as in Kargo (whose current Projects have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ProjectSpec>,
+}
+
+/// A Project's spec as Kargo before v1.3 wrote it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSpec {
+    /// Kargo before v1.3 kept promotion policies here; they now belong in
+    /// the ProjectConfig. With `--manage-projects` they are copied into a
+    /// ProjectConfig that has none, as Kargo migrated them; otherwise they
+    /// are not read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub promotion_policies: Vec<crate::api::project_config::PromotionPolicy>,
+}
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -104,12 +104,7 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<ProjectContext>) -> Resul
                 create_or_exists(&namespaces, &ns).await?;
                 tracing::info!(project = %name, "created the Project's namespace");
             }
-            let config: ProjectConfig = serde_json::from_value(json!({
-                "apiVersion": "barge.dev/v1alpha1", "kind": "ProjectConfig",
-                "metadata": {"name": name, "namespace": name},
-                "spec": {},
-            }))?;
-            create_or_exists(&Api::namespaced(ctx.client.clone(), &name), &config).await?;
+            ensure_project_config(&ctx.client, &project).await?;
             condition(
                 "True",
                 "Synced",
@@ -148,6 +143,37 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<ProjectContext>) -> Resul
 pub fn error_policy(_project: Arc<Project>, error: &Error, _ctx: Arc<ProjectContext>) -> Action {
     tracing::warn!(%error, "project reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// The project's ProjectConfig: created empty, or with the policies of a
+/// Project written for Kargo before v1.3, which are moved into a
+/// ProjectConfig that has none (as Kargo migrated them).
+async fn ensure_project_config(client: &Client, project: &Project) -> Result<(), Error> {
+    let name = project.name_any();
+    let api: Api<ProjectConfig> = Api::namespaced(client.clone(), &name);
+    let policies = project
+        .spec
+        .spec
+        .as_ref()
+        .map(|s| s.promotion_policies.clone())
+        .unwrap_or_default();
+    let config: ProjectConfig = serde_json::from_value(json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "ProjectConfig",
+        "metadata": {"name": name, "namespace": name},
+        "spec": {"promotionPolicies": &policies},
+    }))?;
+    create_or_exists(&api, &config).await?;
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let existing = api.get(&name).await?;
+    if existing.spec.promotion_policies.is_empty() {
+        let patch = json!({"spec": {"promotionPolicies": &policies}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(project = %name, "moved the Project's promotion policies into its ProjectConfig");
+    }
+    Ok(())
 }
 
 async fn set_finalizers(
