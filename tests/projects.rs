@@ -80,7 +80,7 @@ async fn a_project_gets_a_labelled_namespace_and_a_project_config_with_its_old_p
     let name = format!("{}-project", h.ns);
     let projects: Api<Project> = Api::all(h.client.clone());
     projects
-        .create(&PostParams::default(), &project(&name, json!({}))?)
+        .create(&PostParams::default(), &project_with_policies(&name)?)
         .await?;
 
     let p = ready(&h, &name, "True").await?;
@@ -99,9 +99,17 @@ async fn a_project_gets_a_labelled_namespace_and_a_project_config_with_its_old_p
             .map(String::as_str),
         Some("true")
     );
-    Api::<ProjectConfig>::namespaced(h.client.clone(), &name)
+    let config = Api::<ProjectConfig>::namespaced(h.client.clone(), &name)
         .get(&name)
         .await?;
+    let policies = &config.spec.promotion_policies;
+    assert_eq!(
+        policies.len(),
+        1,
+        "the Project's policies moved into its ProjectConfig"
+    );
+    assert_eq!(policies[0].stage.as_deref(), Some("test"));
+    assert!(policies[0].auto_promotion_enabled);
 
     projects.delete(&name, &DeleteParams::default()).await?;
     gone(&h, &name).await?;
