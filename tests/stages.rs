@@ -128,9 +128,13 @@ async fn a_degraded_application_holds_freight_back_until_it_recovers() -> TestRe
     Ok(())
 }
 
+/// Kargo's NewestFreight: each look promotes the newest Freight available.
+/// Whether dev saw f1 alone before f2 arrived depends on when it looked,
+/// so it gets one or two Promotions; either way never f1 after f2, never
+/// one Freight twice, one at a time, and f2 reaches prod.
 #[tokio::test]
-async fn two_freights_back_to_back_are_promoted_in_order_and_the_newest_reaches_prod() -> TestResult
-{
+async fn two_freights_back_to_back_end_with_the_newest_everywhere_promoted_one_at_a_time()
+-> TestResult {
     let h = Harness::start(|c| c.with_sync_delay(SYNC_DELAY)).await?;
     pipeline(&h, json!({})).await?;
     h.apply(h.freight("f1", "aaaa111")).await?;
@@ -146,7 +150,6 @@ async fn two_freights_back_to_back_are_promoted_in_order_and_the_newest_reaches_
         .iter()
         .filter(|p| p.spec.stage == "dev")
         .collect();
-    assert_eq!(dev.len(), 2, "dev gets one Promotion per Freight");
     assert!(dev.iter().all(|p| p.phase() == PromotionPhase::Succeeded));
     let span = |p: &Promotion| {
         let s = p.status.clone().unwrap_or_default();
@@ -157,13 +160,18 @@ async fn two_freights_back_to_back_are_promoted_in_order_and_the_newest_reaches_
             .find(|p| p.metadata.name.as_deref() == Some(name))
             .copied()
     };
-    let (Some(p1), Some(p2)) = (find("dev.f1"), find("dev.f2")) else {
-        return Err("expected dev.f1 and dev.f2".into());
-    };
-    assert!(
-        span(p2).0 >= span(p1).1,
-        "dev.f2 started before dev.f1 finished"
-    );
+    let p2 = find("dev.f2").ok_or("no dev.f2")?;
+    let mut expected = vec![vec!["bbbb222".to_string()]];
+    if let Some(p1) = find("dev.f1") {
+        assert_eq!(dev.len(), 2, "dev gets at most one Promotion per Freight");
+        assert!(
+            span(p2).0 >= span(p1).1,
+            "dev.f2 started before dev.f1 finished"
+        );
+        expected.insert(0, vec!["aaaa111".to_string()]);
+    } else {
+        assert_eq!(dev.len(), 1, "only the newest Freight");
+    }
     let app = format!("{}-dev", h.ns);
     let revisions: Vec<_> = h
         .journal
@@ -171,10 +179,7 @@ async fn two_freights_back_to_back_are_promoted_in_order_and_the_newest_reaches_
         .into_iter()
         .filter_map(|s| s.resolved_revisions)
         .collect();
-    assert_eq!(
-        revisions,
-        vec![vec!["aaaa111".to_string()], vec!["bbbb222".to_string()]]
-    );
+    assert_eq!(revisions, expected);
     h.shutdown().await;
     Ok(())
 }

@@ -276,19 +276,21 @@ pub async fn run(
         wakers.clone(),
         metrics.clone(),
     );
-    let (freight, freight_task) = watch_freight(
+    let (freight, freight_task) = watch_waking_stages::<Freight>(
         &client,
         &settings,
         stages.clone(),
         wakers.clone(),
         metrics.clone(),
+        "freight",
     );
-    let (project_configs, project_config_task) = watch_project_configs(
+    let (project_configs, project_config_task) = watch_waking_stages::<ProjectConfig>(
         &client,
         &settings,
         stages.clone(),
         wakers.clone(),
         metrics.clone(),
+        "projectconfig",
     );
     let (promotions, promotion_events) = watch_promotions(
         &client,
@@ -455,28 +457,40 @@ fn watch_applications(
     (applications, task)
 }
 
-/// Freight: cached for auto-promotion; a change wakes the namespace's Stages.
-fn watch_freight(
+/// A cache of `K` (Freight for auto-promotion, ProjectConfigs for its
+/// policies) whose every change wakes the Stages of the object's
+/// namespace. `resource` names it in metrics and logs.
+fn watch_waking_stages<K>(
     client: &Client,
     settings: &Settings,
     stages: Store<Stage>,
     wakers: Wakers,
     metrics: Arc<Metrics>,
-) -> (Store<Freight>, JoinHandle<()>) {
-    let (freight, writer) = reflector::store::<Freight>();
+    resource: &'static str,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
     let events = watcher(
-        scoped::<Freight>(client, &settings.namespace),
+        scoped::<K>(client, &settings.namespace),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(|f| f.managed_fields_mut().clear())
+    .modify(|o| o.managed_fields_mut().clear())
     .reflect(writer)
     .touched_objects();
     let task = tokio::spawn(events.for_each(move |event| {
         match event {
-            Ok(f) => {
+            Ok(object) => {
                 metrics.watch_ok();
-                let namespace = f.namespace();
+                let namespace = object.namespace();
                 for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
                     let _ = wakers
                         .stages
@@ -484,52 +498,13 @@ fn watch_freight(
                 }
             }
             Err(e) => {
-                metrics.watch_error("freight");
-                tracing::warn!(error = %e, "Freight watch error");
+                metrics.watch_error(resource);
+                tracing::warn!(error = %e, resource, "watch error");
             }
         }
         futures::future::ready(())
     }));
-    (freight, task)
-}
-
-/// ProjectConfigs: cached for the Stages' auto-promotion policies; a
-/// change wakes the namespace's Stages.
-fn watch_project_configs(
-    client: &Client,
-    settings: &Settings,
-    stages: Store<Stage>,
-    wakers: Wakers,
-    metrics: Arc<Metrics>,
-) -> (Store<ProjectConfig>, JoinHandle<()>) {
-    let (configs, writer) = reflector::store::<ProjectConfig>();
-    let events = watcher(
-        scoped::<ProjectConfig>(client, &settings.namespace),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|c| c.managed_fields_mut().clear())
-    .reflect(writer)
-    .touched_objects();
-    let task = tokio::spawn(events.for_each(move |event| {
-        match event {
-            Ok(config) => {
-                metrics.watch_ok();
-                let namespace = config.namespace();
-                for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
-                    let _ = wakers
-                        .stages
-                        .unbounded_send(ObjectRef::from(stage.as_ref()));
-                }
-            }
-            Err(e) => {
-                metrics.watch_error("projectconfig");
-                tracing::warn!(error = %e, "ProjectConfig watch error");
-            }
-        }
-        futures::future::ready(())
-    }));
-    (configs, task)
+    (store, task)
 }
 
 /// Promotions: the controller's own cache; every event keeps the wait index
