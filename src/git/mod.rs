@@ -87,6 +87,11 @@ impl<T> Context<T> for std::result::Result<T, git2::Error> {
     }
 }
 
+/// Why a remote refused a Promotion that brought no credentials: what to
+/// add (the git steps and the pull-request steps say it alike).
+pub const NO_CREDENTIALS_HINT: &str =
+    ": no Secret labelled barge.dev/cred-type=git in the Promotion's namespace matches its URL";
+
 /// How to reach a remote: its credentials, and whether to check its TLS
 /// certificate.
 #[derive(Clone, Debug, Default)]
@@ -127,7 +132,7 @@ fn remote_error(url: &str, access: &Access, refused: bool, what: String, e: git2
         let hint = if access.credentials.is_some() {
             " with the credentials of the matching Secret"
         } else {
-            ": no Secret labelled barge.dev/cred-type=git in the Promotion's namespace matches its URL"
+            NO_CREDENTIALS_HINT
         };
         return Error::Auth {
             url: redact_url(url),

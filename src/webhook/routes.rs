@@ -121,7 +121,7 @@ pub async fn sync(
         None => Api::all(client.clone()),
     };
     let mut known: BTreeMap<String, ProjectConfig> = BTreeMap::new();
-    let mut events = watcher(api, watcher::Config::default())
+    let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     // Those whose receivers are not all served (a Secret missing).
@@ -172,13 +172,6 @@ pub async fn sync(
             }
         }
     }
-}
-
-fn watcher(
-    api: Api<ProjectConfig>,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<Event<ProjectConfig>, watcher::Error>> {
-    watcher::watcher(api, config)
 }
 
 fn key_of(config: &ProjectConfig) -> String {

@@ -121,6 +121,14 @@ pub enum HostError {
     /// The host or the network failed; worth another try.
     #[error("{what}: {message}")]
     Unavailable { what: String, message: String },
+    /// The host refused the request (a 4xx other than 401, 403 and 404):
+    /// `message` is `HTTP <status>` and the host's words.
+    #[error("{what}: {message}")]
+    Rejected {
+        what: String,
+        status: u16,
+        message: String,
+    },
     /// The host answered something this client does not understand.
     #[error("{what}: unexpected answer: {message}")]
     Malformed { what: String, message: String },
@@ -129,7 +137,7 @@ pub enum HostError {
 impl HostError {
     /// Whether trying again later can help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(self, Self::Unavailable { .. } | Self::Rejected { .. })
     }
 }
 
@@ -432,9 +440,11 @@ impl GitHost {
             // 405 (GitHub, Gitea, GitLab): not mergeable in its state; 409:
             // the head moved; 406/422 (GitLab): not mergeable now. Read the
             // pull request again to tell a conflict from "not yet".
-            Err(HostError::Unavailable { message, .. })
-                if message.starts_with("HTTP 40") || message.starts_with("HTTP 422") =>
-            {
+            Err(HostError::Rejected {
+                status: 400..=409 | 422,
+                message,
+                ..
+            }) => {
                 let again = self.get(number).await?;
                 return match again.mergeable {
                     Mergeable::Conflict => Err(HostError::Unmergeable(format!(
@@ -516,7 +526,7 @@ impl GitHost {
                 hint: if self.token.is_some() {
                     ": the token of the matching Secret lacks the permission"
                 } else {
-                    ": no Secret labelled barge.dev/cred-type=git in the Promotion's namespace matches its URL"
+                    super::NO_CREDENTIALS_HINT
                 },
             },
             StatusCode::NOT_FOUND => HostError::NotFound {
@@ -527,12 +537,11 @@ impl GitHost {
                     " (a private repository looks missing without credentials: no Secret labelled barge.dev/cred-type=git matches its URL)"
                 },
             },
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                HostError::Unavailable {
-                    what: what.to_string(),
-                    message: format!("HTTP {}{detail}", s.as_u16()),
-                }
-            }
+            s if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS => HostError::Rejected {
+                what: what.to_string(),
+                status: s.as_u16(),
+                message: format!("HTTP {}{detail}", s.as_u16()),
+            },
             s => HostError::Unavailable {
                 what: what.to_string(),
                 message: format!("HTTP {}{detail}", s.as_u16()),
