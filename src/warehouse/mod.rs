@@ -1,0 +1,4 @@
+//! Warehouses: what discovers Freight. So far, the name a Freight of given
+//! artifacts gets, as Kargo computes it.
+
+pub mod freight_name;
