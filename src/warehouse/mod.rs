@@ -3,3 +3,4 @@
 
 pub mod constraint;
 pub mod freight_name;
+pub mod tags;
