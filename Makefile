@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: test test-gitops control-plane argocd gitea lint fmt
+.PHONY: test test-gitops control-plane argocd gitea registry lint fmt
 
 ## control-plane: build etcd, kube-apiserver, kubectl, helm and kustomize from Go modules (cached by version)
 control-plane:
@@ -18,12 +18,17 @@ argocd:
 gitea:
 	@bash hack/gitea/build.sh
 
+## registry: build the CNCF distribution registry (an OCI registry, for the Warehouse tests) from Go modules (cached by version)
+registry:
+	@bash hack/registry/build.sh
+
 ## test: build the control plane, Argo CD and Gitea if needed, then run every test against them
 test:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	gitea=$$(bash hack/gitea/build.sh | tail -n 1); \
-	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_GITEA_DIR=$$gitea $(CARGO) test --workspace
+	registry=$$(bash hack/registry/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_GITEA_DIR=$$gitea BARGE_REGISTRY_DIR=$$registry $(CARGO) test --workspace
 
 ## test-gitops: examples/gitops end to end against real Argo CD and a git repository, with the time per Stage
 test-gitops:

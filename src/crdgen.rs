@@ -12,6 +12,7 @@ use kube::CustomResourceExt;
 
 use crate::api::{
     ClusterPromotionTask, Freight, Project, ProjectConfig, Promotion, PromotionTask, Stage,
+    Warehouse,
 };
 
 /// The first line of every generated file.
@@ -43,6 +44,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Promotion::crd(),
         PromotionTask::crd(),
         Stage::crd(),
+        Warehouse::crd(),
     ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {

@@ -24,4 +24,5 @@ pub mod runtime;
 mod stage;
 mod steps;
 mod urls;
+pub mod warehouse;
 pub mod webhook;

@@ -14,6 +14,7 @@ pub mod schema;
 pub mod stage;
 pub mod step;
 pub mod validation;
+pub mod warehouse;
 
 pub use cluster_promotion_task::{ClusterPromotionTask, ClusterPromotionTaskSpec};
 pub use freight::{
@@ -37,6 +38,7 @@ pub use stage::{
 pub use step::{
     ExpressionVariable, PromotionStep, PromotionStepRetry, PromotionTaskReference, TaskKind,
 };
+pub use warehouse::{Warehouse, WarehouseSpec, WarehouseStatus};
 
 /// The API group of every Barge kind.
 pub const GROUP: &str = "barge.dev";

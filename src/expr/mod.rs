@@ -37,7 +37,7 @@ mod gotime;
 mod lexer;
 mod methods;
 mod parser;
-mod semver;
+pub(crate) mod semver;
 pub mod template;
 mod value;
 

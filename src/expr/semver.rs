@@ -202,7 +202,7 @@ impl Version {
 
 /// Pre-releases part by part: numbers below words, numbers by value,
 /// words by bytes, a missing part lowest.
-fn compare_prerelease(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_prerelease(a: &str, b: &str) -> Ordering {
     let (pa, pb): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
     for i in 0..pa.len().max(pb.len()) {
         let s = pa.get(i).copied().unwrap_or("");

@@ -792,6 +792,15 @@ enum Auth<'a> {
 /// One JSON request to the API under `api`. A client per request: a client
 /// keeps connections that belong to the tokio runtime that opened them,
 /// and every test has its own runtime while the server is shared.
+/// In a test binary of the main crate reqwest is built with rustls and no
+/// crypto provider of its own: installs the one kube uses, once.
+pub(crate) fn install_crypto_provider() {
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 async fn request(
     api: &str,
     auth: Auth<'_>,
@@ -800,12 +809,7 @@ async fn request(
     body: Option<&Value>,
 ) -> Result<Value, Error> {
     let what = format!("{method} {path}");
-    // In a test binary of the main crate reqwest is built with rustls and no
-    // crypto provider of its own: install the one kube uses, once.
-    static CRYPTO: std::sync::Once = std::sync::Once::new();
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+    install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()

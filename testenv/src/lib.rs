@@ -19,6 +19,7 @@ pub mod git_server;
 pub mod gitea;
 mod pki;
 pub mod process;
+pub mod registry;
 mod task;
 
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub use crate::task::{StopSignal, StoppableTask};
 pub const KUBERNETES_VERSION: &str = "1.36.3";
 
 /// How long the servers may take to become ready on a busy 2-core machine.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(90);
 pub(crate) const FIELD_MANAGER: &str = "barge-testenv";
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,19 @@ pub enum Error {
     MissingArgoCd(PathBuf),
     #[error("Gitea file {0} not found: run `make gitea` (or set BARGE_GITEA_DIR)")]
     MissingGitea(PathBuf),
+    #[error("registry binary {0} not found: run `make registry` (or set BARGE_REGISTRY_DIR)")]
+    MissingRegistry(PathBuf),
+    #[error("{request}: {source}")]
+    Http {
+        request: String,
+        source: reqwest::Error,
+    },
+    #[error("{request}: HTTP {status}: {body}")]
+    HttpStatus {
+        request: String,
+        status: u16,
+        body: String,
+    },
     #[error("gitea {command}: {output}")]
     GiteaCli { command: String, output: String },
     #[error("Gitea API {request}: {status}: {body}")]
