@@ -33,7 +33,7 @@ mod error;
 mod eval;
 pub(crate) mod functions;
 pub(crate) mod golang;
-mod gotime;
+pub(crate) mod gotime;
 mod lexer;
 mod methods;
 mod parser;

@@ -4,5 +4,7 @@
 
 pub mod constraint;
 pub mod discovered;
+pub mod freight;
 pub mod freight_name;
+pub mod schedule;
 pub mod tags;
