@@ -50,6 +50,32 @@ enum Command {
     /// barge.dev/create-actor the user who created the Promotion; run the
     /// controller with --trust-create-actor once it is installed.
     AdmissionPolicy,
+    /// Approve a Freight for a Stage: the Stage may take it without it
+    /// passing the upstream Stages (Kargo's manual approval).
+    Approve {
+        /// The Freight, by name or alias.
+        #[arg(long)]
+        freight: String,
+        /// The Stage (repeat for several).
+        #[arg(long, required = true)]
+        stage: Vec<String>,
+        /// The Freight's namespace (the project).
+        #[arg(short = 'n', long, alias = "project", default_value = "default")]
+        namespace: String,
+        /// Kubeconfig to use; without it, $KUBECONFIG or ~/.kube/config.
+        #[arg(long, env = "BARGE_KUBECONFIG", value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Ask a Warehouse to discover now (sets barge.dev/refresh).
+    Refresh {
+        /// The Warehouse.
+        #[arg(long)]
+        warehouse: String,
+        #[arg(short = 'n', long, alias = "project", default_value = "default")]
+        namespace: String,
+        #[arg(long, env = "BARGE_KUBECONFIG", value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -242,6 +268,44 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Approve {
+            freight,
+            stage,
+            namespace,
+            kubeconfig,
+        } => one_shot("approve", async move {
+            let client = client(kubeconfig.as_deref()).await?;
+            let Some(found) = crate::approval::find(&client, &namespace, &freight).await? else {
+                return Err(format!(
+                    "no Freight named or aliased {freight:?} in namespace {namespace:?}"
+                )
+                .into());
+            };
+            let name = found.metadata.name.clone().unwrap_or_default();
+            crate::approval::approve(&client, &namespace, &name, &stage, jiff::Timestamp::now())
+                .await?;
+            println!("Freight {name} approved for {}", stage.join(", "));
+            Ok(())
+        }),
+        Command::Refresh {
+            warehouse,
+            namespace,
+            kubeconfig,
+        } => one_shot("refresh", async move {
+            let client = client(kubeconfig.as_deref()).await?;
+            let api: kube::Api<crate::api::Warehouse> = kube::Api::namespaced(client, &namespace);
+            let token = jiff::Timestamp::now().to_string();
+            api.patch(
+                &warehouse,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({
+                    "metadata": {"annotations": {crate::api::ANNOTATION_REFRESH: token}}
+                })),
+            )
+            .await?;
+            println!("Warehouse {warehouse} asked to discover ({token})");
+            Ok(())
+        }),
         Command::AdmissionPolicy => match crate::admission::render() {
             Ok(text) => {
                 print!("{text}");
@@ -411,6 +475,23 @@ fn default_identity() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("barge-{}", std::process::id()))
+}
+
+/// Runs one API call of a command on a fresh runtime; errors go to stderr.
+fn one_shot(
+    command: &str,
+    work: impl std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(work).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("barge {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn client(

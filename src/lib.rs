@@ -8,6 +8,7 @@ pub const CONTROLLER_NAME: &str = "barge-controller";
 
 pub mod admission;
 pub mod api;
+mod approval;
 pub mod argocd;
 mod availability;
 mod await_index;

@@ -44,6 +44,11 @@ pub struct DeliveryLabels {
 
 type PromotionKey = (String, String);
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     reconcile_duration: Family<ControllerLabels, Histogram>,
@@ -58,6 +63,9 @@ pub struct Metrics {
     watch_errors: Family<WatchLabels, Counter>,
     webhook_deliveries: Family<DeliveryLabels, Counter>,
     webhook_wakes: Counter,
+    warehouse_discoveries: Family<OutcomeLabels, Counter>,
+    warehouse_discovery_duration: Histogram,
+    freight_created: Counter,
     /// Promotion → phase, so the per-phase gauge moves by deltas.
     phases: Mutex<HashMap<PromotionKey, PromotionPhase>>,
     /// Promotion → when an Application change asked for its reconcile.
@@ -90,6 +98,9 @@ impl Default for Metrics {
             watch_errors: Family::default(),
             webhook_deliveries: Family::default(),
             webhook_wakes: Counter::default(),
+            warehouse_discoveries: Family::default(),
+            warehouse_discovery_duration: seconds(),
+            freight_created: Counter::default(),
             phases: Mutex::default(),
             pending_wakes: Mutex::default(),
             watch_failing_since: AtomicI64::new(0),
@@ -147,11 +158,40 @@ impl Default for Metrics {
             "Promotion reconciles requested by a webhook delivery",
             m.webhook_wakes.clone(),
         );
+        registry.register(
+            "warehouse_discoveries",
+            "Warehouse discoveries by outcome (success, or the first failure's reason)",
+            m.warehouse_discoveries.clone(),
+        );
+        registry.register(
+            "warehouse_discovery_duration_seconds",
+            "Time one Warehouse discovery took, all its subscriptions together",
+            m.warehouse_discovery_duration.clone(),
+        );
+        registry.register(
+            "freight_created",
+            "Freight created by Warehouses",
+            m.freight_created.clone(),
+        );
         Self { registry, ..m }
     }
 }
 
 impl Metrics {
+    pub fn warehouse_discovery(&self, took: Duration, outcome: &str) {
+        self.warehouse_discovery_duration
+            .observe(took.as_secs_f64());
+        self.warehouse_discoveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn freight_created(&self) {
+        self.freight_created.inc();
+    }
+
     pub fn reconciled(&self, controller: &str, took: Duration, failed: bool) {
         let labels = ControllerLabels {
             controller: controller.into(),

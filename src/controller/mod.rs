@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod freight;
 pub mod project;
 mod project_data;
 pub mod promotion;
@@ -331,6 +332,11 @@ pub async fn run(
         metrics: metrics.clone(),
         trust_create_actor: settings.trust_create_actor,
     });
+    let freight_ctx = Arc::new(freight::FreightContext {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
+    });
+    let freight_api = scoped::<Freight>(&client, &settings.namespace);
     let client_for_projects = client.clone();
     let shutdown_for_projects = shutdown.clone();
     let project_metrics = metrics.clone();
@@ -363,6 +369,14 @@ pub async fn run(
             report(&watch_metrics, "promotion", result.err());
             futures::future::ready(())
         });
+    let freight_controller =
+        Controller::new(freight_api, watcher::Config::default().any_semantic())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(freight::reconcile, freight::error_policy, freight_ctx)
+            .for_each(|result| {
+                report(&watch_metrics, "freight", result.err());
+                futures::future::ready(())
+            });
     let stage_controller = Controller::for_stream(stage_events, stages)
         .reconcile_on(stage_wake_rx)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
@@ -390,7 +404,12 @@ pub async fn run(
             })
             .await;
     };
-    futures::join!(promotion_controller, stage_controller, project_controller);
+    futures::join!(
+        promotion_controller,
+        stage_controller,
+        freight_controller,
+        project_controller
+    );
     if let Some(wakers) = &settings.wakers {
         wakers.set_local(None);
     }

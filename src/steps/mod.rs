@@ -30,7 +30,7 @@ pub mod kustomize_build;
 pub mod kustomize_set_image;
 mod manifests;
 mod pull_request;
-pub(crate) mod repository;
+pub mod repository;
 pub mod set_metadata;
 #[cfg(test)]
 mod tests;
