@@ -50,7 +50,8 @@ use super::tags::{Filters, TagSelection};
 use crate::api::warehouse::{
     CommitSelectionStrategy, DEFAULT_DISCOVERY_LIMIT, GitSubscription, MAX_DISCOVERY_LIMIT,
 };
-use crate::git::{Access, Credentials, callbacks, redact_url};
+pub use crate::git::Credentials;
+use crate::git::{Access, callbacks, redact_url};
 
 /// The most commits a branch walk looks at (and the deepest a branch is
 /// fetched), and the most tags a tag discovery examines.
@@ -375,7 +376,7 @@ impl From<DiscoveryError> for Failure {
 }
 
 /// A local libgit2 error: the cache's.
-fn cache<T>(what: &str) -> impl FnOnce(git2::Error) -> Failure + '_ {
+fn cache(what: &str) -> impl FnOnce(git2::Error) -> Failure + '_ {
     move |e| Failure::Cache(format!("{what}: {}", e.message()))
 }
 
@@ -423,7 +424,7 @@ fn open_cache(plan: &Plan, dir: &Path) -> Result<Repository, Failure> {
         let same = repo
             .find_remote("origin")
             .ok()
-            .is_some_and(|r| r.url() == Some(plan.url.as_str()));
+            .is_some_and(|r| r.url().is_ok_and(|u| u == plan.url));
         if same {
             return Ok(repo);
         }
@@ -437,9 +438,9 @@ fn open_cache(plan: &Plan, dir: &Path) -> Result<Repository, Failure> {
         std::fs::create_dir_all(parent)
             .map_err(|e| Failure::Cache(format!("creating {}: {e}", parent.display())))?;
     }
-    let repo = Repository::init_bare(dir).map_err(cache::<()>("creating the cache"))?;
+    let repo = Repository::init_bare(dir).map_err(cache("creating the cache"))?;
     repo.remote("origin", &plan.url)
-        .map_err(cache::<()>("adding the remote"))?;
+        .map_err(cache("adding the remote"))?;
     Ok(repo)
 }
 
@@ -606,7 +607,7 @@ fn remote_failure(plan: &Plan, refused: bool, e: &git2::Error) -> DiscoveryError
 fn fetch(repo: &Repository, plan: &Plan, refspecs: &[String], depth: usize) -> Result<(), Failure> {
     let mut remote = repo
         .find_remote("origin")
-        .map_err(cache::<()>("finding the remote"))?;
+        .map_err(cache("finding the remote"))?;
     let refused = Cell::new(false);
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks(&plan.access, &refused));
@@ -871,7 +872,7 @@ fn prune_tags(repo: &Repository, listing: &Listing) -> Result<(), Failure> {
         .references_glob("refs/tags/*")
         .map_err(cache("listing tags"))?
         .filter_map(Result::ok)
-        .filter_map(|r| r.name().map(str::to_string))
+        .filter_map(|r| r.name().ok().map(str::to_string))
         .filter(|name| {
             name.strip_prefix("refs/tags/")
                 .is_some_and(|t| !listing.tags.contains_key(t))
