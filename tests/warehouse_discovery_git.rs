@@ -59,9 +59,13 @@ impl Src {
         self.dir.path()
     }
 
+    /// A minute later than the last commit or tag.
+    fn tick(&self) {
+        self.clock.set(self.clock.get() + 60);
+    }
+
     fn env(&self) -> Vec<(&'static str, String)> {
-        let now = self.clock.get() + 60;
-        self.clock.set(now);
+        let now = self.clock.get();
         let date = format!("{now} +0200");
         vec![
             ("GIT_AUTHOR_NAME", "Alice".into()),
@@ -83,6 +87,7 @@ impl Src {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, format!("{message}\n{}\n", self.clock.get())).unwrap();
         self.git(&["add", "-A"]);
+        self.tick();
         self.git(&["commit", "-q", "-m", message]);
         self.git(&["rev-parse", "HEAD"])
     }
@@ -92,6 +97,7 @@ impl Src {
     }
 
     fn annotated_tag(&self, name: &str, at: &str) {
+        self.tick();
         self.git(&["tag", "-a", "-m", &format!("release {name}"), name, at]);
     }
 }
@@ -190,10 +196,7 @@ async fn newest_from_branch_lists_the_default_branch_newest_first_with_kargo_met
     assert_eq!(newest.author, "Alice <alice@example.com>");
     assert_eq!(newest.committer, "Bob <bob@example.com>");
     // The commit's date (+0200 in the commit), in UTC to the second.
-    assert_eq!(
-        newest.creator_date.as_deref(),
-        Some("2023-11-14T22:15:20Z")
-    );
+    assert_eq!(newest.creator_date.as_deref(), Some("2023-11-14T22:15:20Z"));
     // Kargo reports the subscription's branch, empty when it names none.
     assert_eq!(newest.branch, "");
     assert_eq!(newest.tag, "");
@@ -259,7 +262,10 @@ async fn since_drops_commits_committed_before_it() {
 async fn include_paths_as_a_base_directory_keep_commits_touching_it() {
     let src = Src::new();
     let app = src.commit("apps/web/deploy.yaml", "web");
-    src.commit("apps/webapp/deploy.yaml", "webapp (a sibling, not under apps/web)");
+    src.commit(
+        "apps/webapp/deploy.yaml",
+        "webapp (a sibling, not under apps/web)",
+    );
     src.commit("docs/readme.md", "docs");
     let mut s = sub(&src.url(), CommitSelectionStrategy::NewestFromBranch);
     s.include_paths = vec!["apps/web".into()];
@@ -273,7 +279,10 @@ async fn include_glob_and_exclude_regex_combine() {
     let src = Src::new();
     let yaml = src.commit("apps/a/values.yaml", "values");
     src.commit("apps/a/readme.md", "readme");
-    src.commit("apps/a/deep/x.yaml", "deep yaml (a single star stays in its directory)");
+    src.commit(
+        "apps/a/deep/x.yaml",
+        "deep yaml (a single star stays in its directory)",
+    );
     src.commit("apps/b/skip.yaml", "skipped by the exclude");
     let mut s = sub(&src.url(), CommitSelectionStrategy::NewestFromBranch);
     s.include_paths = vec!["glob:apps/*/*.yaml".into()];
@@ -302,7 +311,15 @@ async fn exclude_paths_alone_drop_commits_touching_only_excluded_paths() {
 fn tagged_repo() -> (Src, Vec<String>) {
     let src = Src::new();
     let mut made = Vec::new();
-    for tag in ["v1.0.0", "v1.1.0", "1.2", "v2.0.0-rc.1", "v2.0.0", "latest", "v01.3.0"] {
+    for tag in [
+        "v1.0.0",
+        "v1.1.0",
+        "1.2",
+        "v2.0.0-rc.1",
+        "v2.0.0",
+        "latest",
+        "v01.3.0",
+    ] {
         made.push(src.commit("a.txt", &format!("for {tag}")));
         src.tag(tag);
     }
@@ -334,7 +351,14 @@ async fn semver_non_strict_admits_partial_versions() {
     let found = run(&s, cache.path()).await.unwrap();
     assert_eq!(
         tags(&found),
-        ["v2.0.0", "v2.0.0-rc.1", "v01.3.0", "1.2", "v1.1.0", "v1.0.0"]
+        [
+            "v2.0.0",
+            "v2.0.0-rc.1",
+            "v01.3.0",
+            "1.2",
+            "v1.1.0",
+            "v1.0.0"
+        ]
     );
 }
 
@@ -459,9 +483,7 @@ async fn a_second_discovery_finds_a_new_commit() {
         .await
         .unwrap();
     assert_eq!(ids(&one), [first.as_str()]);
-    let second = server
-        .commit_file("app", "main", "b.txt", "more")
-        .unwrap();
+    let second = server.commit_file("app", "main", "b.txt", "more").unwrap();
     let two = discover(&s, AT, None, Some(&creds), cache.path(), Some(&one))
         .await
         .unwrap();
@@ -834,7 +856,11 @@ async fn a_long_history_is_fetched_only_as_deep_as_the_discovery_needs() {
         .unwrap();
     assert_eq!(found.commits.len(), 20);
     assert_eq!(found.commits[0].subject, "commit 5000");
-    assert!(cached_commits(cache.path()) <= 20, "{}", cached_commits(cache.path()));
+    assert!(
+        cached_commits(cache.path()) <= 20,
+        "{}",
+        cached_commits(cache.path())
+    );
 
     // One commit wanted, touching a path 300 commits down: deepened (100,
     // then 400), not cloned.
@@ -875,10 +901,7 @@ async fn a_100k_commit_history_is_never_cloned_in_full() {
     let creds = good_credentials();
     let mut figures = serde_json::Map::new();
     figures.insert("generate_ms".into(), (generate.as_millis() as u64).into());
-    figures.insert(
-        "rss_before_kib".into(),
-        peak_rss_kib().into(),
-    );
+    figures.insert("rss_before_kib".into(), peak_rss_kib().into());
 
     let cache = tempfile::tempdir().unwrap();
     let s = sub(&url, CommitSelectionStrategy::NewestFromBranch);
@@ -886,8 +909,14 @@ async fn a_100k_commit_history_is_never_cloned_in_full() {
     let found = discover(&s, AT, None, Some(&creds), cache.path(), None)
         .await
         .unwrap();
-    figures.insert("newest20_ms".into(), (t.elapsed().as_millis() as u64).into());
-    figures.insert("newest20_cached_commits".into(), cached_commits(cache.path()).into());
+    figures.insert(
+        "newest20_ms".into(),
+        (t.elapsed().as_millis() as u64).into(),
+    );
+    figures.insert(
+        "newest20_cached_commits".into(),
+        cached_commits(cache.path()).into(),
+    );
     figures.insert("newest20_cache_bytes".into(), dir_size(cache.path()).into());
     assert_eq!(found.commits.len(), 20);
     assert!(cached_commits(cache.path()) <= 20);
@@ -896,7 +925,10 @@ async fn a_100k_commit_history_is_never_cloned_in_full() {
     let same = discover(&s, AT, None, Some(&creds), cache.path(), Some(&found))
         .await
         .unwrap();
-    figures.insert("unchanged_ms".into(), (t.elapsed().as_millis() as u64).into());
+    figures.insert(
+        "unchanged_ms".into(),
+        (t.elapsed().as_millis() as u64).into(),
+    );
     assert_eq!(same.commits, found.commits);
 
     let cache = tempfile::tempdir().unwrap();
@@ -906,10 +938,16 @@ async fn a_100k_commit_history_is_never_cloned_in_full() {
     let found = discover(&s, AT, None, Some(&creds), cache.path(), None)
         .await
         .unwrap();
-    figures.insert("path_filter_budget_ms".into(), (t.elapsed().as_millis() as u64).into());
+    figures.insert(
+        "path_filter_budget_ms".into(),
+        (t.elapsed().as_millis() as u64).into(),
+    );
     let cached = cached_commits(cache.path());
     figures.insert("path_filter_cached_commits".into(), cached.into());
-    figures.insert("path_filter_cache_bytes".into(), dir_size(cache.path()).into());
+    figures.insert(
+        "path_filter_cache_bytes".into(),
+        dir_size(cache.path()).into(),
+    );
     figures.insert("walk_budget".into(), WALK_BUDGET.into());
     assert!(found.commits.is_empty());
     assert!(cached <= WALK_BUDGET + 1, "{cached}");
@@ -921,7 +959,10 @@ async fn a_100k_commit_history_is_never_cloned_in_full() {
     let again = discover(&s, AT, None, Some(&creds), cache.path(), Some(&found))
         .await
         .unwrap();
-    figures.insert("incremental_ms".into(), (t.elapsed().as_millis() as u64).into());
+    figures.insert(
+        "incremental_ms".into(),
+        (t.elapsed().as_millis() as u64).into(),
+    );
     assert_eq!(again.commits[0].id, new);
     figures.insert("peak_rss_kib".into(), peak_rss_kib().into());
     println!("{}", serde_json::Value::Object(figures));

@@ -594,6 +594,7 @@ fn remote_failure(plan: &Plan, refused: bool, e: &git2::Error) -> DiscoveryError
         || lower.contains("404")
         || lower.contains("could not find repository")
         || lower.contains("not a valid local path")
+        || lower.contains("failed to resolve path")
         || lower.contains("repository not found")
         || lower.contains("not found")
     {
@@ -630,6 +631,12 @@ fn fetch(repo: &Repository, plan: &Plan, refspecs: &[String], depth: usize) -> R
             }
             _ => Failure::Discovery(remote_failure(plan, refused.get(), &e)),
         })
+}
+
+/// The cache opened again, to see what a fetch changed (libgit2 reads the
+/// shallow boundary once per handle).
+fn reopen(repo: &Repository) -> Result<Repository, Failure> {
+    Repository::open_bare(repo.path()).map_err(cache("opening the cache"))
 }
 
 /// The commits the cache has only without their parents.
@@ -700,6 +707,8 @@ fn branch_commits(
         store_depth(repo, depth);
     }
     loop {
+        // A fresh handle: libgit2 keeps the shallow boundary it read.
+        let repo = &reopen(repo)?;
         let walk = walk_first_parent(plan, repo, tip, since)?;
         let deeper = walk.hit_boundary
             && walk.walked < WALK_BUDGET
@@ -831,6 +840,7 @@ fn tag_commits(
     if by_date {
         // Creator dates need every candidate.
         fetch_tags(plan, repo, listing, &names, depth)?;
+        let repo = &reopen(repo)?;
         let mut tagged: Vec<Tagged> = names
             .iter()
             .filter_map(|name| tagged(repo, name).transpose())
@@ -852,12 +862,13 @@ fn tag_commits(
         let batch = &names[start..(start + wanted).min(names.len())];
         start += batch.len();
         fetch_tags(plan, repo, listing, batch, depth)?;
+        let fresh = reopen(repo)?;
         for name in batch {
             if found.len() >= plan.limit {
                 break;
             }
-            if let Some(tag) = tagged(repo, name)?
-                && let Some(commit) = keep_tag(plan, repo, &tag)?
+            if let Some(tag) = tagged(&fresh, name)?
+                && let Some(commit) = keep_tag(plan, &fresh, &tag)?
             {
                 found.push(commit);
             }
