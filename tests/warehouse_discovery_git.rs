@@ -468,6 +468,31 @@ async fn tag_path_filters_look_at_the_tagged_commit_against_its_parent() {
     assert_eq!(tags(&found), ["v1.2.0", "v1.0.0"]);
 }
 
+#[tokio::test]
+async fn shallow_tag_fetches_over_http_still_diff_each_tag_against_its_parent() {
+    let server = GitServer::start(login()).await.unwrap();
+    let src = Src::new();
+    src.commit("chart/values.yaml", "chart");
+    src.tag("v0.1.0");
+    for tag in ["v1.0.0", "v1.1.0", "v1.2.0"] {
+        src.commit(&format!("docs/{tag}.md"), &format!("docs {tag}"));
+        src.tag(tag);
+    }
+    let url = serve(&server, "tags", src.path());
+    let mut s = sub(&url, CommitSelectionStrategy::SemVer);
+    s.include_paths = vec!["chart".into()];
+    // One wanted: fetched two tags at a time, two commits deep, so v1.0.0's
+    // commit arrives first as the parentless edge of v1.1.0's fetch; a
+    // diff against nothing would wrongly count chart/ for it.
+    s.discovery_limit = Some(1);
+    let cache = tempfile::tempdir().unwrap();
+    let found = discover(&s, AT, None, Some(&good_credentials()), cache.path(), None)
+        .await
+        .unwrap();
+    assert_eq!(tags(&found), ["v0.1.0"]);
+    assert!(cached_commits(cache.path()) <= 4);
+}
+
 // ------------------------------------------------------- incremental
 
 #[tokio::test]

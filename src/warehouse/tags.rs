@@ -255,6 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn matches_and_order_apply_the_filters_without_the_limit() {
+        let s = TagSelection::semver(&filters(&[], &[], Some(1)), "^1.26.0", None, "constraint")
+            .unwrap();
+        assert!(s.matches("1.27.3"));
+        assert!(!s.matches("1.28"));
+        assert!(!s.matches("1.25.9"));
+        assert_eq!(s.order(TAGS.iter().copied()).len(), 4);
+        assert_eq!(s.select(TAGS.iter().copied()), vec!["v1.28.0"]);
+        assert_eq!(s.limit(), 1);
+        let ignore = vec!["^latest$".to_string()];
+        let l = TagSelection::lexical(&filters(&[], &ignore, None)).unwrap();
+        assert!(l.matches("1.28") && !l.matches("latest"));
+    }
+
+    #[test]
     fn bad_filters_are_refused_naming_the_field() {
         let bad = vec!["(".to_string()];
         let err = TagSelection::lexical(&filters(&bad, &[], None)).unwrap_err();
