@@ -583,6 +583,47 @@ async fn a_corrupt_cache_is_deleted_and_fetched_again() {
     assert_eq!(ids(&found), [first.as_str()]);
 }
 
+#[tokio::test]
+async fn a_cache_that_lost_its_objects_is_deleted_and_fetched_again() {
+    let src = Src::new();
+    src.commit("a.txt", "first");
+    let cache = tempfile::tempdir().unwrap();
+    let s = sub(&src.url(), CommitSelectionStrategy::NewestFromBranch);
+    run(&s, cache.path()).await.unwrap();
+    let repo = cache.path().join(CACHE_REPO);
+    std::fs::remove_dir_all(repo.join("objects")).unwrap();
+    let second = src.commit("a.txt", "second");
+    let found = run(&s, cache.path()).await.unwrap();
+    assert_eq!(found.commits[0].id, second);
+    assert_eq!(found.commits.len(), 2);
+}
+
+#[tokio::test]
+async fn a_cache_with_a_damaged_pack_is_deleted_and_fetched_again() {
+    let src = Src::new();
+    let first = src.commit("a.txt", "first");
+    let cache = tempfile::tempdir().unwrap();
+    let s = sub(&src.url(), CommitSelectionStrategy::NewestFromBranch);
+    run(&s, cache.path()).await.unwrap();
+    let packs = cache.path().join(CACHE_REPO).join("objects/pack");
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&packs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pack") {
+            let bytes = std::fs::read(&path).unwrap();
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&path, perms).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let found = run(&s, cache.path()).await.unwrap();
+    assert_eq!(ids(&found), [first.as_str()]);
+}
+
 // ------------------------------------------------------ access, errors
 
 #[tokio::test]
