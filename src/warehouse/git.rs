@@ -29,7 +29,8 @@
 //! returns what it found. Tags are fetched one commit deep (two with path
 //! filters, for the parent's tree), and for `SemVer`/`Lexical` only as many
 //! as the limit needs, in name order; at most [`WALK_BUDGET`] tags are
-//! examined. libgit2's `file://` transport cannot fetch shallow: local
+//! examined (`NewestTag`, which must date them all, refuses more as
+//! TooLarge). libgit2's `file://` transport cannot fetch shallow: local
 //! repositories are fetched in full.
 //!
 //! `expressionFilter` is refused (Config), `blobless` is ignored (libgit2
@@ -835,9 +836,17 @@ fn tag_commits(
 ) -> Result<Vec<DiscoveredCommit>, Failure> {
     prune_tags(repo, listing)?;
     let depth = if plan.paths.active() { 2 } else { 1 };
-    let names: Vec<String> = names.into_iter().take(WALK_BUDGET).collect();
     let mut found = Vec::new();
     if by_date {
+        if names.len() > WALK_BUDGET {
+            return Err(DiscoveryError::TooLarge(format!(
+                "{}: {} tags pass the tag filters, more than the {WALK_BUDGET} NewestTag \
+                 compares; narrow allowTagsRegexes or ignoreTagsRegexes",
+                redact_url(&plan.url),
+                names.len()
+            ))
+            .into());
+        }
         // Creator dates need every candidate.
         fetch_tags(plan, repo, listing, &names, depth)?;
         let repo = &reopen(repo)?;
@@ -856,6 +865,8 @@ fn tag_commits(
         }
         return Ok(found);
     }
+    // Name order decides: only the first tags are ever examined.
+    let names = &names[..names.len().min(WALK_BUDGET)];
     let mut start = 0;
     while start < names.len() && found.len() < plan.limit {
         let wanted = (plan.limit - found.len()) * if plan.paths.active() { 2 } else { 1 };
