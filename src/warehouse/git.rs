@@ -62,6 +62,9 @@ pub const WALK_BUDGET: usize = 10_000;
 /// recorded (as Kargo).
 pub const MAX_OBSERVED_TAGS: usize = 1000;
 
+/// How many commits a walk reads through one repository handle.
+const HANDLE_COMMITS: usize = 500;
+
 /// Kargo's subject length: longer subjects are cut to 77 bytes and `...`.
 const MAX_SUBJECT: usize = 80;
 
@@ -763,10 +766,17 @@ fn walk_first_parent(
         hit_boundary: false,
     };
     let mut next = Some(tip);
+    // libgit2 caches the trees a diff reads per handle (up to 256 MiB): a
+    // fresh handle every so often keeps a long walk's memory flat.
+    let mut handle = reopen(repo)?;
     while let Some(oid) = next {
         if walk.found.len() >= plan.limit || walk.walked >= WALK_BUDGET {
             break;
         }
+        if walk.walked > 0 && walk.walked.is_multiple_of(HANDLE_COMMITS) {
+            handle = reopen(repo)?;
+        }
+        let repo = &handle;
         let commit = repo.find_commit(oid).map_err(cache("reading a commit"))?;
         if since.is_some_and(|since| commit.time().seconds() < since) {
             break;
