@@ -102,7 +102,7 @@ pub struct Access {
 
 /// Callbacks that offer the credentials once (libgit2 asks again after a
 /// refusal, which would loop) and skip the certificate check if told to.
-fn callbacks<'a>(access: &'a Access, refused: &'a Cell<bool>) -> RemoteCallbacks<'a> {
+pub(crate) fn callbacks<'a>(access: &'a Access, refused: &'a Cell<bool>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let offered = Cell::new(false);
     callbacks.credentials(move |_url, _user, allowed| {

@@ -6,5 +6,6 @@ pub mod constraint;
 pub mod discovered;
 pub mod freight;
 pub mod freight_name;
+pub mod git;
 pub mod schedule;
 pub mod tags;

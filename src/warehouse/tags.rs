@@ -117,8 +117,35 @@ impl TagSelection {
 
     /// The tags discovered from `tags`, newest first.
     pub fn select<'t>(&self, tags: impl IntoIterator<Item = &'t str>) -> Vec<String> {
+        let mut picked = self.order(tags);
+        picked.truncate(self.limit);
+        picked
+    }
+
+    /// How many tags a discovery reports at most (`discoveryLimit`).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether `tag` passes the filters (the regexes and, for `SemVer`, the
+    /// version and constraint), whatever its place in the order.
+    pub fn matches(&self, tag: &str) -> bool {
+        if !self.allowed(tag) {
+            return false;
+        }
+        match &self.order {
+            Order::Lexical => true,
+            Order::SemVer { strict, constraint } => version_of(tag, *strict)
+                .is_some_and(|v| constraint.as_ref().is_none_or(|c| c.check(&v))),
+        }
+    }
+
+    /// [`TagSelection::select`] without the limit: every tag that passes,
+    /// newest first, for callers that filter further (by the paths a
+    /// tagged commit changed) before they apply the limit.
+    pub fn order<'t>(&self, tags: impl IntoIterator<Item = &'t str>) -> Vec<String> {
         let allowed = tags.into_iter().filter(|t| self.allowed(t));
-        let mut picked: Vec<String> = match &self.order {
+        let picked: Vec<String> = match &self.order {
             Order::Lexical => {
                 let mut tags: Vec<&str> = allowed.collect();
                 tags.sort_unstable_by(|a, b| b.cmp(a));
@@ -136,7 +163,6 @@ impl TagSelection {
                 versions.into_iter().map(|v| v.original).collect()
             }
         };
-        picked.truncate(self.limit);
         picked
     }
 }
@@ -226,6 +252,21 @@ mod tests {
             lexical.select(TAGS.iter().copied()),
             vec!["latest", "1.27.3"]
         );
+    }
+
+    #[test]
+    fn matches_and_order_apply_the_filters_without_the_limit() {
+        let s = TagSelection::semver(&filters(&[], &[], Some(1)), "^1.26.0", None, "constraint")
+            .unwrap();
+        assert!(s.matches("1.27.3"));
+        assert!(!s.matches("1.28"));
+        assert!(!s.matches("1.25.9"));
+        assert_eq!(s.order(TAGS.iter().copied()).len(), 4);
+        assert_eq!(s.select(TAGS.iter().copied()), vec!["v1.28.0"]);
+        assert_eq!(s.limit(), 1);
+        let ignore = vec!["^latest$".to_string()];
+        let l = TagSelection::lexical(&filters(&[], &ignore, None)).unwrap();
+        assert!(l.matches("1.28") && !l.matches("latest"));
     }
 
     #[test]
