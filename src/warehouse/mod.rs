@@ -5,4 +5,5 @@
 pub mod constraint;
 pub mod discovered;
 pub mod freight_name;
+pub mod paths;
 pub mod tags;
