@@ -177,7 +177,6 @@ pub struct GenericReceiverConfig {
 
     /// What to do with a delivery: each action whose `whenExpression` holds
     /// runs.
-    #[serde(default)]
     #[schemars(length(min = 1, max = 20))]
     pub actions: Vec<GenericWebhookAction>,
 }
@@ -203,7 +202,6 @@ pub struct GenericWebhookAction {
 
     /// Which objects the action applies to: the union of every criterion's
     /// selection.
-    #[serde(default)]
     #[schemars(length(min = 1, max = 20))]
     pub target_selection_criteria: Vec<GenericWebhookTargetSelectionCriteria>,
 }
