@@ -435,6 +435,9 @@ async fn answer_generic(
 }
 
 #[cfg(test)]
+mod sender_tests;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use axum::body::Body;
