@@ -1047,4 +1047,166 @@ mod tests {
         let err = parse(Sender::GitHub, &h, b"{").unwrap_err();
         assert!(err.to_string().contains("github pull_request"), "{err}");
     }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/webhooks/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn push(event: Event) -> Push {
+        match event {
+            Event::Push(push) => push,
+            other => panic!("not a push: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_github_push_names_the_repository_by_every_url_its_ref_and_its_changed_files() {
+        let h = headers(&[("X-GitHub-Event", "push")]);
+        let p = push(parse(Sender::GitHub, &h, &fixture("github-push.json")).unwrap());
+        assert_eq!(p.artifact, Artifact::Git);
+        assert_eq!(
+            p.repo_urls,
+            vec![
+                "https://github.com/acme/app.git",
+                "https://github.com/acme/app",
+                "git@github.com:acme/app.git"
+            ]
+        );
+        assert_eq!(p.refs, vec!["refs/heads/main"]);
+        assert_eq!(p.changed_files, vec!["apps/api/values.yaml"]);
+    }
+
+    #[test]
+    fn a_push_whose_commits_were_left_out_lists_no_files() {
+        let h = headers(&[("X-Gitlab-Event", "Push Hook")]);
+        let body = String::from_utf8(fixture("gitlab-push.json"))
+            .unwrap()
+            .replace("\"total_commits_count\":1", "\"total_commits_count\":40");
+        let p = push(parse(Sender::GitLab, &h, body.as_bytes()).unwrap());
+        assert!(p.changed_files.is_empty());
+        assert_eq!(p.repo_urls.len(), 3);
+        let h = headers(&[("X-Gitlab-Event", "Tag Push Hook")]);
+        let tag = br#"{"ref":"refs/tags/v1.2.0","project":{"git_http_url":"https://gitlab.example.com/acme/app.git"}}"#;
+        assert_eq!(
+            push(parse(Sender::GitLab, &h, tag).unwrap()).refs,
+            vec!["refs/tags/v1.2.0"]
+        );
+    }
+
+    #[test]
+    fn a_github_package_is_an_image_or_a_chart_as_its_media_type_says() {
+        let h = headers(&[("X-GitHub-Event", "package")]);
+        let body = fixture("github-package.json");
+        let p = push(parse(Sender::GitHub, &h, &body).unwrap());
+        assert_eq!(
+            (p.artifact, p.repo_urls.clone(), p.refs.clone()),
+            (
+                Artifact::Image,
+                vec!["ghcr.io/acme/api:1.4.0".to_string()],
+                vec!["1.4.0".to_string()]
+            )
+        );
+        let chart = String::from_utf8(body).unwrap().replace(
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.cncf.helm.config.v1+json",
+        );
+        let p = push(parse(Sender::GitHub, &h, chart.as_bytes()).unwrap());
+        assert_eq!(p.artifact, Artifact::Chart);
+        let deleted = br#"{"action":"deleted","package":{}}"#;
+        assert!(matches!(
+            parse(Sender::GitHub, &h, deleted).unwrap(),
+            Event::Other(_)
+        ));
+        let broken = br#"{"action":"published","package":{"package_type":"CONTAINER"}}"#;
+        assert!(parse(Sender::GitHub, &h, broken).is_err());
+    }
+
+    #[test]
+    fn a_distribution_envelope_counts_manifest_pushes_only_across_its_events() {
+        let p = push(
+            parse(
+                Sender::Distribution,
+                &Headers::new(),
+                &fixture("distribution-events.json"),
+            )
+            .unwrap(),
+        );
+        assert_eq!(p.repo_urls, vec!["registry.example.com:5000/acme/api"]);
+        assert_eq!(p.refs, vec!["1.4.0"]);
+        assert_eq!(p.artifact, Artifact::ImageOrChart);
+        let two = br#"{"events":[
+            {"action":"push","target":{"repository":"a","tag":"1"},"request":{"host":"r.example.com"}},
+            {"action":"push","target":{"repository":"b","mediaType":"application/vnd.oci.image.index.v1+json"},"request":{"host":"r.example.com"}}]}"#;
+        let p = push(parse(Sender::Distribution, &Headers::new(), two).unwrap());
+        assert_eq!(p.repo_urls, vec!["r.example.com/a", "r.example.com/b"]);
+        let no_host = br#"{"events":[{"action":"push","target":{"repository":"a","tag":"1"}}]}"#;
+        assert!(parse(Sender::Distribution, &Headers::new(), no_host).is_err());
+        assert!(parse(Sender::Distribution, &Headers::new(), b"{}").is_err());
+    }
+
+    #[test]
+    fn a_token_header_is_compared_whole_and_a_missing_one_named() {
+        let ok = headers(&[("Authorization", "Bearer abc")]);
+        assert_eq!(
+            authenticate(Sender::Harbor, &ok, b"{}", b"Bearer abc"),
+            Ok(())
+        );
+        for wrong in ["Bearer ab", "Bearer abcd", "bearer abc", ""] {
+            let h = headers(&[("Authorization", wrong)]);
+            assert_eq!(
+                authenticate(Sender::Distribution, &h, b"{}", b"Bearer abc"),
+                Err(Rejected::BadSignature("Authorization")),
+                "{wrong:?}"
+            );
+        }
+        assert_eq!(
+            authenticate(Sender::Harbor, &Headers::new(), b"{}", b"Bearer abc"),
+            Err(Rejected::Unsigned("Authorization"))
+        );
+    }
+
+    #[test]
+    fn bitbucket_signs_with_sha256_or_sha1_and_data_center_names_clone_urls() {
+        let body = br#"{"changes":[{"ref":{"id":"refs/heads/main"}}],
+            "repository":{"links":{"clone":[{"href":"ssh://git@bitbucket.example.com:7999/acme/app.git","name":"ssh"},
+                {"href":"https://bitbucket.example.com/scm/acme/app.git","name":"http"}]}}}"#;
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, SECRET);
+        let sha1: String = hmac::sign(&key, body)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let h = headers(&[
+            ("X-Event-Key", "repo:refs_changed"),
+            ("X-Hub-Signature", &format!("sha1={sha1}")),
+        ]);
+        assert_eq!(authenticate(Sender::Bitbucket, &h, body, SECRET), Ok(()));
+        let unprefixed = headers(&[("X-Hub-Signature", &sha1)]);
+        assert!(authenticate(Sender::Bitbucket, &unprefixed, body, SECRET).is_err());
+        let p = push(parse(Sender::Bitbucket, &h, body).unwrap());
+        assert_eq!(p.repo_urls.len(), 2);
+        assert_eq!(p.refs, vec!["refs/heads/main"]);
+        let merged = br#"{"pullrequest":{"id":7},"repository":{"links":{"html":{"href":"https://bitbucket.org/acme/app"}}}}"#;
+        let h = headers(&[("X-Event-Key", "pullrequest:fulfilled")]);
+        assert!(matches!(
+            parse(Sender::Bitbucket, &h, merged).unwrap(),
+            Event::PullRequest { number: 7, .. }
+        ));
+    }
+
+    #[test]
+    fn the_secret_keys_are_kargos() {
+        assert_eq!(Sender::Harbor.secret_keys(), ["auth-header"]);
+        assert_eq!(Sender::Distribution.secret_keys(), ["auth-header"]);
+        assert_eq!(Sender::Artifactory.secret_keys(), ["secret-token"]);
+        assert_eq!(Sender::GitLab.secret_keys()[0], "secret-token");
+        assert_eq!(Sender::DockerHub.secret_keys(), ["secret"]);
+        for sender in Sender::ALL {
+            assert_eq!(Sender::named(sender.name()), Some(sender));
+        }
+    }
 }
