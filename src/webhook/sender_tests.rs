@@ -40,8 +40,14 @@ fn hmac_hex(algorithm: hmac::Algorithm, secret: &[u8], body: &[u8]) -> String {
     hex(hmac::sign(&hmac::Key::new(algorithm, secret), body).as_ref())
 }
 
+/// A delivery's headers.
+type Headers = Vec<(&'static str, String)>;
+
 /// How a sender authenticates a delivery of `body` with `secret`.
-type Sign = fn(&[u8], &[u8]) -> Vec<(&'static str, String)>;
+type Sign = fn(&[u8], &[u8]) -> Headers;
+
+/// The same, capturing.
+type Signer = Box<dyn Fn(&[u8], &[u8]) -> Headers>;
 
 fn github(event: &'static str) -> impl Fn(&[u8], &[u8]) -> Vec<(&'static str, String)> {
     move |secret, body| {
@@ -58,14 +64,11 @@ fn github(event: &'static str) -> impl Fn(&[u8], &[u8]) -> Vec<(&'static str, St
 struct Case {
     sender: Sender,
     fixture: &'static str,
-    sign: Box<dyn Fn(&[u8], &[u8]) -> Vec<(&'static str, String)>>,
+    sign: Signer,
     /// The subscribed Warehouse's subscription.
     subscription: Value,
     /// An event this receiver ignores: headers' signer and body.
-    irrelevant: Option<(
-        Box<dyn Fn(&[u8], &[u8]) -> Vec<(&'static str, String)>>,
-        String,
-    )>,
+    irrelevant: Option<(Signer, String)>,
     /// Whether the credential is only the path (a wrong one is 404).
     path_only: bool,
 }
