@@ -67,6 +67,15 @@ impl Sender {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// Whether the sender reports pull-request events (which wake the
+    /// Promotions waiting on them).
+    pub fn reports_pull_requests(self) -> bool {
+        matches!(
+            self,
+            Self::GitHub | Self::GitLab | Self::Gitea | Self::Bitbucket | Self::Azure
+        )
+    }
+
     /// The keys of the receiver's Secret that hold its secret, as Kargo
     /// names them; the first present is used. (GitLab's `secret` is what
     /// Barge read before it followed Kargo's `secret-token`.)

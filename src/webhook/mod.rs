@@ -136,7 +136,7 @@ impl Receivers {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .any(|r| r.namespace == namespace)
+            .any(|r| r.namespace == namespace && r.sender.reports_pull_requests())
     }
 }
 
@@ -535,6 +535,25 @@ mod tests {
             .unwrap();
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
         assert!(s.woken.try_recv().is_err(), "nothing woken");
+    }
+
+    #[test]
+    fn only_a_receiver_of_pull_request_events_makes_pull_request_waits_rely_on_it() {
+        let receivers = Receivers::default();
+        receivers.replace(
+            "demo",
+            vec![
+                Receiver::new("demo", "hub", Sender::DockerHub, b"s"),
+                Receiver::new("demo", "ci", Sender::Generic, b"s"),
+            ],
+        );
+        assert!(!receivers.serve("demo"));
+        receivers.replace(
+            "demo",
+            vec![Receiver::new("demo", "bb", Sender::Bitbucket, b"s")],
+        );
+        assert!(receivers.serve("demo"));
+        assert!(!receivers.serve("other"));
     }
 
     #[tokio::test]
