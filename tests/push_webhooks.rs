@@ -143,7 +143,7 @@ async fn a_registry_push_refreshes_exactly_the_warehouses_subscribed_to_the_imag
 
     // Docker Hub's push of library/nginx: the Warehouse subscribed to
     // `nginx`, whatever the spelling.
-    let hub = json!({"push_data": {"pusher": "someone", "tag": "1.27"},
+    let hub = json!({"push_data": {"pusher": "someone", "tag": "1.27.3"},
         "repository": {"name": "nginx", "namespace": "library", "repo_name": "library/nginx"}});
     let answer = client.post(url("hub")).body(hub.to_string()).send().await?;
     assert_eq!(answer.status().as_u16(), 200);

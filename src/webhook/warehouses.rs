@@ -10,7 +10,10 @@
 //! must be what the subscription follows (its branch, `main` or `master`
 //! when it names none; a tag for the tag strategies), and when it lists
 //! the changed files, one of them must pass the subscription's
-//! `includePaths`/`excludePaths`.
+//! `includePaths`/`excludePaths`. For images and charts, when the push
+//! names its tags, one must be one the subscription would discover (its
+//! allow/ignore regexes, its semver constraint, a digest subscription's
+//! tag).
 //!
 //! The concerned Warehouses are annotated `barge.dev/refresh` (a merge
 //! patch); the Warehouse controller discovers on that annotation.
@@ -23,10 +26,14 @@ use serde_json::json;
 
 use super::event::{Artifact, Push};
 use crate::api::ANNOTATION_REFRESH;
-use crate::api::warehouse::{CommitSelectionStrategy, GitSubscription, Subscription, Warehouse};
+use crate::api::warehouse::{
+    ChartSubscription, CommitSelectionStrategy, GitSubscription, ImageSelectionStrategy,
+    ImageSubscription, Subscription, Warehouse,
+};
 use crate::urls::repository_key;
 use crate::warehouse::freight_name::{normalize_chart, normalize_image};
 use crate::warehouse::paths::PathFilter;
+use crate::warehouse::tags::{Filters, TagSelection};
 
 /// Whether `push` concerns a Warehouse with these subscriptions. Pure.
 pub fn concerns(subscriptions: &[Subscription], push: &Push) -> bool {
@@ -46,6 +53,7 @@ fn subscription_concerned(subscription: &Subscription, push: &Push) -> bool {
         (Subscription::Image { image, .. }, Artifact::Image | Artifact::ImageOrChart) => {
             let key = image_key(&image.repo_url);
             push.repo_urls.iter().any(|u| image_key(u) == key)
+                && (push.refs.is_empty() || push.refs.iter().any(|t| image_takes_tag(image, t)))
         }
         (Subscription::Chart { chart, .. }, Artifact::Chart | Artifact::ImageOrChart) => {
             let mut keys = vec![normalize_chart(&chart.repo_url)];
@@ -59,6 +67,7 @@ fn subscription_concerned(subscription: &Subscription, push: &Push) -> bool {
             push.repo_urls
                 .iter()
                 .any(|u| keys.contains(&normalize_chart(u)))
+                && (push.refs.is_empty() || push.refs.iter().any(|v| chart_takes_version(chart, v)))
         }
         _ => false,
     }
@@ -90,6 +99,58 @@ fn follows_ref(git: &GitSubscription, reference: &str) -> bool {
         }
         _ => reference.starts_with("refs/tags/"),
     }
+}
+
+fn no_filters(at: &str) -> Filters<'_> {
+    Filters {
+        at,
+        allow_tags_regexes: &[],
+        ignore_tags_regexes: &[],
+        allow_tags: "",
+        ignore_tags: &[],
+        discovery_limit: None,
+    }
+}
+
+/// Kargo's image `MatchesTag`: a digest subscription takes its tag; the
+/// others a tag their allow/ignore regexes admit, and for `SemVer` one
+/// that is a version within the constraint. A subscription the Warehouse
+/// controller will refuse takes any (let it say why).
+fn image_takes_tag(image: &ImageSubscription, tag: &str) -> bool {
+    let filters = Filters {
+        allow_tags_regexes: &image.allow_tags_regexes,
+        ignore_tags_regexes: &image.ignore_tags_regexes,
+        ..no_filters("image")
+    };
+    let selection = match image.image_selection_strategy {
+        ImageSelectionStrategy::Digest => {
+            return image.constraint.is_empty() || image.constraint == tag;
+        }
+        ImageSelectionStrategy::SemVer => TagSelection::semver(
+            &filters,
+            &image.constraint,
+            image.strict_semvers,
+            "constraint",
+        ),
+        ImageSelectionStrategy::Lexical | ImageSelectionStrategy::NewestBuild => {
+            TagSelection::lexical(&filters)
+        }
+    };
+    selection.map_or(true, |s| !s.select([tag]).is_empty())
+}
+
+/// Kargo's chart `MatchesVersion`: a version within the constraint.
+fn chart_takes_version(chart: &ChartSubscription, version: &str) -> bool {
+    if chart.semver_constraint.trim().is_empty() {
+        return true;
+    }
+    TagSelection::semver(
+        &no_filters("chart"),
+        &chart.semver_constraint,
+        Some(false),
+        "semverConstraint",
+    )
+    .map_or(true, |s| !s.select([version]).is_empty())
 }
 
 fn watches_paths(git: &GitSubscription, files: &[String]) -> bool {
@@ -346,6 +407,42 @@ mod tests {
         assert_eq!(concerned(&ws, &push), vec!["chart"]);
         push.artifact = Artifact::ImageOrChart;
         assert_eq!(concerned(&ws, &push), vec!["chart", "image"]);
+    }
+
+    #[test]
+    fn a_pushed_tag_must_be_one_the_image_or_chart_subscription_would_discover() {
+        let ws = [
+            warehouse(
+                "stable",
+                json!([{"image": {"repoURL": "ghcr.io/acme/api", "constraint": "^1.0.0"}}]),
+            ),
+            warehouse(
+                "no-rc",
+                json!([{"image": {"repoURL": "ghcr.io/acme/api", "imageSelectionStrategy": "Lexical",
+                    "ignoreTagsRegexes": ["-rc"]}}]),
+            ),
+            warehouse(
+                "latest",
+                json!([{"image": {"repoURL": "ghcr.io/acme/api", "imageSelectionStrategy": "Digest",
+                    "constraint": "latest"}}]),
+            ),
+            warehouse(
+                "chart",
+                json!([{"chart": {"repoURL": "oci://ghcr.io/acme/api", "semverConstraint": "<2"}}]),
+            ),
+        ];
+        let mut push = image_push("ghcr.io/acme/api");
+        push.artifact = Artifact::ImageOrChart;
+        push.refs = vec!["1.2.3".into()];
+        assert_eq!(concerned(&ws, &push), vec!["chart", "no-rc", "stable"]);
+        push.refs = vec!["2.0.0-rc1".into()];
+        assert!(concerned(&ws, &push).is_empty());
+        // Not a version: not one a constrained chart would discover.
+        push.refs = vec!["latest".into()];
+        assert_eq!(concerned(&ws, &push), vec!["latest", "no-rc"]);
+        // No tag named (a push by digest): every subscriber.
+        push.refs = vec![];
+        assert_eq!(concerned(&ws, &push).len(), 4);
     }
 
     #[test]
