@@ -379,4 +379,45 @@ mod tests {
             condition.message
         );
     }
+
+    #[test]
+    fn each_sender_reads_kargos_secret_key_and_a_promotion_target_is_named() {
+        let receivers: Vec<WebhookReceiverConfig> = serde_json::from_value(serde_json::json!([
+            {"name": "harbor", "harbor": {"secretRef": {"name": "h"}}},
+            {"name": "gitlab", "gitlab": {"secretRef": {"name": "g"}}},
+            {"name": "ci", "generic": {"secretRef": {"name": "c"}, "actions": [{
+                "action": "Refresh",
+                "targetSelectionCriteria": [{"kind": "Promotion", "name": "p"}]}]}}
+        ]))
+        .unwrap();
+        let mut secrets = secret_data("h", "auth-header", b"Bearer t");
+        secrets.extend(secret_data("g", "secret-token", b"tok"));
+        secrets.extend(secret_data("c", "secret", b"path"));
+        let resolved = resolve(&config(receivers), &secrets, None);
+        assert_eq!(resolved.receivers.len(), 3);
+        assert!(resolved.receivers[2].generic.is_some());
+        let condition = &resolved.status.conditions[0];
+        assert_eq!(condition.status, "False");
+        assert!(
+            condition.message.contains(
+                "spec.webhookReceivers[2] (ci): generic.actions[0].targetSelectionCriteria[0]: kind Promotion"
+            ),
+            "{}",
+            condition.message
+        );
+        // Harbor's secret under the key the other senders use: not served.
+        let receivers: Vec<WebhookReceiverConfig> = serde_json::from_value(serde_json::json!([
+            {"name": "harbor", "harbor": {"secretRef": {"name": "h"}}}
+        ]))
+        .unwrap();
+        let resolved = resolve(&config(receivers), &secret_data("h", "secret", b"x"), None);
+        assert!(resolved.receivers.is_empty());
+        assert!(
+            resolved.status.conditions[0]
+                .message
+                .contains("has no `auth-header` key"),
+            "{}",
+            resolved.status.conditions[0].message
+        );
+    }
 }
