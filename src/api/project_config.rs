@@ -245,7 +245,7 @@ pub struct GenericWebhookTargetSelectionCriteria {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexSelector {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub match_indices: Vec<IndexSelectorRequirement>,
 }
