@@ -155,7 +155,7 @@ impl Default for Metrics {
         );
         registry.register(
             "webhook_wakes",
-            "Promotion reconciles requested by a webhook delivery",
+            "Promotion and Warehouse reconciles requested by a webhook delivery",
             m.webhook_wakes.clone(),
         );
         registry.register(
@@ -284,6 +284,11 @@ impl Metrics {
             }
             self.queue_depth.set(pending.len() as i64);
         }
+    }
+
+    /// A webhook delivery asked for `count` Warehouses' discoveries.
+    pub fn webhook_refreshed(&self, count: usize) {
+        self.webhook_wakes.inc_by(count as u64);
     }
 
     /// A Promotion's reconcile starts: the wake-up it answers, if any, is measured.

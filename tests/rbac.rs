@@ -15,8 +15,8 @@
 //! `examples/promotion-task` (a PromotionTask selecting its Application by
 //! labels), plus a second Promotion queued on the same Stage, a Promotion
 //! reading project data, and a webhook receiver with a Promotion waiting on a
-//! pull request (woken as a standby replica wakes it). It checks eight
-//! behaviours. With the chart's RBAC every behaviour holds and no request is
+//! pull request (woken as a standby replica wakes it), and a Warehouse a
+//! push event refreshes. It checks nine behaviours. With the chart's RBAC every behaviour holds and no request is
 //! forbidden. Then, for every rule the chart grants the controller (the
 //! ClusterRole's, the Argo CD Role's and the leader-election Role's), a run
 //! with a ClusterRole or Role missing just that rule must see a request
@@ -69,7 +69,8 @@ const EVENTS: &str = "events";
 const DATA: &str = "data";
 const RECEIVERS: &str = "webhook-receivers";
 const STANDBY_WAKE: &str = "standby-wake";
-const BEHAVIOURS: [(&str, &str); 8] = [
+const WAREHOUSE_REFRESH: &str = "warehouse-refresh";
+const BEHAVIOURS: [(&str, &str); 9] = [
     (
         QUICKSTART,
         "dev, staging and prod each got an automatic Promotion that Succeeded",
@@ -99,6 +100,10 @@ const BEHAVIOURS: [(&str, &str); 8] = [
         STANDBY_WAKE,
         "a pull-request event delivered to a standby replica marks the waiting Promotion for refresh",
     ),
+    (
+        WAREHOUSE_REFRESH,
+        "a push event marks the Warehouse subscribed to the pushed repository for refresh",
+    ),
 ];
 
 /// A Promotion whose git-wait-for-pr cannot reach its host (nothing
@@ -107,6 +112,10 @@ const PR_PROMOTION: &str = "pr-waiter";
 const PR_REPO: &str = "http://127.0.0.1:9/barge/app.git";
 
 const DATA_PROMOTION: &str = "data-reader";
+
+/// A Warehouse subscribed to [`PUSHED_REPO`], which a push event refreshes.
+const PUSHED_WAREHOUSE: &str = "pushed";
+const PUSHED_REPO: &str = "http://127.0.0.1:9/barge/pushed.git";
 
 const UAT_FIRST: &str = "uat-guestbook-5d4c3b2";
 const UAT_SECOND: &str = "uat-guestbook-next";
@@ -578,6 +587,12 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
             "metadata": {"name": PR_PROMOTION, "namespace": ns},
             "spec": {"stage": "reviewed", "freight": "guestbook-next"},
         }),
+        // A Warehouse a push event refreshes.
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
+            "metadata": {"name": PUSHED_WAREHOUSE, "namespace": ns},
+            "spec": {"interval": "24h", "subscriptions": [{"git": {"repoURL": PUSHED_REPO}}]},
+        }),
     ] {
         text.push_str("---\n");
         text.push_str(&serde_json::to_string(&doc)?);
@@ -678,7 +693,25 @@ async fn behaviours(
         standby_woke.store(true, Ordering::SeqCst);
     }
     let standby_wake = standby_woke.load(Ordering::SeqCst);
+    // A push to the Warehouse's repository, as a receiver hands it on: the
+    // Warehouses are listed and the subscribed one annotated.
+    let push = barge::webhook::event::Push {
+        artifact: barge::webhook::event::Artifact::Git,
+        repo_urls: vec![PUSHED_REPO.to_string()],
+        changed_files: Vec::new(),
+        refs: vec!["refs/heads/main".to_string()],
+    };
+    let warehouse_refresh = matches!(
+        standby.warehouses(ns, &push).await.as_deref(),
+        Ok([name]) if name == PUSHED_WAREHOUSE
+    ) && Api::<barge::api::Warehouse>::namespaced(client.clone(), ns)
+        .get(PUSHED_WAREHOUSE)
+        .await?
+        .metadata
+        .annotations
+        .is_some_and(|a| a.contains_key(barge::api::ANNOTATION_REFRESH));
     Ok(BTreeMap::from([
+        (WAREHOUSE_REFRESH, warehouse_refresh),
         (RECEIVERS, receivers),
         (STANDBY_WAKE, standby_wake),
         (DATA, data),

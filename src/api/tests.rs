@@ -498,3 +498,24 @@ fn the_installed_crds_have_no_nullable_fields() {
         assert!(!text.contains("nullable"), "{:?}", crd.metadata.name);
     }
 }
+
+#[test]
+fn a_kargo_project_config_with_every_sender_round_trips_and_names_each_sender() {
+    let config: crate::api::ProjectConfig =
+        round_trip(include_str!("testdata/kargo-project-config-receivers.yaml"));
+    let senders: Vec<&str> = config
+        .spec
+        .webhook_receivers
+        .iter()
+        .map(|r| r.sender().map(|(s, _)| s.name()).unwrap_or_default())
+        .collect();
+    let names: Vec<&str> = config
+        .spec
+        .webhook_receivers
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(senders, names);
+    let generic = config.spec.webhook_receivers[10].generic.as_ref().unwrap();
+    assert_eq!(generic.actions[0].target_selection_criteria.len(), 3);
+}

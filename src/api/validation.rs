@@ -315,15 +315,17 @@ pub fn freight(schema: &mut Schema) {
 }
 
 /// A webhook receiver names exactly one sender.
-pub const MSG_ONE_WEBHOOK_SENDER: &str =
-    "webhook receiver must set exactly one of github, gitlab or gitea";
+pub const MSG_ONE_WEBHOOK_SENDER: &str = "webhook receiver must set exactly one of github, gitlab, gitea, bitbucket, dockerhub, harbor, quay, artifactory, azure, distribution or generic";
 
 /// Schema transform for a webhook receiver: exactly one sender.
 pub fn one_webhook_sender(schema: &mut Schema) {
     add_rules(
         schema,
         [rule(
-            "(has(self.github) ? 1 : 0) + (has(self.gitlab) ? 1 : 0) + (has(self.gitea) ? 1 : 0) == 1",
+            "(has(self.github) ? 1 : 0) + (has(self.gitlab) ? 1 : 0) + (has(self.gitea) ? 1 : 0) \
+             + (has(self.bitbucket) ? 1 : 0) + (has(self.dockerhub) ? 1 : 0) + (has(self.harbor) ? 1 : 0) \
+             + (has(self.quay) ? 1 : 0) + (has(self.artifactory) ? 1 : 0) + (has(self.azure) ? 1 : 0) \
+             + (has(self.distribution) ? 1 : 0) + (has(self.generic) ? 1 : 0) == 1",
             MSG_ONE_WEBHOOK_SENDER,
         )],
     );

@@ -29,6 +29,12 @@ pub enum Scope {
     Condition,
     /// A step's `config`.
     Config,
+    /// A generic webhook receiver's expressions: the request's functions
+    /// (`request.header()`, `request.headers()`, `request.params()`) and the
+    /// URL normalizers (`normalizeGit()`, `normalizeImage()`,
+    /// `normalizeChart()`), over a [`Document`] holding `request` and
+    /// `params`.
+    Webhook,
 }
 
 impl Scope {

@@ -26,6 +26,12 @@ pub(crate) trait Host {
     /// Calls the function `name`, or returns `None` if there is none.
     fn call(&self, name: &str, args: &[Value], budget: &mut Budget) -> Option<Res<Value>>;
 
+    /// Whether `object.name` (e.g. `request.header`) is a function of the
+    /// environment, called with [`Host::call`] under that name.
+    fn has_member_function(&self, _qualified: &str) -> bool {
+        false
+    }
+
     /// What `now()` returns: the same instant throughout an evaluation.
     fn now(&self) -> Timestamp;
 }
@@ -523,6 +529,20 @@ impl<'p, 'h> Interp<'p, 'h> {
                 }
                 return methods::call(&obj, name, &values, self.budget)
                     .map_err(|f| f.locate(callee.at));
+            }
+            // A function the environment offers as a member of one of its
+            // objects (a webhook's `request.header("X")`).
+            if let (Expr::Ident(root), Value::Str(name)) = (&object.expr, &key) {
+                let qualified = format!("{root}.{name}");
+                if self.host.has_member_function(&qualified) {
+                    let mut values = Vec::with_capacity(args.len());
+                    for a in args {
+                        values.push(self.eval(a)?);
+                    }
+                    if let Some(result) = self.host.call(&qualified, &values, self.budget) {
+                        return result.map_err(|f| f.locate(callee.at));
+                    }
+                }
             }
             let member = fetch(&obj, &key).map_err(|f| f.locate(callee.at))?;
             return Err(not_callable(&member));

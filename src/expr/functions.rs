@@ -122,9 +122,33 @@ impl Host for KargoFunctions<'_> {
             "success" | "failure" | "always" | "status" if self.scope.has_status_functions() => {
                 self.status_function(name, args)
             }
+            "request.header" | "request.headers" | "request.params"
+                if self.scope == Scope::Webhook =>
+            {
+                self.request_function(name, args)
+            }
+            "normalizeGit" | "normalizeImage" | "normalizeChart"
+                if self.scope == Scope::Webhook =>
+            {
+                string_arg(name, args).map(|url| {
+                    Value::string(match name {
+                        "normalizeGit" => crate::urls::normalize_git(&url),
+                        "normalizeImage" => crate::warehouse::freight_name::normalize_image(&url),
+                        _ => crate::warehouse::freight_name::normalize_chart(&url),
+                    })
+                })
+            }
             _ => return None,
         };
         Some(result)
+    }
+
+    fn has_member_function(&self, qualified: &str) -> bool {
+        self.scope == Scope::Webhook
+            && matches!(
+                qualified,
+                "request.header" | "request.headers" | "request.params"
+            )
     }
 
     fn now(&self) -> Timestamp {
@@ -219,6 +243,53 @@ fn semver_parse(args: &[Value], budget: &mut Budget) -> Res<Value> {
     semver::parse(text)
         .map(|v| Value::Version(Arc::new(v)))
         .map_err(|e| Fault::msg(format!("invalid semantic version: {e}")))
+}
+
+fn string_arg(name: &str, args: &[Value]) -> Res<String> {
+    match one_arg(name, args)? {
+        Value::Str(s) => Ok(s.to_string()),
+        other => Err(Fault::msg(format!(
+            "{name}: argument must be a string, not {}",
+            other.go_type()
+        ))),
+    }
+}
+
+impl KargoFunctions<'_> {
+    /// A webhook request's `header(name)` (its first value, `""` when
+    /// absent), `headers(name)` (every value) or `params(name)` (a query
+    /// parameter): read from the document's `request.headers` (lower-cased
+    /// names, lists of values) and `request.query`.
+    fn request_function(&self, name: &str, args: &[Value]) -> Res<Value> {
+        let short = name.trim_start_matches("request.");
+        let key = string_arg(short, args)?;
+        let request = self
+            .env
+            .document
+            .as_ref()
+            .and_then(|d| d.fields.get("request"));
+        let (table, key) = if short == "params" {
+            ("query", key)
+        } else {
+            ("headers", key.to_ascii_lowercase())
+        };
+        let values: Vec<String> = request
+            .and_then(|r| r.get(table))
+            .and_then(|t| t.get(&key))
+            .and_then(serde_json::Value::as_array)
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if short == "headers" {
+            value::from_json(&serde_json::json!(values)).map_err(Fault::msg)
+        } else {
+            Ok(Value::string(values.into_iter().next().unwrap_or_default()))
+        }
+    }
 }
 
 fn one_arg<'a>(name: &str, args: &'a [Value]) -> Res<&'a Value> {

@@ -7,5 +7,6 @@ pub mod discovered;
 pub mod freight;
 pub mod freight_name;
 pub mod git;
+pub mod paths;
 pub mod schedule;
 pub mod tags;

@@ -1,7 +1,11 @@
-//! The webhook endpoint: Git hosts deliver pull-request (and push) events
-//! to a receiver a ProjectConfig declares. A pull-request event wakes the
-//! Promotions of that namespace waiting on that pull request; the step's
-//! slow poll stays as the backstop for a lost delivery.
+//! The webhook endpoint: Git hosts and registries deliver push and
+//! pull-request events to a receiver a ProjectConfig declares. A push
+//! refreshes the Warehouses of that namespace subscribed to the pushed
+//! repository (see [`warehouses`]), so they discover at once, their
+//! interval being the backstop; a generic receiver refreshes the
+//! Warehouses its actions select (see [`generic`]). A pull-request event
+//! wakes the Promotions of that namespace waiting on that pull request;
+//! the step's slow poll stays as the backstop for a lost delivery.
 //!
 //! Every replica serves the endpoint and keeps its own routing table (see
 //! [`routes`]), so a delivery is never turned away during a leader change;
@@ -9,8 +13,10 @@
 //! other through the API server (see [`wake`]).
 
 pub mod event;
+pub mod generic;
 pub mod routes;
 pub mod wake;
+pub mod warehouses;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,11 +28,14 @@ use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 
 pub use event::Sender;
-use event::{Event, Headers};
+use event::{Event, Headers, Push};
+use serde_json::json;
+
+use crate::api::project_config::GenericReceiverConfig;
 pub use wake::{PullRequestWaker, Wakers};
 
 /// The largest delivery accepted (GitHub caps payloads at 25 MB; pull
@@ -34,12 +43,16 @@ pub use wake::{PullRequestWaker, Wakers};
 const MAX_BODY: usize = 4 << 20;
 
 /// One receiver: where its events go and how its deliveries are checked.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct Receiver {
     pub namespace: String,
     pub name: String,
     pub sender: Sender,
     secret: Vec<u8>,
+    /// A generic receiver's actions.
+    pub generic: Option<Arc<GenericReceiverConfig>>,
+    /// An Artifactory receiver's `virtualRepoName`.
+    pub virtual_repo: String,
 }
 
 impl fmt::Debug for Receiver {
@@ -49,6 +62,8 @@ impl fmt::Debug for Receiver {
             .field("name", &self.name)
             .field("sender", &self.sender)
             .field("secret", &"<redacted>")
+            .field("generic", &self.generic.is_some())
+            .field("virtual_repo", &self.virtual_repo)
             .finish()
     }
 }
@@ -60,7 +75,21 @@ impl Receiver {
             name: name.to_string(),
             sender,
             secret: secret.to_vec(),
+            generic: None,
+            virtual_repo: String::new(),
         }
+    }
+
+    /// A generic receiver's actions.
+    pub fn with_generic(mut self, config: GenericReceiverConfig) -> Self {
+        self.generic = Some(Arc::new(config));
+        self
+    }
+
+    /// An Artifactory receiver's virtual repository.
+    pub fn with_virtual_repo(mut self, name: &str) -> Self {
+        self.virtual_repo = name.to_string();
+        self
     }
 
     /// The receiver's path: the sender, then a SHA-256 of the namespace,
@@ -107,7 +136,7 @@ impl Receivers {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .any(|r| r.namespace == namespace)
+            .any(|r| r.namespace == namespace && r.sender.reports_pull_requests())
     }
 }
 
@@ -179,6 +208,8 @@ pub async fn start(
 async fn deliver(
     State(endpoint): State<Routes>,
     Path((sender, hash)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
@@ -190,21 +221,39 @@ async fn deliver(
         endpoint.metrics.webhook_delivery("unknown", "not_found");
         return (StatusCode::NOT_FOUND, "no such receiver\n".into());
     };
-    let (status, outcome, answer) = answer(&endpoint, &receiver, headers, &body).await;
+    let url = uri
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.as_str().to_string());
+    let delivery = Delivery {
+        method: method.as_str(),
+        url: &url,
+        headers,
+        body: &body,
+    };
+    let (status, outcome, answer) = answer(&endpoint, &receiver, delivery).await;
     endpoint
         .metrics
         .webhook_delivery(receiver.sender.name(), outcome);
     (status, answer)
 }
 
+/// What was delivered.
+struct Delivery<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: HeaderMap,
+    body: &'a [u8],
+}
+
 /// The answer to a delivery to `receiver`, and its outcome for the metrics.
 async fn answer(
     endpoint: &Routes,
     receiver: &Receiver,
-    headers: HeaderMap,
-    body: &[u8],
+    delivery: Delivery<'_>,
 ) -> (StatusCode, &'static str, String) {
-    let headers: Headers = headers
+    let body = delivery.body;
+    let headers: Headers = delivery
+        .headers
         .iter()
         .filter_map(|(k, v)| {
             Some((
@@ -216,6 +265,15 @@ async fn answer(
     if let Err(why) = event::authenticate(receiver.sender, &headers, body, &receiver.secret) {
         tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, %why, "webhook delivery rejected");
         return (StatusCode::UNAUTHORIZED, "unauthorized", format!("{why}\n"));
+    }
+    if let Some(config) = &receiver.generic {
+        let request = generic::Request {
+            method: delivery.method,
+            url: delivery.url,
+            headers: &headers,
+            body,
+        };
+        return answer_generic(endpoint, receiver, config, &request).await;
     }
     let event = match event::parse(receiver.sender, &headers, body) {
         Ok(event) => event,
@@ -252,11 +310,132 @@ async fn answer(
                 )
             }
         },
-        Event::Push { .. } => (StatusCode::OK, "ignored", "push acknowledged\n".into()),
-        Event::Ping => (StatusCode::OK, "ignored", "pong\n".into()),
+        Event::Push(mut push) => {
+            if receiver.sender == Sender::Artifactory {
+                push.repo_urls = push
+                    .repo_urls
+                    .iter()
+                    .map(|u| event::artifactory_repo_url(u, &receiver.virtual_repo))
+                    .collect();
+            }
+            answer_push(endpoint, receiver, &push).await
+        }
+        Event::Ping => (
+            StatusCode::OK,
+            "ignored",
+            json!({"msg": "ping event received, webhook is configured correctly"}).to_string(),
+        ),
         Event::Other(kind) => (StatusCode::OK, "ignored", format!("{kind} ignored\n")),
     }
 }
+
+/// Refreshes the Warehouses `push` concerns; Kargo's JSON answer.
+async fn answer_push(
+    endpoint: &Routes,
+    receiver: &Receiver,
+    push: &Push,
+) -> (StatusCode, &'static str, String) {
+    match endpoint.wakers.warehouses(&receiver.namespace, push).await {
+        Ok(refreshed) => {
+            endpoint.metrics.webhook_refreshed(refreshed.len());
+            tracing::info!(namespace = %receiver.namespace, receiver = %receiver.name, repositories = ?push.repo_urls, refs = ?push.refs, warehouses = ?refreshed, "push event");
+            let outcome = if refreshed.is_empty() {
+                "ignored"
+            } else {
+                "woke"
+            };
+            (
+                StatusCode::OK,
+                outcome,
+                json!({
+                    "msg": format!("refreshed {} warehouse(s)", refreshed.len()),
+                    "warehouses": refreshed,
+                })
+                .to_string(),
+            )
+        }
+        // The sender may redeliver; the Warehouse's interval is the backstop.
+        Err(e) => {
+            tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, error = %e, "refreshing Warehouses failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failed",
+                json!({"error": format!("refreshing Warehouses failed: {e}")}).to_string(),
+            )
+        }
+    }
+}
+
+/// Runs a generic receiver's actions; Kargo's JSON answer (`results`).
+async fn answer_generic(
+    endpoint: &Routes,
+    receiver: &Receiver,
+    config: &GenericReceiverConfig,
+    request: &generic::Request<'_>,
+) -> (StatusCode, &'static str, String) {
+    let base = match generic::base_environment(request) {
+        Ok(base) => base,
+        Err(why) => {
+            tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, %why, "webhook delivery not understood");
+            return (
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                json!({ "error": why }).to_string(),
+            );
+        }
+    };
+    let client = endpoint.wakers.client();
+    let api: kube::Api<crate::api::Warehouse> =
+        kube::Api::namespaced(client.clone(), &receiver.namespace);
+    let warehouses = match api.list(&Default::default()).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, error = %e, "listing Warehouses failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failed",
+                json!({"error": format!("listing Warehouses failed: {e}")}).to_string(),
+            );
+        }
+    };
+    let mut results = generic::select(config, &base, &warehouses);
+    let mut total = 0;
+    for result in &mut results {
+        if !result.result.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = result
+            .selected_targets
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        let refreshed = match warehouses::refresh(client, &receiver.namespace, &names).await {
+            Ok(refreshed) => refreshed,
+            Err(e) => {
+                tracing::warn!(namespace = %receiver.namespace, receiver = %receiver.name, error = %e, "refreshing Warehouses failed");
+                Vec::new()
+            }
+        };
+        total += refreshed.len();
+        generic::record_refresh(result, &refreshed);
+    }
+    endpoint.metrics.webhook_refreshed(total);
+    tracing::info!(namespace = %receiver.namespace, receiver = %receiver.name, refreshed = total, "generic webhook");
+    let status = if generic::any_failed(&results) {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let outcome = match (status, total) {
+        (StatusCode::OK, 0) => "ignored",
+        (StatusCode::OK, _) => "woke",
+        _ => "failed",
+    };
+    (status, outcome, json!({ "results": results }).to_string())
+}
+
+#[cfg(test)]
+mod sender_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -356,6 +535,25 @@ mod tests {
             .unwrap();
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
         assert!(s.woken.try_recv().is_err(), "nothing woken");
+    }
+
+    #[test]
+    fn only_a_receiver_of_pull_request_events_makes_pull_request_waits_rely_on_it() {
+        let receivers = Receivers::default();
+        receivers.replace(
+            "demo",
+            vec![
+                Receiver::new("demo", "hub", Sender::DockerHub, b"s"),
+                Receiver::new("demo", "ci", Sender::Generic, b"s"),
+            ],
+        );
+        assert!(!receivers.serve("demo"));
+        receivers.replace(
+            "demo",
+            vec![Receiver::new("demo", "bb", Sender::Bitbucket, b"s")],
+        );
+        assert!(receivers.serve("demo"));
+        assert!(!receivers.serve("other"));
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::{Receiver, Receivers};
+use crate::api::project_config::GenericWebhookTargetKind;
 use crate::api::{ProjectConfig, ProjectConfigStatus, WebhookReceiverDetails};
 
 /// The status write's field manager.
@@ -37,11 +38,14 @@ pub struct Resolved {
     pub status: ProjectConfigStatus,
 }
 
-/// The receivers of `config`, given the secrets its receivers reference
-/// (`None`: the Secret does not exist or has no `secret` key). Pure.
+/// A Secret's data by key; `None`: the Secret does not exist.
+pub type SecretData = Option<BTreeMap<String, Vec<u8>>>;
+
+/// The receivers of `config`, given the Secrets its receivers reference,
+/// by name. Pure.
 pub fn resolve(
     config: &ProjectConfig,
-    secrets: &BTreeMap<String, Option<Vec<u8>>>,
+    secrets: &BTreeMap<String, SecretData>,
     base_url: Option<&str>,
 ) -> Resolved {
     let namespace = config.namespace().unwrap_or_default();
@@ -61,29 +65,51 @@ pub fn resolve(
         }
         let Some((sender, secret_ref)) = spec.sender() else {
             problems.push(format!(
-                "spec.webhookReceivers[{i}] ({}): no sender (github, gitlab or gitea)",
+                "spec.webhookReceivers[{i}] ({}): no sender (github, gitlab, gitea, bitbucket, dockerhub, harbor, quay, artifactory, azure, distribution or generic)",
                 spec.name
             ));
             continue;
         };
-        match secrets.get(&secret_ref.name).cloned().flatten() {
-            Some(secret) if !secret.is_empty() => {
-                let receiver = Receiver::new(&namespace, &spec.name, sender, &secret);
-                let path = receiver.path();
-                details.push(WebhookReceiverDetails {
-                    name: spec.name.clone(),
-                    url: base_url
-                        .map(|b| format!("{}{path}", b.trim_end_matches('/')))
-                        .unwrap_or_default(),
-                    path,
-                });
-                receivers.push(receiver);
+        let keys = sender.secret_keys();
+        let secret = secrets
+            .get(&secret_ref.name)
+            .and_then(Option::as_ref)
+            .and_then(|data| keys.iter().find_map(|k| data.get(*k)))
+            .filter(|v| !v.is_empty());
+        let Some(secret) = secret else {
+            problems.push(format!(
+                "spec.webhookReceivers[{i}] ({}): Secret {:?} has no `{}` key (or does not exist)",
+                spec.name, secret_ref.name, keys[0]
+            ));
+            continue;
+        };
+        let mut receiver = Receiver::new(&namespace, &spec.name, sender, secret);
+        if let Some(generic) = &spec.generic {
+            for (a, action) in generic.actions.iter().enumerate() {
+                for (c, criteria) in action.target_selection_criteria.iter().enumerate() {
+                    if criteria.kind != GenericWebhookTargetKind::Warehouse {
+                        problems.push(format!(
+                            "spec.webhookReceivers[{i}] ({}): generic.actions[{a}].targetSelectionCriteria[{c}]: \
+                             kind {:?} is not supported by Barge, only Warehouse",
+                            spec.name, criteria.kind
+                        ));
+                    }
+                }
             }
-            _ => problems.push(format!(
-                "spec.webhookReceivers[{i}] ({}): Secret {:?} has no `secret` key (or does not exist)",
-                spec.name, secret_ref.name
-            )),
+            receiver = receiver.with_generic(generic.clone());
         }
+        if let Some(artifactory) = &spec.artifactory {
+            receiver = receiver.with_virtual_repo(&artifactory.virtual_repo_name);
+        }
+        let path = receiver.path();
+        details.push(WebhookReceiverDetails {
+            name: spec.name.clone(),
+            url: base_url
+                .map(|b| format!("{}{path}", b.trim_end_matches('/')))
+                .unwrap_or_default(),
+            path,
+        });
+        receivers.push(receiver);
     }
     let ready = problems.is_empty();
     let message = if ready {
@@ -201,9 +227,13 @@ async fn apply(
             continue;
         }
         let value = match secrets_api.get_opt(&secret_ref.name).await {
-            Ok(secret) => secret
-                .and_then(|s| s.data)
-                .and_then(|d| d.get("secret").map(|v| v.0.clone())),
+            Ok(secret) => secret.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect()
+            }),
             Err(e) => {
                 // Keep what is served: a failed read is not a removal.
                 tracing::warn!(%namespace, secret = %secret_ref.name, error = %e, "reading a webhook receiver's Secret");
@@ -271,6 +301,13 @@ mod tests {
         config
     }
 
+    fn secret_data(name: &str, key: &str, value: &[u8]) -> BTreeMap<String, SecretData> {
+        BTreeMap::from([(
+            name.to_string(),
+            Some(BTreeMap::from([(key.to_string(), value.to_vec())])),
+        )])
+    }
+
     fn gitea(name: &str, secret: &str) -> WebhookReceiverConfig {
         WebhookReceiverConfig {
             name: name.into(),
@@ -285,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_receiver_is_served_at_a_path_its_secret_and_name_determine() {
-        let secrets = BTreeMap::from([("wh".to_string(), Some(b"s3cret".to_vec()))]);
+        let secrets = secret_data("wh", "secret", b"s3cret");
         let resolved = resolve(
             &config(vec![gitea("gitea", "wh")]),
             &secrets,
@@ -302,7 +339,7 @@ mod tests {
         );
         assert_eq!(resolved.status.conditions[0].status, "True");
         // Another secret, another path.
-        let rotated = BTreeMap::from([("wh".to_string(), Some(b"rotated".to_vec()))]);
+        let rotated = secret_data("wh", "secret", b"rotated");
         let again = resolve(&config(vec![gitea("gitea", "wh")]), &rotated, None);
         assert_ne!(&again.status.webhook_receivers[0].path, path);
     }
@@ -340,6 +377,47 @@ mod tests {
                 .contains("spec.webhookReceivers[1]: the name \"a\" is taken"),
             "{}",
             condition.message
+        );
+    }
+
+    #[test]
+    fn each_sender_reads_kargos_secret_key_and_a_promotion_target_is_named() {
+        let receivers: Vec<WebhookReceiverConfig> = serde_json::from_value(serde_json::json!([
+            {"name": "harbor", "harbor": {"secretRef": {"name": "h"}}},
+            {"name": "gitlab", "gitlab": {"secretRef": {"name": "g"}}},
+            {"name": "ci", "generic": {"secretRef": {"name": "c"}, "actions": [{
+                "action": "Refresh",
+                "targetSelectionCriteria": [{"kind": "Promotion", "name": "p"}]}]}}
+        ]))
+        .unwrap();
+        let mut secrets = secret_data("h", "auth-header", b"Bearer t");
+        secrets.extend(secret_data("g", "secret-token", b"tok"));
+        secrets.extend(secret_data("c", "secret", b"path"));
+        let resolved = resolve(&config(receivers), &secrets, None);
+        assert_eq!(resolved.receivers.len(), 3);
+        assert!(resolved.receivers[2].generic.is_some());
+        let condition = &resolved.status.conditions[0];
+        assert_eq!(condition.status, "False");
+        assert!(
+            condition.message.contains(
+                "spec.webhookReceivers[2] (ci): generic.actions[0].targetSelectionCriteria[0]: kind Promotion"
+            ),
+            "{}",
+            condition.message
+        );
+        // Harbor's secret under the key the other senders use: not served.
+        let receivers: Vec<WebhookReceiverConfig> = serde_json::from_value(serde_json::json!([
+            {"name": "harbor", "harbor": {"secretRef": {"name": "h"}}}
+        ]))
+        .unwrap();
+        let resolved = resolve(&config(receivers), &secret_data("h", "secret", b"x"), None);
+        assert!(resolved.receivers.is_empty());
+        assert!(
+            resolved.status.conditions[0]
+                .message
+                .contains("has no `auth-header` key"),
+            "{}",
+            resolved.status.conditions[0].message
         );
     }
 }

@@ -50,6 +50,21 @@ impl Wakers {
         }
     }
 
+    /// The client wakes go through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Refreshes the Warehouses of `namespace` a push concerns; their
+    /// names.
+    pub async fn warehouses(
+        &self,
+        namespace: &str,
+        push: &super::event::Push,
+    ) -> Result<Vec<String>, kube::Error> {
+        super::warehouses::refresh_subscribers(&self.client, namespace, push).await
+    }
+
     /// The controllers started in this process: wake through their index.
     pub fn set_local(&self, waker: Option<PullRequestWaker>) {
         *self.local.write().unwrap_or_else(PoisonError::into_inner) = waker;
