@@ -110,15 +110,31 @@ impl TagSelection {
         })
     }
 
-    fn allowed(&self, tag: &str) -> bool {
+    /// Whether `tag` passes the allow and ignore regexes.
+    pub fn allowed(&self, tag: &str) -> bool {
         !self.ignore.iter().any(|re| re.is_match(tag))
             && (self.allow.is_empty() || self.allow.iter().any(|re| re.is_match(tag)))
     }
 
+    /// How many tags are discovered at most (`discoveryLimit`).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// The tags discovered from `tags`, newest first.
     pub fn select<'t>(&self, tags: impl IntoIterator<Item = &'t str>) -> Vec<String> {
+        let mut picked = self.order(tags);
+        picked.truncate(self.limit);
+        picked
+    }
+
+    /// Every tag of `tags` that passes the filters, newest first, without
+    /// the limit: for selections that may skip some (an image without the
+    /// subscription's platform), as Kargo's selectors walk the ordered
+    /// tags until the limit is reached.
+    pub fn order<'t>(&self, tags: impl IntoIterator<Item = &'t str>) -> Vec<String> {
         let allowed = tags.into_iter().filter(|t| self.allowed(t));
-        let mut picked: Vec<String> = match &self.order {
+        let picked: Vec<String> = match &self.order {
             Order::Lexical => {
                 let mut tags: Vec<&str> = allowed.collect();
                 tags.sort_unstable_by(|a, b| b.cmp(a));
@@ -136,7 +152,6 @@ impl TagSelection {
                 versions.into_iter().map(|v| v.original).collect()
             }
         };
-        picked.truncate(self.limit);
         picked
     }
 }
@@ -152,7 +167,10 @@ fn version_of(tag: &str, strict: bool) -> Option<Version> {
     Some(version)
 }
 
-fn is_strict(text: &str) -> bool {
+/// A strict semantic version: three numbers without leading zeros and
+/// valid pre-release and metadata (Masterminds' `StrictNewVersion`, which
+/// refuses a leading `v`).
+pub(crate) fn is_strict(text: &str) -> bool {
     let core = text.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
