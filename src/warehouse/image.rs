@@ -191,6 +191,9 @@ async fn digest(
         // A tag that does not exist (yet) is nothing found; a repository
         // that does not exist is an error.
         Err(DiscoveryError::NotFound(message)) if !message.contains("NAME_UNKNOWN") => {
+            // Registries answer MANIFEST_UNKNOWN for both: ask whether the
+            // repository exists.
+            session.check_exists().await?;
             tracing::debug!(repository = %session.repository(), tag, "tag not found");
             return Ok(Vec::new());
         }

@@ -9,3 +9,9 @@ pub mod freight_name;
 pub mod image;
 pub mod oci;
 pub mod tags;
+
+/// The credentials discoveries take, and how they are chosen among a
+/// namespace's labelled Secrets.
+pub use crate::git::credentials::{
+    CredentialKind, CredentialSecret, Credentials, CredentialsError, select_for,
+};

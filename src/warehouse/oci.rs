@@ -358,6 +358,19 @@ impl Session<'_> {
         )))
     }
 
+    /// Whether the repository exists: `Ok` if it does, `NotFound` if the
+    /// registry does not know it (one page of one tag).
+    pub async fn check_exists(&self) -> Result<(), DiscoveryError> {
+        let url = format!("{}/tags/list?n=1", self.repository.base_url());
+        self.get(
+            &url,
+            "application/json",
+            self.client.limits.max_tags_page_bytes,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The manifest (or index) `reference` (a tag or a digest) names.
     pub async fn manifest(&self, reference: &str) -> Result<Manifest, DiscoveryError> {
         let url = format!("{}/manifests/{reference}", self.repository.base_url());
