@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::constraint::Constraints;
 use super::discovered::{ChartDiscoveryResult, DiscoveryError};
-use super::oci::{OciClient, Repository};
+use super::oci::{OciClient, Repository, redacted};
 use super::tags::is_strict;
 use crate::api::warehouse::{ChartSubscription, DEFAULT_DISCOVERY_LIMIT, MAX_DISCOVERY_LIMIT};
 use crate::expr::semver::{Version, parse};
@@ -89,11 +89,12 @@ pub async fn discover(
                 MAX_INDEX_BYTES,
             )
             .await?;
-        let index = read_index(&body)
-            .map_err(|e| DiscoveryError::Malformed(format!("{index_url}: {e}")))?;
+        let shown = redacted(&index_url);
+        let index =
+            read_index(&body).map_err(|e| DiscoveryError::Malformed(format!("{shown}: {e}")))?;
         let Some(entries) = index.entries.get(&sub.name) else {
             return Err(DiscoveryError::NotFound(format!(
-                "{index_url} lists no chart {:?}",
+                "{shown} lists no chart {:?}",
                 sub.name
             )));
         };
@@ -107,7 +108,12 @@ pub async fn discover(
         )));
     };
     let versions = newest_first(versions, constraint.as_ref(), limit);
-    tracing::debug!(repository = url, chart = %sub.name, found = versions.len(), "discovered chart versions");
+    tracing::debug!(
+        repository = %redacted(url),
+        chart = %sub.name,
+        found = versions.len(),
+        "discovered chart versions"
+    );
     Ok(ChartDiscoveryResult {
         repo_url: sub.repo_url.clone(),
         name: sub.name.clone(),
@@ -177,6 +183,7 @@ entries:
     - version: "6.6"
     - version: 7.0.0-rc.1
     - version: latest
+    - version: 6.10
     - {}
   other:
     - version: 1.0.0
@@ -190,9 +197,10 @@ generated: "2026-01-01T00:00:00Z"
             .iter()
             .map(|e| e.version.clone().unwrap_or_default())
             .collect();
+        // An unquoted 6.10 is the text Helm wrote, not the number 6.1.
         assert_eq!(
             versions,
-            ["6.5.0", "v6.6.1", "6.6", "7.0.0-rc.1", "latest", ""]
+            ["6.5.0", "v6.6.1", "6.6", "7.0.0-rc.1", "latest", "6.10", ""]
         );
         assert_eq!(index.entries["other"].len(), 1);
     }
@@ -214,8 +222,8 @@ generated: "2026-01-01T00:00:00Z"
         let constraint = Constraints::parse("^6").unwrap();
         assert_eq!(
             newest_first(versions.clone(), Some(&constraint), 20),
-            ["v6.6.1", "6.6", "6.5.0"]
+            ["6.10", "v6.6.1", "6.6", "6.5.0"]
         );
-        assert_eq!(newest_first(versions, None, 2), ["7.0.0-rc.1", "v6.6.1"]);
+        assert_eq!(newest_first(versions, None, 2), ["7.0.0-rc.1", "6.10"]);
     }
 }

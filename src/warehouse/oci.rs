@@ -176,8 +176,9 @@ impl OciClient {
         insecure_skip_tls_verify: bool,
         limit: usize,
     ) -> Result<Vec<u8>, DiscoveryError> {
-        let what = format!("GET {url}");
-        tracing::debug!(url, "fetching");
+        let shown = redacted(url);
+        let what = format!("GET {shown}");
+        tracing::debug!(url = %shown, "fetching");
         let mut request = self.http(insecure_skip_tls_verify).get(url);
         if let Some(c) = credentials {
             request = request.basic_auth(&c.username, Some(&c.password));
@@ -188,7 +189,7 @@ impl OciClient {
             let body = read_limited(response, 64 * 1024, &what)
                 .await
                 .unwrap_or_default();
-            return Err(refused(status, &body, &what, url, credentials.is_some()));
+            return Err(refused(status, &body, &what, &shown, credentials.is_some()));
         }
         read_limited(response, limit, &what).await
     }
@@ -807,6 +808,19 @@ async fn read_limited(
     Ok(body)
 }
 
+/// `url` without the user and password it may carry, for messages.
+pub fn redacted(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<unreadable URL>".to_string(),
+    }
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -920,6 +934,18 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "ghcr.io/akuity/kargo"
+        );
+    }
+
+    #[test]
+    fn urls_in_messages_carry_no_user_information() {
+        assert_eq!(
+            redacted("https://bot:s3cret@charts.example.com/stable/index.yaml"),
+            "https://charts.example.com/stable/index.yaml"
+        );
+        assert_eq!(
+            redacted("https://charts.example.com/a"),
+            "https://charts.example.com/a"
         );
     }
 
