@@ -2,11 +2,20 @@
 //! (git, image, chart), the tag selection they share, and the name a
 //! Freight of given artifacts gets, as Kargo computes it.
 
+pub mod chart;
 pub mod constraint;
 pub mod discovered;
 pub mod freight;
 pub mod freight_name;
 pub mod git;
+pub mod image;
+pub mod oci;
 pub mod paths;
 pub mod schedule;
 pub mod tags;
+
+/// The credentials discoveries take, and how they are chosen among a
+/// namespace's labelled Secrets.
+pub use crate::git::credentials::{
+    CredentialKind, CredentialSecret, Credentials, CredentialsError, select_for,
+};

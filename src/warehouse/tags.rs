@@ -110,9 +110,15 @@ impl TagSelection {
         })
     }
 
-    fn allowed(&self, tag: &str) -> bool {
+    /// Whether `tag` passes the allow and ignore regexes.
+    pub fn allowed(&self, tag: &str) -> bool {
         !self.ignore.iter().any(|re| re.is_match(tag))
             && (self.allow.is_empty() || self.allow.iter().any(|re| re.is_match(tag)))
+    }
+
+    /// How many tags are discovered at most (`discoveryLimit`).
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// The tags discovered from `tags`, newest first.
@@ -120,11 +126,6 @@ impl TagSelection {
         let mut picked = self.order(tags);
         picked.truncate(self.limit);
         picked
-    }
-
-    /// How many tags a discovery reports at most (`discoveryLimit`).
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// Whether `tag` passes the filters (the regexes and, for `SemVer`, the
@@ -178,7 +179,10 @@ fn version_of(tag: &str, strict: bool) -> Option<Version> {
     Some(version)
 }
 
-fn is_strict(text: &str) -> bool {
+/// A strict semantic version: three numbers without leading zeros and
+/// valid pre-release and metadata (Masterminds' `StrictNewVersion`, which
+/// refuses a leading `v`).
+pub(crate) fn is_strict(text: &str) -> bool {
     let core = text.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3

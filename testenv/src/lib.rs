@@ -10,10 +10,13 @@
 //!
 //! Next to it: a real Argo CD ([`argocd`], `make argocd`), git repositories
 //! and a smart-HTTP git server ([`git`], [`git_server`]), and a real Gitea
-//! with pull requests and webhooks ([`gitea`], `make gitea`).
+//! with pull requests and webhooks ([`gitea`], `make gitea`), an OCI
+//! registry ([`registry`], `make registry`) and a classic chart repository
+//! ([`chart_repo`]).
 
 mod apply;
 pub mod argocd;
+pub mod chart_repo;
 pub mod git;
 pub mod git_server;
 pub mod gitea;
