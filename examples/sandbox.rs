@@ -1,8 +1,10 @@
 //! `make sandbox`: Barge end to end on this machine. Starts a real etcd and
 //! kube-apiserver, installs Barge's CRDs, runs an Argo CD and the controller,
-//! applies `examples/quickstart`, and shows the promotions progressing
-//! dev → staging → prod, then how long the Freight took to reach a Healthy
-//! prod.
+//! applies `examples/quickstart` with a Warehouse watching a git repository
+//! of the sandbox's own, and shows the promotions progressing dev → staging
+//! → prod as the Warehouse discovers the first version; then it commits a
+//! second version, asks the Warehouse to look (as a push webhook does), and
+//! shows that version flow the same way, with how long each took.
 //!
 //! `SANDBOX_ARGOCD` picks the Argo CD:
 //!
@@ -14,12 +16,16 @@
 //!   directory, one directory per environment holding a ConfigMap, and
 //!   rewrites the quickstart in memory to use it: the Applications move to a
 //!   namespace real Argo CD reconciles (`argocd-apps-*`) and deploy
-//!   `file://<repository>/<stage>`, the Stages' `repoURL` names it and the
-//!   Freight carries its real commit. Argo CD really syncs the ConfigMaps
+//!   `file://<repository>/<stage>`. Argo CD really syncs the ConfigMaps
 //!   into `guestbook-<stage>`. Its logs are in the directory printed once it
 //!   runs (removed on exit).
-//! - `double`: the project's Argo CD double and the quickstart applied as
-//!   the files say; nothing is fetched from git.
+//! - `double`: the project's Argo CD double and the quickstart's
+//!   Applications as the files say (only the Warehouse reads the git
+//!   repository).
+//!
+//! Either way the quickstart's hand-written Freight is left out: the
+//! Warehouse `demo` (a git subscription to the repository's `main`) makes
+//! it, and the Stages' `repoURL` names the repository.
 //!
 //! On a terminal it keeps the sandbox up afterwards (Ctrl-C tears it down).
 //! With `SANDBOX_EXIT=1`, or when stdout is not a terminal, it prints plain
@@ -49,6 +55,7 @@ use serde_json::{Value, json};
 
 const NAMESPACE: &str = "barge-demo";
 const STAGES: [&str; 3] = ["dev", "staging", "prod"];
+const WAREHOUSE: &str = "demo";
 const DEADLINE: Duration = Duration::from_secs(300);
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -114,8 +121,9 @@ async fn run() -> Result<ExitCode, Error> {
 
     env.apply_crd_dir(&repo_path("crds")).await?;
     let mut docs = load_dir(&repo_path("examples/quickstart"))?;
-    // Held until the end: the real Argo CD clones from it.
-    let mut git_repo = None;
+    // The Freight comes from a Warehouse watching this repository (the
+    // real Argo CD also deploys from it); held until the end.
+    let repo = DemoRepo::create()?;
     let mut argocd_dir = None;
     let argocd_namespace = match kind {
         ArgoCdKind::Double => {
@@ -139,26 +147,25 @@ async fn run() -> Result<ExitCode, Error> {
             );
             argocd_dir = Some(argocd.dir().to_path_buf());
             let namespace = env.argocd_namespace().await?;
-            let repo = DemoRepo::create()?;
-            say(
-                started,
-                &format!(
-                    "git repository {} at {} (a ConfigMap per Stage); Applications in namespace {namespace}",
-                    repo.url(),
-                    repo.sha
-                ),
-            );
             for_real_argocd(&mut docs, &repo, &namespace)?;
-            git_repo = Some(repo);
             namespace
         }
     };
-
-    let client = env.client();
-    apply(&client, docs.iter().filter(|d| d["kind"] != "Freight")).await?;
     say(
         started,
-        "applied examples/quickstart (the Freight comes once the controller runs)",
+        &format!(
+            "git repository {} at {} (a ConfigMap per Stage)",
+            repo.url(),
+            &repo.sha[..7]
+        ),
+    );
+    from_warehouse(&mut docs, &repo)?;
+
+    let client = env.client();
+    apply(&client, docs.iter().filter(|d| d["kind"] != "Warehouse")).await?;
+    say(
+        started,
+        "applied examples/quickstart (its Freight comes from the Warehouse once the controller runs)",
     );
 
     let double = (kind == ArgoCdKind::Double).then(|| spawn_double(&client));
@@ -183,31 +190,16 @@ async fn run() -> Result<ExitCode, Error> {
             ArgoCdKind::Double => "Argo CD double and Barge controller running",
         },
     );
-    apply(&client, docs.iter().filter(|d| d["kind"] == "Freight")).await?;
-    let freight_created = Instant::now();
-    say(
-        started,
-        "Freight created: watch it flow dev → staging → prod",
-    );
-
+    let argocd_name = match kind {
+        ArgoCdKind::Real => format!("real Argo CD {ARGOCD_VERSION}"),
+        ArgoCdKind::Double => "Argo CD double".to_string(),
+    };
     let outcome = tokio::select! {
-        r = progress(&client, started, interactive) => r,
+        r = two_versions(&client, &repo, started, interactive, &argocd_name) => r,
         _ = tokio::time::sleep(DEADLINE) => Err(format!("the quickstart promotions did not all succeed within {DEADLINE:?}").into()),
     };
     let code = match outcome {
-        Ok(prod_healthy) => {
-            say(started, "every quickstart promotion succeeded");
-            say(
-                started,
-                &format!(
-                    "Freight created → prod Healthy in {:.1}s ({})",
-                    prod_healthy.duration_since(freight_created).as_secs_f64(),
-                    match kind {
-                        ArgoCdKind::Real => format!("real Argo CD {ARGOCD_VERSION}"),
-                        ArgoCdKind::Double => "Argo CD double".to_string(),
-                    }
-                ),
-            );
+        Ok(()) => {
             if kind == ArgoCdKind::Real {
                 report_deployed(&client, &docs, &argocd_namespace, started).await?;
             }
@@ -240,7 +232,11 @@ async fn run() -> Result<ExitCode, Error> {
         println!("The sandbox stays up. In another terminal:");
         println!("  export KUBECONFIG={}", env.kubeconfig_path().display());
         println!("  export PATH={}:$PATH", env.bin_dir().display());
-        println!("  kubectl get stages,promotions -n {NAMESPACE}");
+        println!("  kubectl get warehouses,freight,stages,promotions -n {NAMESPACE}");
+        println!(
+            "  git -C {} commit --allow-empty -m 'a new version' && cargo run -q --bin barge -- refresh --warehouse {WAREHOUSE} -n {NAMESPACE}",
+            repo.path().display()
+        );
         if kind == ArgoCdKind::Real {
             println!("  kubectl get applications -n {argocd_namespace}");
             println!("  kubectl get configmaps -n guestbook-prod");
@@ -255,7 +251,7 @@ async fn run() -> Result<ExitCode, Error> {
     env.control_plane().stop();
     // Stops Argo CD (when it runs) and removes its directory.
     drop(env);
-    drop(git_repo);
+    drop(repo);
     say(started, "stopped; nothing left behind");
     Ok(code)
 }
@@ -323,7 +319,13 @@ async fn build_argocd(started: Instant) -> Result<(), Error> {
 struct DemoRepo {
     repo: GitRepo,
     sha: String,
-    message: String,
+}
+
+/// The ConfigMap a Stage deploys, at one version.
+fn guestbook(stage: &str, version: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: guestbook\n  labels:\n    app.kubernetes.io/name: guestbook\ndata:\n  stage: {stage}\n  version: {version}\n  greeting: \"Hello from {stage}, deployed by Argo CD for Barge\"\n"
+    )
 }
 
 impl DemoRepo {
@@ -332,72 +334,42 @@ impl DemoRepo {
         for stage in STAGES {
             repo.write(
                 &format!("{stage}/guestbook.yaml"),
-                &format!(
-                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: guestbook\n  labels:\n    app.kubernetes.io/name: guestbook\ndata:\n  stage: {stage}\n  greeting: \"Hello from {stage}, deployed by Argo CD for Barge\"\n"
-                ),
+                &guestbook(stage, "first light"),
             )?;
         }
-        let message = "guestbook: first light";
-        let sha = repo.commit(message)?;
-        Ok(Self {
-            repo,
-            sha,
-            message: message.to_string(),
-        })
+        let sha = repo.commit("guestbook: first light")?;
+        Ok(Self { repo, sha })
     }
 
     fn url(&self) -> String {
         self.repo.url()
     }
+
+    fn path(&self) -> &Path {
+        self.repo.path()
+    }
 }
 
 /// Rewrites the quickstart for the real Argo CD: Applications in `namespace`
-/// deploying `<repo>/<stage>`, the Stages' `repoURL` and the Freight's
-/// commit naming the sandbox's repository.
+/// deploying `<repo>/<stage>`.
 fn for_real_argocd(docs: &mut [Value], repo: &DemoRepo, namespace: &str) -> Result<(), Error> {
     let url = repo.url();
     let mut applications = 0;
-    for doc in docs.iter_mut() {
+    for doc in docs.iter_mut().filter(|d| d["kind"] == "Application") {
         let name = doc["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        match doc["kind"].as_str().unwrap_or_default() {
-            "Application" => {
-                let stage = STAGES
-                    .iter()
-                    .find(|s| name == format!("{NAMESPACE}-{s}"))
-                    .ok_or_else(|| {
-                        format!(
-                            "quickstart Application {name:?} is not named <{NAMESPACE}>-<stage>"
-                        )
-                    })?;
-                doc["metadata"]["namespace"] = json!(namespace);
-                doc["spec"]["project"] = json!(argocd::PROJECT);
-                doc["spec"]["source"] =
-                    json!({"repoURL": url, "path": stage, "targetRevision": "main"});
-                applications += 1;
-            }
-            "Stage" => {
-                let vars = doc["spec"]["vars"]
-                    .as_array_mut()
-                    .ok_or_else(|| format!("quickstart Stage {name:?} has no spec.vars"))?;
-                let var = vars
-                    .iter_mut()
-                    .find(|v| v["name"] == "repoURL")
-                    .ok_or_else(|| format!("quickstart Stage {name:?} has no repoURL var"))?;
-                var["value"] = json!(url);
-            }
-            "Freight" => {
-                doc["commits"] = json!([{
-                    "repoURL": url,
-                    "id": repo.sha,
-                    "branch": "main",
-                    "message": repo.message,
-                }]);
-            }
-            _ => {}
-        }
+        let stage = STAGES
+            .iter()
+            .find(|s| name == format!("{NAMESPACE}-{s}"))
+            .ok_or_else(|| {
+                format!("quickstart Application {name:?} is not named <{NAMESPACE}>-<stage>")
+            })?;
+        doc["metadata"]["namespace"] = json!(namespace);
+        doc["spec"]["project"] = json!(argocd::PROJECT);
+        doc["spec"]["source"] = json!({"repoURL": url, "path": stage, "targetRevision": "main"});
+        applications += 1;
     }
     if applications != STAGES.len() {
         return Err(format!(
@@ -407,6 +379,146 @@ fn for_real_argocd(docs: &mut [Value], repo: &DemoRepo, namespace: &str) -> Resu
         .into());
     }
     Ok(())
+}
+
+/// Rewrites the quickstart to take its Freight from a Warehouse watching
+/// the sandbox's repository (applied once the controller runs): the
+/// hand-written Freight goes, the Stages' `repoURL` names the repository.
+fn from_warehouse(docs: &mut Vec<Value>, repo: &DemoRepo) -> Result<(), Error> {
+    let url = repo.url();
+    docs.retain(|d| d["kind"] != "Freight");
+    for doc in docs.iter_mut().filter(|d| d["kind"] == "Stage") {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let vars = doc["spec"]["vars"]
+            .as_array_mut()
+            .ok_or_else(|| format!("quickstart Stage {name:?} has no spec.vars"))?;
+        let var = vars
+            .iter_mut()
+            .find(|v| v["name"] == "repoURL")
+            .ok_or_else(|| format!("quickstart Stage {name:?} has no repoURL var"))?;
+        var["value"] = json!(url);
+    }
+    Ok(())
+}
+
+/// The Warehouse finds the repository's first version, which flows dev →
+/// staging → prod; then the sandbox commits a second version and asks the
+/// Warehouse to look (what a push webhook does), and the new Freight flows
+/// the same way. Reports how long each took.
+async fn two_versions(
+    client: &Client,
+    repo: &DemoRepo,
+    started: Instant,
+    interactive: bool,
+    argocd: &str,
+) -> Result<(), Error> {
+    let warehouse = Instant::now();
+    let docs = [json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
+        "metadata": {"name": WAREHOUSE, "namespace": NAMESPACE},
+        "spec": {
+            "interval": "5m0s",
+            "subscriptions": [{"git": {
+                "repoURL": repo.url(), "branch": "main",
+                "commitSelectionStrategy": "NewestFromBranch",
+            }}],
+        },
+    })];
+    apply(client, docs.iter()).await?;
+    let first = freight_from(client, &repo.sha).await?;
+    say(
+        started,
+        &format!(
+            "Warehouse {WAREHOUSE} discovered {} and created Freight {} in {:.0} ms: watch it flow dev → staging → prod",
+            &repo.sha[..7],
+            first.alias,
+            first.at.duration_since(warehouse).as_secs_f64() * 1000.0
+        ),
+    );
+    let healthy = progress(client, started, interactive, &first.name).await?;
+    say(
+        started,
+        &format!(
+            "Freight created → prod Healthy in {:.1}s ({argocd})",
+            healthy.duration_since(first.at).as_secs_f64()
+        ),
+    );
+
+    // A new version, as a developer would push it.
+    for stage in STAGES {
+        repo.repo.write(
+            &format!("{stage}/guestbook.yaml"),
+            &guestbook(stage, "second light"),
+        )?;
+    }
+    let pushed = Instant::now();
+    let sha = repo.repo.commit("guestbook: second light")?;
+    say(
+        started,
+        &format!(
+            "committed {} (\"guestbook: second light\"); asking the Warehouse to look, as a push webhook does",
+            &sha[..7]
+        ),
+    );
+    let api: Api<barge::api::Warehouse> = Api::namespaced(client.clone(), NAMESPACE);
+    api.patch(
+        WAREHOUSE,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"barge.dev/refresh": sha}}})),
+    )
+    .await?;
+    let second = freight_from(client, &sha).await?;
+    say(
+        started,
+        &format!(
+            "commit → Freight {} in {:.0} ms",
+            second.alias,
+            second.at.duration_since(pushed).as_secs_f64() * 1000.0
+        ),
+    );
+    let healthy = progress(client, started, interactive, &second.name).await?;
+    say(
+        started,
+        "every quickstart promotion succeeded, for both versions",
+    );
+    say(
+        started,
+        &format!(
+            "commit → prod Healthy on the new version in {:.1}s ({argocd})",
+            healthy.duration_since(pushed).as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+struct Found {
+    name: String,
+    alias: String,
+    at: Instant,
+}
+
+/// Waits on the Freight watch for the Freight of `commit`.
+async fn freight_from(client: &Client, commit: &str) -> Result<Found, Error> {
+    let freight = watcher(
+        Api::<barge::api::Freight>::namespaced(client.clone(), NAMESPACE),
+        watcher::Config::default(),
+    )
+    .applied_objects();
+    let mut freight = std::pin::pin!(freight);
+    while let Some(f) = freight.next().await {
+        let f = f?;
+        if f.spec.commits.iter().any(|c| c.id == commit) {
+            return Ok(Found {
+                name: f.name_any(),
+                alias: f.spec.alias.clone().unwrap_or_default(),
+                at: Instant::now(),
+            });
+        }
+    }
+    Err("the Freight watch ended".into())
 }
 
 /// What Argo CD deployed: each Application's revision and health, and the
@@ -498,7 +610,12 @@ struct Row {
 
 /// Follows Promotions and Stages and reports each change, until every Stage
 /// is healthy with a succeeded Promotion; returns when that was seen.
-async fn progress(client: &Client, started: Instant, interactive: bool) -> Result<Instant, Error> {
+async fn progress(
+    client: &Client,
+    started: Instant,
+    interactive: bool,
+    freight: &str,
+) -> Result<Instant, Error> {
     let promotions = watcher(
         Api::<Promotion>::namespaced(client.clone(), NAMESPACE),
         watcher::Config::default(),
@@ -517,7 +634,7 @@ async fn progress(client: &Client, started: Instant, interactive: bool) -> Resul
     while let Some(event) = events.next().await {
         let event = event?;
         match &event {
-            Either::Promotion(p) => {
+            Either::Promotion(p) if p.spec.freight == freight => {
                 let Some(row) = STAGES
                     .iter()
                     .position(|s| *s == p.spec.stage)
@@ -539,6 +656,7 @@ async fn progress(client: &Client, started: Instant, interactive: bool) -> Resul
                     String::new()
                 };
             }
+            Either::Promotion(_) => continue,
             Either::Stage(s) => {
                 let Some(row) = STAGES
                     .iter()

@@ -286,10 +286,11 @@ async fn each_invalid_fixture_is_rejected_with_its_message() {
     );
 }
 
-/// The objects of the valid examples: the quickstart's Barge kinds and the
+/// The objects of the valid examples: the quickstart's and the Warehouse example's Barge kinds and the
 /// Kargo manifests of the unit tests.
 fn valid_examples() -> Vec<(String, Value)> {
     let mut files = yaml_files(&root().join("examples/quickstart"));
+    files.extend(yaml_files(&root().join("examples/warehouse")));
     files.extend(yaml_files(&root().join("src/api/testdata")));
     let mut objects = Vec::new();
     for path in files {

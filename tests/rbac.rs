@@ -15,8 +15,9 @@
 //! `examples/promotion-task` (a PromotionTask selecting its Application by
 //! labels), plus a second Promotion queued on the same Stage, a Promotion
 //! reading project data, and a webhook receiver with a Promotion waiting on a
-//! pull request (woken as a standby replica wakes it), and a Warehouse a
-//! push event refreshes. It checks nine behaviours. With the chart's RBAC every behaviour holds and no request is
+//! pull request (woken as a standby replica wakes it), a Warehouse a
+//! push event refreshes, and a Warehouse discovering a git repository. It
+//! checks ten behaviours. With the chart's RBAC every behaviour holds and no request is
 //! forbidden. Then, for every rule the chart grants the controller (the
 //! ClusterRole's, the Argo CD Role's and the leader-election Role's), a run
 //! with a ClusterRole or Role missing just that rule must see a request
@@ -70,7 +71,8 @@ const DATA: &str = "data";
 const RECEIVERS: &str = "webhook-receivers";
 const STANDBY_WAKE: &str = "standby-wake";
 const WAREHOUSE_REFRESH: &str = "warehouse-refresh";
-const BEHAVIOURS: [(&str, &str); 9] = [
+const DISCOVERY: &str = "warehouse-discovery";
+const BEHAVIOURS: [(&str, &str); 10] = [
     (
         QUICKSTART,
         "dev, staging and prod each got an automatic Promotion that Succeeded",
@@ -104,7 +106,14 @@ const BEHAVIOURS: [(&str, &str); 9] = [
         WAREHOUSE_REFRESH,
         "a push event marks the Warehouse subscribed to the pushed repository for refresh",
     ),
+    (
+        DISCOVERY,
+        "a Warehouse discovered its repository's commit, made its Freight and recorded it in its status",
+    ),
 ];
+
+/// A Warehouse subscribed to a local repository, which makes Freight.
+const DISCOVERING_WAREHOUSE: &str = "discovers";
 
 /// A Promotion whose git-wait-for-pr cannot reach its host (nothing
 /// listens on the port): it keeps waiting on the pull request, retrying.
@@ -486,7 +495,7 @@ async fn client_with_token(
 // The scenario: both examples in one project namespace.
 
 /// The example manifests, moved into this run's namespaces.
-fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
+fn scenario(ns: &str, argocd_ns: &str, discovered_repo: &str) -> Result<String, Error> {
     let mut text = String::new();
     let mut add_dir = |dir: &str, project: &str| -> Result<(), Error> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples").join(dir))?
@@ -592,6 +601,12 @@ fn scenario(ns: &str, argocd_ns: &str) -> Result<String, Error> {
             "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
             "metadata": {"name": PUSHED_WAREHOUSE, "namespace": ns},
             "spec": {"interval": "24h", "subscriptions": [{"git": {"repoURL": PUSHED_REPO}}]},
+        }),
+        // A Warehouse that discovers.
+        json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
+            "metadata": {"name": DISCOVERING_WAREHOUSE, "namespace": ns},
+            "spec": {"interval": "24h", "subscriptions": [{"git": {"repoURL": discovered_repo}}]},
         }),
     ] {
         text.push_str("---\n");
@@ -710,7 +725,21 @@ async fn behaviours(
         .metadata
         .annotations
         .is_some_and(|a| a.contains_key(barge::api::ANNOTATION_REFRESH));
+    let made = Api::<barge::api::Freight>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|f| f.spec.origin.name == DISCOVERING_WAREHOUSE)
+        .and_then(|f| f.metadata.name);
+    let discovery = made.is_some()
+        && Api::<barge::api::Warehouse>::namespaced(client.clone(), ns)
+            .get(DISCOVERING_WAREHOUSE)
+            .await?
+            .status
+            .is_some_and(|s| Some(s.last_freight_id) == made);
     Ok(BTreeMap::from([
+        (DISCOVERY, discovery),
         (WAREHOUSE_REFRESH, warehouse_refresh),
         (RECEIVERS, receivers),
         (STANDBY_WAKE, standby_wake),
@@ -883,7 +912,10 @@ async fn run(
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("scenario.yaml");
-    std::fs::write(&file, scenario(&ns, &argocd_ns)?)?;
+    let repo = barge_testenv::git::GitRepo::init()?;
+    repo.write("app/config.yaml", "replicas: 1\n")?;
+    repo.commit("the repository a Warehouse discovers")?;
+    std::fs::write(&file, scenario(&ns, &argocd_ns, &repo.url())?)?;
     kubectl(
         env,
         vec!["apply".into(), "-f".into(), file.display().to_string()],

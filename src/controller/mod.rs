@@ -11,6 +11,7 @@ pub mod project;
 mod project_data;
 pub mod promotion;
 pub mod stage;
+pub mod warehouse;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,6 +115,8 @@ pub struct Settings {
 pub const DEFAULT_BACKSTOP: Duration = Duration::from_secs(300);
 /// Where Applications are looked up when none is configured.
 pub const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+/// Warehouse discoveries at once.
+pub const WAREHOUSE_CONCURRENCY: u16 = 4;
 /// Reconciles at once when none is configured.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
 
@@ -259,6 +262,7 @@ pub async fn run(
         None => watcher::Config::default().any_semantic(),
     };
 
+    let sharded_for_warehouses = sharded.clone();
     // Stages: their own cache, read to fan Freight changes out.
     let (stages, stage_writer) = reflector::store::<Stage>();
     let stage_events = watcher(
@@ -332,6 +336,18 @@ pub async fn run(
         metrics: metrics.clone(),
         trust_create_actor: settings.trust_create_actor,
     });
+    let warehouse_ctx = crate::warehouse::oci::OciClient::new().map(|oci| {
+        Arc::new(warehouse::WarehouseContext::new(
+            client.clone(),
+            Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
+            metrics.clone(),
+            crate::warehouse::discover::Discoverer {
+                oci,
+                cache_dir: settings.work_dir.join("warehouses"),
+            },
+        ))
+    });
+    let warehouse_api = scoped::<crate::api::Warehouse>(&client, &settings.namespace);
     let freight_ctx = Arc::new(freight::FreightContext {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
@@ -369,6 +385,31 @@ pub async fn run(
             report(&watch_metrics, "promotion", result.err());
             futures::future::ready(())
         });
+    // Discovery is network-bound and memory-hungry for large repositories:
+    // a few at once, whatever the reconcile concurrency.
+    let warehouse_shutdown = shutdown.clone();
+    let warehouse_metrics = metrics.clone();
+    let warehouse_controller = async move {
+        let ctx = match warehouse_ctx {
+            Ok(ctx) => ctx,
+            Err(error) => {
+                tracing::error!(%error, "Warehouses cannot discover: no HTTP client");
+                return;
+            }
+        };
+        Controller::new(warehouse_api, sharded_for_warehouses)
+            .with_config(
+                controller::Config::default()
+                    .concurrency(settings.concurrency.min(WAREHOUSE_CONCURRENCY)),
+            )
+            .graceful_shutdown_on(warehouse_shutdown)
+            .run(warehouse::reconcile, warehouse::error_policy, ctx)
+            .for_each(|result| {
+                report(&warehouse_metrics, "warehouse", result.err());
+                futures::future::ready(())
+            })
+            .await;
+    };
     let freight_controller =
         Controller::new(freight_api, watcher::Config::default().any_semantic())
             .graceful_shutdown_on(shutdown.clone())
@@ -407,6 +448,7 @@ pub async fn run(
     futures::join!(
         promotion_controller,
         stage_controller,
+        warehouse_controller,
         freight_controller,
         project_controller
     );

@@ -1,9 +1,10 @@
 //! Warehouses: what discovers Freight. Discovery per subscription kind
-//! (git, image, chart), the tag selection they share, and the name a
-//! Freight of given artifacts gets, as Kargo computes it.
+//! (git, image, chart), the tag selection they share, when to discover,
+//! and the Freight made of what was found, named as Kargo names it.
 
 pub mod chart;
 pub mod constraint;
+pub mod discover;
 pub mod discovered;
 pub mod freight;
 pub mod freight_name;
