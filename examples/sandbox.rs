@@ -383,10 +383,15 @@ fn for_real_argocd(docs: &mut [Value], repo: &DemoRepo, namespace: &str) -> Resu
 
 /// Rewrites the quickstart to take its Freight from a Warehouse watching
 /// the sandbox's repository (applied once the controller runs): the
-/// hand-written Freight goes, the Stages' `repoURL` names the repository.
+/// hand-written Freight goes, the Stages' `repoURL` and the Applications'
+/// source name the repository.
 fn from_warehouse(docs: &mut Vec<Value>, repo: &DemoRepo) -> Result<(), Error> {
     let url = repo.url();
     docs.retain(|d| d["kind"] != "Freight");
+    // (The real Argo CD's Applications are rewritten to deploy from it too.)
+    for doc in docs.iter_mut().filter(|d| d["kind"] == "Application") {
+        doc["spec"]["source"]["repoURL"] = json!(url);
+    }
     for doc in docs.iter_mut().filter(|d| d["kind"] == "Stage") {
         let name = doc["metadata"]["name"]
             .as_str()
