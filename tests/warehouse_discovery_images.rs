@@ -819,7 +819,9 @@ async fn a_bearer_challenge_is_answered_with_a_token_fetched_once_and_reused() -
 
 // The cost of a large repository: 10,000 tags, SemVer selection. Prints
 // JSON; run with `cargo test --release --test warehouse_discovery_images
-// -- --ignored --nocapture ten_thousand`.
+// -- --ignored --nocapture ten_thousand`. Measured (release, 2 busy
+// cores): 10,001 tags listed in 11 pages and 20 images read in 172-190 ms
+// (median 185), peak RSS growth 2.0 MiB; tagging them took 13.7 s.
 
 fn status_kib(field: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
