@@ -63,6 +63,13 @@ bench:
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) bench --bench wakeup
 
+.PHONY: bench-discovery
+## bench-discovery: push → Freight → dev Promotion through a real registry's webhook, and with a refresh annotation (prints a table, writes target/bench/discovery.json)
+bench-discovery:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	registry=$$(bash hack/registry/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin BARGE_REGISTRY_DIR=$$registry $(CARGO) bench --bench discovery
+
 .PHONY: chart-crds chart-lint
 ## chart-crds: copy crds/ into the Helm chart (charts/barge/files/crds; tests/chart.rs fails when they differ)
 chart-crds:
