@@ -176,6 +176,12 @@ struct RunArgs {
     #[arg(long, env = "BARGE_MANAGE_PROJECTS")]
     manage_projects: bool,
 
+    /// The longest one Warehouse subscription's discovery may take (Go
+    /// duration); a source slower than that fails the discovery, which is
+    /// retried with backoff.
+    #[arg(long, env = "BARGE_DISCOVERY_TIMEOUT", default_value_t = GoDuration(crate::warehouse::discover::DEFAULT_TIMEOUT))]
+    discovery_timeout: GoDuration,
+
     /// Run only while holding a Lease, so several replicas can stand by.
     #[arg(long, env = "BARGE_LEADER_ELECTION")]
     leader_election: bool,
@@ -406,6 +412,7 @@ fn run(args: RunArgs) -> ExitCode {
             receivers,
             wakers,
             manage_projects: args.manage_projects,
+            discovery_timeout: args.discovery_timeout.0,
         };
         tracing::info!(?settings, "starting the controllers");
         if !args.http_addr.is_empty() {

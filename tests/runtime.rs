@@ -26,7 +26,8 @@ async fn get(
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
+    // Bounded, so that no answer is a failed attempt, not a hung test.
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
     let status = response
         .split_whitespace()
         .nth(1)
@@ -40,9 +41,9 @@ async fn get(
 }
 
 fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    // Below the ephemeral range, so no outgoing connection can hold it.
+    let port = barge_testenv::process::free_port().unwrap_or_else(|e| panic!("no free port: {e}"));
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 async fn until_status(addr: std::net::SocketAddr, path: &str, want: u16) -> TestResult {

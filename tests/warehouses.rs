@@ -386,3 +386,125 @@ async fn freight_approved_by_annotation_is_promoted_past_the_stage_it_skipped() 
     h.shutdown().await;
     Ok(())
 }
+
+/// Runs the `barge` binary against the test's API server.
+fn barge(h: &Harness, args: &[&str]) -> Result<String, Error> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(args)
+        .args(["-n", &h.ns, "--kubeconfig"])
+        .arg(h.env.kubeconfig_path())
+        .output()?;
+    support::succeeded(&format!("barge {args:?}"), out)
+}
+
+#[tokio::test]
+async fn barge_approve_takes_a_freight_by_alias_and_barge_refresh_makes_a_warehouse_look()
+-> TestResult {
+    let h = Harness::start(|c| c).await?;
+    let mut freight = h.freight("hotfix", &"b".repeat(40));
+    freight["alias"] = json!("brave-otter");
+    h.apply(json!([freight])).await?;
+    let said = barge(
+        &h,
+        &["approve", "--freight", "brave-otter", "--stage", "prod"],
+    )?;
+    assert!(said.contains("Freight hotfix approved for prod"), "{said}");
+    let f: Freight = Api::namespaced(h.client.clone(), &h.ns)
+        .get("hotfix")
+        .await?;
+    assert!(
+        f.status
+            .unwrap_or_default()
+            .approved_for
+            .contains_key("prod")
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args([
+            "approve",
+            "--freight",
+            "nope",
+            "--stage",
+            "prod",
+            "-n",
+            &h.ns,
+            "--kubeconfig",
+        ])
+        .arg(h.env.kubeconfig_path())
+        .output()?;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no Freight named or aliased \"nope\""),
+        "{missing:?}"
+    );
+
+    let repo = GitRepo::init()?;
+    repo.write("a.txt", "1\n")?;
+    repo.commit("one")?;
+    h.apply(json!([warehouse(
+        "demo",
+        json!([{"git": {"repoURL": repo.url()}}])
+    )]))
+    .await?;
+    until::<Warehouse>(&h, "the first discovery", |w| {
+        w.status
+            .as_ref()
+            .is_some_and(|s| !s.last_freight_id.is_empty())
+    })
+    .await?;
+    repo.write("a.txt", "2\n")?;
+    let second = repo.commit("two")?;
+    barge(&h, &["refresh", "--warehouse", "demo"])?;
+    until::<Freight>(&h, "the refreshed Warehouse's new Freight", |f| {
+        f.spec.commits.iter().any(|c| c.id == second)
+    })
+    .await?;
+    h.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_source_that_never_answers_fails_the_discovery_at_its_timeout_and_holds_no_one_up()
+-> TestResult {
+    let mut h = Harness::start(|c| c).await?;
+    h.stop_controller().await;
+    h.settings.discovery_timeout = Duration::from_secs(2);
+    h.start_controller();
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = silent.local_addr()?;
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let repo = GitRepo::init()?;
+    repo.write("a.txt", "1\n")?;
+    let commit = repo.commit("one")?;
+    h.apply(json!([
+        warehouse(
+            "silent",
+            json!([{"git": {"repoURL": format!("http://{addr}/team/app.git")}}])
+        ),
+        warehouse("demo", json!([{"git": {"repoURL": repo.url()}}])),
+    ]))
+    .await?;
+    // The other Warehouse is not held up.
+    until::<Freight>(&h, "the answering repository's Freight", |f| {
+        f.spec.commits.iter().any(|c| c.id == commit)
+    })
+    .await?;
+    let w = until::<Warehouse>(&h, "the silent source's timeout", |w| {
+        w.name_any() == "silent" && condition(w, "Ready").is_some_and(|c| c.status == "False")
+    })
+    .await?;
+    let ready = condition(&w, "Ready").ok_or("no Ready condition")?;
+    assert_eq!(ready.reason, "Unavailable", "{ready:?}");
+    assert!(
+        ready.message.contains("did not finish within 2s"),
+        "{ready:?}"
+    );
+    held.abort();
+    h.shutdown().await;
+    Ok(())
+}

@@ -132,6 +132,17 @@ pub enum Subscription {
     },
 }
 
+impl Subscription {
+    /// The repository the subscription watches.
+    pub fn repo_url(&self) -> &str {
+        match self {
+            Subscription::Git { git, .. } => &git.repo_url,
+            Subscription::Image { image, .. } => &image.repo_url,
+            Subscription::Chart { chart, .. } => &chart.repo_url,
+        }
+    }
+}
+
 impl Warehouse {
     /// The subscriptions, each read or refused with a message naming its
     /// index and what is wrong.

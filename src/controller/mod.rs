@@ -109,6 +109,8 @@ pub struct Settings {
     /// Create each Project's namespace and ProjectConfig, and delete the
     /// namespace with the Project (needs rights on namespaces).
     pub manage_projects: bool,
+    /// The longest one Warehouse subscription's discovery may take.
+    pub discovery_timeout: Duration,
 }
 
 /// The backstop requeue when none is configured.
@@ -148,6 +150,7 @@ impl Default for Settings {
             receivers: crate::webhook::Receivers::default(),
             wakers: None,
             manage_projects: false,
+            discovery_timeout: crate::warehouse::discover::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -344,6 +347,7 @@ pub async fn run(
             crate::warehouse::discover::Discoverer {
                 oci,
                 cache_dir: settings.work_dir.join("warehouses"),
+                timeout: settings.discovery_timeout,
             },
         ))
     });
@@ -389,35 +393,55 @@ pub async fn run(
     // a few at once, whatever the reconcile concurrency.
     let warehouse_shutdown = shutdown.clone();
     let warehouse_metrics = metrics.clone();
-    let warehouse_controller = async move {
-        let ctx = match warehouse_ctx {
-            Ok(ctx) => ctx,
-            Err(error) => {
-                tracing::error!(%error, "Warehouses cannot discover: no HTTP client");
-                return;
-            }
-        };
-        Controller::new(warehouse_api, sharded_for_warehouses)
-            .with_config(
-                controller::Config::default()
-                    .concurrency(settings.concurrency.min(WAREHOUSE_CONCURRENCY)),
-            )
-            .graceful_shutdown_on(warehouse_shutdown)
-            .run(warehouse::reconcile, warehouse::error_policy, ctx)
-            .for_each(|result| {
-                report(&warehouse_metrics, "warehouse", result.err());
-                futures::future::ready(())
-            })
-            .await;
-    };
-    let freight_controller =
-        Controller::new(freight_api, watcher::Config::default().any_semantic())
+    let warehouse_controller = bounded_shutdown(
+        async move {
+            let ctx = match warehouse_ctx {
+                Ok(ctx) => ctx,
+                Err(error) => {
+                    tracing::error!(%error, "Warehouses cannot discover: no HTTP client");
+                    return;
+                }
+            };
+            // Backed off like every other watch: the CRD may not be installed yet.
+            let (store, writer) = reflector::store::<crate::api::Warehouse>();
+            let events = watcher(warehouse_api, sharded_for_warehouses)
+                .default_backoff()
+                .modify(|w| w.managed_fields_mut().clear())
+                .reflect(writer)
+                .touched_objects();
+            Controller::for_stream(events, store)
+                .with_config(
+                    controller::Config::default()
+                        .concurrency(settings.concurrency.min(WAREHOUSE_CONCURRENCY)),
+                )
+                .graceful_shutdown_on(warehouse_shutdown)
+                .run(warehouse::reconcile, warehouse::error_policy, ctx)
+                .for_each(|result| {
+                    report(&warehouse_metrics, "warehouse", result.err());
+                    futures::future::ready(())
+                })
+                .await;
+        },
+        shutdown.clone(),
+        "warehouse",
+    );
+    let (freight_store, freight_writer) = reflector::store::<Freight>();
+    let freight_events = watcher(freight_api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|f| f.managed_fields_mut().clear())
+        .reflect(freight_writer)
+        .touched_objects();
+    let freight_controller = bounded_shutdown(
+        Controller::for_stream(freight_events, freight_store)
             .graceful_shutdown_on(shutdown.clone())
             .run(freight::reconcile, freight::error_policy, freight_ctx)
             .for_each(|result| {
                 report(&watch_metrics, "freight", result.err());
                 futures::future::ready(())
-            });
+            }),
+        shutdown.clone(),
+        "freight",
+    );
     let stage_controller = Controller::for_stream(stage_events, stages)
         .reconcile_on(stage_wake_rx)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
@@ -464,6 +488,29 @@ pub async fn run(
         sweep_task,
     ] {
         task.abort();
+    }
+}
+
+/// How long a controller may take to stop after shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs a controller until it ends, or until [`SHUTDOWN_GRACE`] after
+/// `shutdown`: kube's runner waits for its cache's first list before it
+/// can finish, which never comes when the kind's CRD appeared while the
+/// watch was backing off; its reconciles are idempotent, so dropping it
+/// loses nothing.
+async fn bounded_shutdown(
+    run: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    name: &'static str,
+) {
+    let grace = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = run => {}
+        () = grace => tracing::warn!(controller = name, "did not stop within the grace period; dropped"),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -55,7 +56,12 @@ pub struct Discoverer {
     pub oci: super::oci::OciClient,
     /// Where git subscriptions keep their bare clones between discoveries.
     pub cache_dir: PathBuf,
+    /// The longest one subscription's discovery may take.
+    pub timeout: Duration,
 }
+
+/// How long one subscription's discovery may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Discoverer {
     /// Discovers every subscription. `previous`: the last discovery, when
@@ -77,60 +83,72 @@ impl Discoverer {
         let runs = subscriptions.iter().enumerate().map(|(i, sub)| {
             let uid = uid.clone();
             async move {
-                let outcome = match sub {
-                    Subscription::Git { name, git } => {
-                        let at = format!("spec.subscriptions[{i}].git");
-                        let before = previous.and_then(|p| {
-                            p.git.iter().find(|r| {
-                                r.repo_url == git.repo_url
-                                    && r.subscription_name == name.clone().unwrap_or_default()
-                            })
-                        });
-                        let cache = self.cache_dir.join(&uid).join(i.to_string());
-                        match secrets.pick(CredentialKind::Git, &git.repo_url) {
-                            Ok(creds) => super::git::discover(
-                                git,
-                                &at,
-                                name.as_deref(),
-                                creds.as_ref(),
-                                &cache,
-                                before,
-                            )
-                            .await
-                            .map(Found::Git),
-                            Err(e) => Err(e),
+                let run = async {
+                    match sub {
+                        Subscription::Git { name, git } => {
+                            let at = format!("spec.subscriptions[{i}].git");
+                            let before = previous.and_then(|p| {
+                                p.git.iter().find(|r| {
+                                    r.repo_url == git.repo_url
+                                        && r.subscription_name == name.clone().unwrap_or_default()
+                                })
+                            });
+                            let cache = self.cache_dir.join(&uid).join(i.to_string());
+                            match secrets.pick(CredentialKind::Git, &git.repo_url) {
+                                Ok(creds) => super::git::discover(
+                                    git,
+                                    &at,
+                                    name.as_deref(),
+                                    creds.as_ref(),
+                                    &cache,
+                                    before,
+                                )
+                                .await
+                                .map(Found::Git),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Subscription::Image { name, image } => {
+                            let at = format!("spec.subscriptions[{i}].image");
+                            match secrets.pick(CredentialKind::Image, &image.repo_url) {
+                                Ok(creds) => super::image::discover(
+                                    image,
+                                    &at,
+                                    name.as_deref(),
+                                    creds.as_ref(),
+                                    &self.oci,
+                                )
+                                .await
+                                .map(Found::Image),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Subscription::Chart { name, chart } => {
+                            let at = format!("spec.subscriptions[{i}].chart");
+                            match secrets.pick(CredentialKind::Helm, &chart.repo_url) {
+                                Ok(creds) => super::chart::discover(
+                                    chart,
+                                    &at,
+                                    name.as_deref(),
+                                    creds.as_ref(),
+                                    &self.oci,
+                                )
+                                .await
+                                .map(Found::Chart),
+                                Err(e) => Err(e),
+                            }
                         }
                     }
-                    Subscription::Image { name, image } => {
-                        let at = format!("spec.subscriptions[{i}].image");
-                        match secrets.pick(CredentialKind::Image, &image.repo_url) {
-                            Ok(creds) => super::image::discover(
-                                image,
-                                &at,
-                                name.as_deref(),
-                                creds.as_ref(),
-                                &self.oci,
-                            )
-                            .await
-                            .map(Found::Image),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Subscription::Chart { name, chart } => {
-                        let at = format!("spec.subscriptions[{i}].chart");
-                        match secrets.pick(CredentialKind::Helm, &chart.repo_url) {
-                            Ok(creds) => super::chart::discover(
-                                chart,
-                                &at,
-                                name.as_deref(),
-                                creds.as_ref(),
-                                &self.oci,
-                            )
-                            .await
-                            .map(Found::Chart),
-                            Err(e) => Err(e),
-                        }
-                    }
+                };
+                // A source that accepts and never answers (libgit2 has no
+                // timeout of its own) must not hold a discovery slot.
+                let outcome = match tokio::time::timeout(self.timeout, run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(DiscoveryError::Unavailable(format!(
+                        "spec.subscriptions[{i}]: {} did not finish within {:?}",
+                        sub.repo_url(),
+                        self.timeout
+                    ))),
                 };
                 (i, outcome)
             }

@@ -183,8 +183,26 @@ pub fn log_tail(dir: &Path, name: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A port on the loopback interface that was free a moment ago.
+/// A port on the loopback interface that was free a moment ago, below the
+/// kernel's ephemeral range (32768 and up): a port from that range can be
+/// given to an outgoing connection before the server binds it, and a
+/// client connecting to it then connects to itself and waits forever.
 pub fn free_port() -> Result<u16, Error> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Spread processes apart; within one, walk the span.
+    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = FIRST + (base + step.wrapping_mul(101)) % SPAN;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
     let port = listener
