@@ -198,19 +198,19 @@ async fn reconcile_inner(warehouse: &Warehouse, ctx: &WarehouseContext) -> Resul
         if failures.is_empty() {
             "success"
         } else {
-            failures[0].1.reason()
+            failures[0].reason()
         },
     );
 
     if !failures.is_empty() {
         let message = failures
             .iter()
-            .map(|(_, e)| e.to_string())
+            .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join("; ");
         let all_config = failures
             .iter()
-            .all(|(_, e)| matches!(e, crate::warehouse::discovered::DiscoveryError::Config(_)));
+            .all(|e| matches!(e, crate::warehouse::discovered::DiscoveryError::Config(_)));
         let requeue = if all_config {
             // Retrying cannot help a subscription written wrong.
             status.observed_generation = generation;
@@ -218,7 +218,7 @@ async fn reconcile_inner(warehouse: &Warehouse, ctx: &WarehouseContext) -> Resul
         } else {
             ctx.failed(&uid, interval, now)
         };
-        let reason = failures[0].1.reason();
+        let reason = failures[0].reason();
         let retry = if requeue.is_zero() {
             String::new()
         } else {

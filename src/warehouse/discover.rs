@@ -72,7 +72,7 @@ impl Discoverer {
         subscriptions: &[Subscription],
         secrets: &CredentialSecrets,
         previous: Option<&DiscoveredArtifacts>,
-    ) -> (DiscoveredArtifacts, Vec<(usize, DiscoveryError)>) {
+    ) -> (DiscoveredArtifacts, Vec<DiscoveryError>) {
         let namespace = warehouse.metadata.namespace.clone().unwrap_or_default();
         let name = warehouse.metadata.name.clone().unwrap_or_default();
         let uid = warehouse
@@ -81,89 +81,72 @@ impl Discoverer {
             .clone()
             .unwrap_or_else(|| format!("{namespace}/{name}"));
         let runs = subscriptions.iter().enumerate().map(|(i, sub)| {
-            let uid = uid.clone();
+            let cache = self.cache_dir.join(&uid).join(i.to_string());
             async move {
-                let run = async {
-                    match sub {
-                        Subscription::Git { name, git } => {
-                            let at = format!("spec.subscriptions[{i}].git");
-                            let before = previous.and_then(|p| {
-                                p.git.iter().find(|r| {
-                                    r.repo_url == git.repo_url
-                                        && r.subscription_name == name.clone().unwrap_or_default()
-                                })
-                            });
-                            let cache = self.cache_dir.join(&uid).join(i.to_string());
-                            match secrets.pick(CredentialKind::Git, &git.repo_url) {
-                                Ok(creds) => super::git::discover(
-                                    git,
-                                    &at,
-                                    name.as_deref(),
-                                    creds.as_ref(),
-                                    &cache,
-                                    before,
-                                )
-                                .await
-                                .map(Found::Git),
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Subscription::Image { name, image } => {
-                            let at = format!("spec.subscriptions[{i}].image");
-                            match secrets.pick(CredentialKind::Image, &image.repo_url) {
-                                Ok(creds) => super::image::discover(
-                                    image,
-                                    &at,
-                                    name.as_deref(),
-                                    creds.as_ref(),
-                                    &self.oci,
-                                )
-                                .await
-                                .map(Found::Image),
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Subscription::Chart { name, chart } => {
-                            let at = format!("spec.subscriptions[{i}].chart");
-                            match secrets.pick(CredentialKind::Helm, &chart.repo_url) {
-                                Ok(creds) => super::chart::discover(
-                                    chart,
-                                    &at,
-                                    name.as_deref(),
-                                    creds.as_ref(),
-                                    &self.oci,
-                                )
-                                .await
-                                .map(Found::Chart),
-                                Err(e) => Err(e),
-                            }
-                        }
-                    }
-                };
+                let run = self.one(i, sub, secrets, previous, cache);
                 // A source that accepts and never answers (libgit2 has no
                 // timeout of its own) must not hold a discovery slot.
-                let outcome = match tokio::time::timeout(self.timeout, run).await {
-                    Ok(outcome) => outcome,
+                match tokio::time::timeout(self.timeout, run).await {
+                    Ok(found) => found,
                     Err(_) => Err(DiscoveryError::Unavailable(format!(
                         "spec.subscriptions[{i}]: {} did not finish within {:?}",
                         sub.repo_url(),
                         self.timeout
                     ))),
-                };
-                (i, outcome)
+                }
             }
         });
         let mut artifacts = DiscoveredArtifacts::default();
         let mut failures = Vec::new();
-        for (i, outcome) in join_all(runs).await {
+        for outcome in join_all(runs).await {
             match outcome {
                 Ok(Found::Git(r)) => artifacts.git.push(r),
                 Ok(Found::Image(r)) => artifacts.images.push(r),
                 Ok(Found::Chart(r)) => artifacts.charts.push(r),
-                Err(e) => failures.push((i, e)),
+                Err(e) => failures.push(e),
             }
         }
         (artifacts, failures)
+    }
+
+    /// Subscription `i`, with the credentials its repository's Secret gives.
+    async fn one(
+        &self,
+        i: usize,
+        sub: &Subscription,
+        secrets: &CredentialSecrets,
+        previous: Option<&DiscoveredArtifacts>,
+        cache: PathBuf,
+    ) -> Result<Found, DiscoveryError> {
+        match sub {
+            Subscription::Git { name, git } => {
+                let creds = secrets.pick(CredentialKind::Git, &git.repo_url)?;
+                let subscription_name = name.clone().unwrap_or_default();
+                let before = previous.and_then(|p| {
+                    p.git.iter().find(|r| {
+                        r.repo_url == git.repo_url && r.subscription_name == subscription_name
+                    })
+                });
+                let at = format!("spec.subscriptions[{i}].git");
+                super::git::discover(git, &at, name.as_deref(), creds.as_ref(), &cache, before)
+                    .await
+                    .map(Found::Git)
+            }
+            Subscription::Image { name, image } => {
+                let creds = secrets.pick(CredentialKind::Image, &image.repo_url)?;
+                let at = format!("spec.subscriptions[{i}].image");
+                super::image::discover(image, &at, name.as_deref(), creds.as_ref(), &self.oci)
+                    .await
+                    .map(Found::Image)
+            }
+            Subscription::Chart { name, chart } => {
+                let creds = secrets.pick(CredentialKind::Helm, &chart.repo_url)?;
+                let at = format!("spec.subscriptions[{i}].chart");
+                super::chart::discover(chart, &at, name.as_deref(), creds.as_ref(), &self.oci)
+                    .await
+                    .map(Found::Chart)
+            }
+        }
     }
 }
 
