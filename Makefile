@@ -70,6 +70,12 @@ bench-discovery:
 	registry=$$(bash hack/registry/build.sh | tail -n 1); \
 	BARGE_K8S_BIN=$$bin BARGE_REGISTRY_DIR=$$registry $(CARGO) bench --bench discovery
 
+.PHONY: bench-scale
+## bench-scale: the controller in its own process with 10k Applications, 10k finished Promotions, 1k Stages and Freight: memory, start-up, 1,000 in flight, requests and CPU per Promotion, idle requests (prints a table, writes target/bench/scale.json)
+bench-scale:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	BARGE_K8S_BIN=$$bin $(CARGO) bench --bench scale
+
 .PHONY: chart-crds chart-lint
 ## chart-crds: copy crds/ into the Helm chart (charts/barge/files/crds; tests/chart.rs fails when they differ)
 chart-crds:

@@ -352,14 +352,21 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let client = match client(args.kubeconfig.as_deref()).await {
+        let metrics = Arc::new(Metrics::default());
+        let counted = crate::api_requests::CountRequests::new(metrics.clone());
+        let client = match client_config(args.kubeconfig.as_deref())
+            .await
+            .and_then(|config| {
+                Ok(kube::client::ClientBuilder::try_from(config)?
+                    .with_layer(&counted)
+                    .build())
+            }) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build a Kubernetes client");
                 return ExitCode::FAILURE;
             }
         };
-        let metrics = Arc::new(Metrics::default());
         // Kept alive until the process ends.
         let mut _endpoint = None;
         let (mut receivers, mut wakers) = (crate::webhook::Receivers::default(), None);
@@ -504,7 +511,13 @@ fn one_shot(
 async fn client(
     kubeconfig: Option<&std::path::Path>,
 ) -> Result<kube::Client, Box<dyn std::error::Error>> {
-    let config = match kubeconfig {
+    Ok(kube::Client::try_from(client_config(kubeconfig).await?)?)
+}
+
+async fn client_config(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Config, Box<dyn std::error::Error>> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(
@@ -514,8 +527,7 @@ async fn client(
             .await?
         }
         None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
 }
 
 #[cfg(test)]

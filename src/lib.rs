@@ -8,6 +8,7 @@ pub const CONTROLLER_NAME: &str = "barge-controller";
 
 pub mod admission;
 pub mod api;
+pub mod api_requests;
 mod approval;
 pub mod argocd;
 mod availability;

@@ -42,6 +42,12 @@ pub struct DeliveryLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub verb: String,
+    pub resource: String,
+}
+
 type PromotionKey = (String, String);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +72,7 @@ pub struct Metrics {
     warehouse_discoveries: Family<OutcomeLabels, Counter>,
     warehouse_discovery_duration: Histogram,
     freight_created: Counter,
+    api_requests: Family<ApiRequestLabels, Counter>,
     /// Promotion → phase, so the per-phase gauge moves by deltas.
     phases: Mutex<HashMap<PromotionKey, PromotionPhase>>,
     /// Promotion → when an Application change asked for its reconcile.
@@ -101,6 +108,7 @@ impl Default for Metrics {
             warehouse_discoveries: Family::default(),
             warehouse_discovery_duration: seconds(),
             freight_created: Counter::default(),
+            api_requests: Family::default(),
             phases: Mutex::default(),
             pending_wakes: Mutex::default(),
             watch_failing_since: AtomicI64::new(0),
@@ -173,6 +181,11 @@ impl Default for Metrics {
             "Freight created by Warehouses",
             m.freight_created.clone(),
         );
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server, by verb and resource (watches included: one per watch opened)",
+            m.api_requests.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -184,6 +197,16 @@ impl Metrics {
         self.warehouse_discoveries
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// One request to the API server is on its way.
+    pub fn api_request(&self, verb: &str, resource: &str) {
+        self.api_requests
+            .get_or_create(&ApiRequestLabels {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
             })
             .inc();
     }

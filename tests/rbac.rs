@@ -163,41 +163,12 @@ impl std::fmt::Display for Denied {
 
 /// Maps a request to RBAC's verb, group and resource.
 fn attributes(method: &http::Method, uri: &http::Uri) -> Option<Denied> {
-    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let (group, rest) = match segments.as_slice() {
-        ["api", _version, rest @ ..] => ("", rest),
-        ["apis", group, _version, rest @ ..] => (*group, rest),
-        _ => return None,
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (*ns, rest),
-        _ => ("", rest),
-    };
-    let (resource, named) = match rest {
-        [resource] => (resource.to_string(), false),
-        [resource, _name] => (resource.to_string(), true),
-        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
-        _ => return None,
-    };
-    let watch = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
-    let verb = match (method.as_str(), named) {
-        ("GET", true) => "get",
-        ("GET", false) if watch => "watch",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PATCH", _) => "patch",
-        ("PUT", _) => "update",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => return None,
-    };
+    let a = barge::api_requests::RequestAttributes::of(method, uri)?;
     Some(Denied {
-        verb: verb.into(),
-        group: group.into(),
-        resource,
-        namespace: namespace.into(),
+        verb: a.verb,
+        group: a.group,
+        resource: a.resource,
+        namespace: a.namespace,
     })
 }
 

@@ -3,6 +3,7 @@
 //! changes), where each Freight is and is verified, and creates the
 //! Promotions of auto-promotion.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,17 +210,29 @@ async fn record_freight_location(
 ) -> Result<(), Error> {
     let api = Api::<Freight>::namespaced(ctx.client.clone(), namespace);
     let cached = |name: &str| ctx.freight.get(&ObjectRef::new(name).within(namespace));
-    let names: Vec<String> = history
-        .iter()
-        .flat_map(|c| c.items.values().map(|f| f.name.clone()))
-        .collect();
-    for (i, freight_name) in names.iter().enumerate() {
+    // A Freight promoted again (a rollback) is both current and further down
+    // the history: it is current, and is looked at once. Taking it out of the
+    // Stage for its older entry would undo the current one's write, and each
+    // write wakes the Stage again.
+    let mut current = BTreeSet::new();
+    let mut names = Vec::new();
+    for (i, collection) in history.iter().enumerate() {
+        for freight in collection.items.values() {
+            if i == 0 {
+                current.insert(freight.name.clone());
+            }
+            if !names.contains(&freight.name) {
+                names.push(freight.name.clone());
+            }
+        }
+    }
+    for freight_name in &names {
         let Some(freight) = cached(freight_name) else {
             continue;
         };
         let status = freight.status.clone().unwrap_or_default();
         let mut patch = serde_json::Map::new();
-        if i == 0 {
+        if current.contains(freight_name) {
             if !status.currently_in.contains_key(stage) {
                 let since = last
                     .and_then(|p| p.status.as_ref())

@@ -384,3 +384,27 @@ async fn a_stage_without_promotion_steps_passes_on_available_freight_as_verified
         );
     }
 }
+
+#[tokio::test]
+async fn freight_promoted_again_stays_in_the_stage_instead_of_leaving_for_its_older_stay() {
+    // f1, then f2, then f1 again (a rollback): f1 is current and in dev.
+    let f1_in_dev = freight("f1", 0).set("/status/currentlyIn", json!({"dev": {"since": EIGHT}}));
+    let f2_in_dev = freight("f2", 60).set("/status/currentlyIn", json!({"dev": {"since": EIGHT}}));
+    let run = Given::dev(|s| s)
+        .with_freight(f1_in_dev)
+        .with_freight(f2_in_dev)
+        .promoted(succeeded("p1", "f1", EIGHT, "rev-1"))
+        .promoted(succeeded("p2", "f2", "2027-01-15T09:00:00Z", "rev-2"))
+        .promoted(succeeded("p3", "f1", "2027-01-15T10:00:00Z", "rev-1"))
+        .app("rev-1", "Progressing")
+        .reconcile()
+        .await;
+
+    assert!(run.action.is_ok(), "{:?}", run.action);
+    // Nothing to change on f1: already in dev, not yet verified.
+    assert_eq!(run.freight_patches("f1"), Vec::<Value>::new());
+    assert_eq!(
+        run.freight_patches("f2"),
+        [json!({"currentlyIn": {"dev": null}})]
+    );
+}

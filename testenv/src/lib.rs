@@ -22,6 +22,7 @@ pub mod git_server;
 pub mod gitea;
 mod pki;
 pub mod process;
+pub mod proxy;
 pub mod registry;
 mod task;
 
@@ -317,6 +318,29 @@ impl ControlPlane {
     }
 
     /// The admin kubeconfig, for kubectl, helm and other processes.
+    /// Writes a copy of the admin kubeconfig that reaches the API server
+    /// through `addr` (a [`proxy::TcpProxy`] in front of it) and returns its
+    /// path. The serving certificate names 127.0.0.1, so TLS still verifies.
+    pub fn kubeconfig_via(&self, addr: std::net::SocketAddr) -> Result<PathBuf, Error> {
+        let text = std::fs::read_to_string(&self.kubeconfig)
+            .map_err(|e| Error::io(&self.kubeconfig, e))?;
+        let path = self.dir.join(format!("kubeconfig-via-{}", addr.port()));
+        let text = text.replace(
+            &format!("server: {}", self.server),
+            &format!("server: https://{addr}"),
+        );
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+
+    /// The API server's address.
+    pub fn api_addr(&self) -> Result<std::net::SocketAddr, Error> {
+        self.server
+            .trim_start_matches("https://")
+            .parse()
+            .map_err(|e| Error::Wait("the API server's address".into(), format!("{e}")))
+    }
+
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
     }

@@ -1,0 +1,1050 @@
+//! Barge at scale, with the controller in a process of its own (`barge run`,
+//! the binary this build produced) so that its memory, CPU time and API
+//! requests are its own:
+//!
+//! 1. **Load**: 10,000 Applications of realistic size (a few dozen resources,
+//!    history, a sync result, a kubectl last-applied annotation), 1,000
+//!    Stages, 1,000 Freight and 10,000 finished Promotions.
+//! 2. **Start**: the controller starts (backstop 1 h); `ready_s` is the time
+//!    from spawn to `/readyz`, i.e. every cache listed. Once its start-up
+//!    work has settled, its resident memory is `rss_mib`.
+//! 3. **1,000 in flight**: 1,000 Promotions at once over 100 Stages (ten
+//!    queued per Stage), the Argo CD double syncing instantly. Latency is
+//!    from this process's watch first seeing the Promotion's sync finished to
+//!    it first seeing the Promotion Succeeded; throughput is Promotions
+//!    completed per second. The controller's own request counter
+//!    (`barge_api_requests_total`) and CPU time give requests by verb and CPU
+//!    milliseconds per Promotion; the API server's `apiserver_request_total`
+//!    checks the counts of what only the controller does.
+//! 4. **A cut**: every connection between the controller and the API server
+//!    is dropped (a TCP proxy sits between them) and a Promotion is created
+//!    at once: the time to its Succeeded is the time to resume.
+//! 5. **Idle**: a controller with the production backstop (5 min) and 1,000
+//!    Promotions waiting on syncs that do not end: requests it sends in 60 s
+//!    besides its open watches, and its memory then.
+//!
+//! `make bench-scale` runs it and writes target/bench/scale.json.
+//! `BARGE_BENCH_SMOKE=1` runs a tiny version (CI keeps it working; its
+//! figures mean nothing).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use barge::api::{Promotion, PromotionPhase, PromotionStatus};
+use barge::argocd::PROMOTION_INFO;
+use barge_argocd_double::{Double, DoubleConfig};
+use barge_testenv::TestEnv;
+use barge_testenv::proxy::TcpProxy;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const REPO: &str = "https://git.example.com/platform/deploy.git";
+/// How long any one phase may take before the bench gives up.
+const PATIENCE: Duration = Duration::from_secs(600);
+/// Requests in flight while loading.
+const LOAD_CONCURRENCY: usize = 32;
+
+/// How much of everything; `BARGE_BENCH_SMOKE=1` shrinks it.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    applications: usize,
+    stages: usize,
+    freight: usize,
+    finished: usize,
+    in_flight: usize,
+    in_flight_stages: usize,
+    waiting: usize,
+    idle_window: Duration,
+}
+
+impl Sizes {
+    fn from_env() -> Self {
+        if std::env::var("BARGE_BENCH_SMOKE").is_ok_and(|v| v == "1") {
+            return Self {
+                applications: 60,
+                stages: 20,
+                freight: 10,
+                finished: 60,
+                in_flight: 20,
+                in_flight_stages: 5,
+                waiting: 10,
+                idle_window: Duration::from_secs(3),
+            };
+        }
+        Self {
+            applications: 10_000,
+            stages: 1_000,
+            freight: 1_000,
+            finished: 10_000,
+            in_flight: 1_000,
+            in_flight_stages: 100,
+            waiting: 1_000,
+            idle_window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Summary {
+    n: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn summarize(mut samples: Vec<f64>) -> Summary {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i.min(samples.len() - 1)]
+    };
+    Summary {
+        n: samples.len(),
+        p50_ms: at(0.50),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
+}
+
+fn ms_between(from: Instant, to: Instant) -> f64 {
+    if to >= from {
+        to.duration_since(from).as_secs_f64() * 1000.0
+    } else {
+        -(from.duration_since(to).as_secs_f64() * 1000.0)
+    }
+}
+
+fn hex(seed: usize, len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut x = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(&format!("{x:016x}"));
+    }
+    out.truncate(len);
+    out
+}
+
+fn commit_of(freight: usize) -> String {
+    hex(freight + 1, 40)
+}
+
+// ---------------------------------------------------------------------------
+// The objects: realistic in size and shape.
+
+fn app_name(ns: &str, i: usize) -> String {
+    format!("{ns}-app-{i}")
+}
+
+/// An Application as Argo CD leaves it after a few dozen syncs.
+fn application(ns: &str, i: usize, stage: Option<&str>) -> Value {
+    let name = app_name(ns, i);
+    let team = format!("team-{}", i % 40);
+    let spec = json!({
+        "project": "default",
+        "source": {"repoURL": REPO, "path": format!("envs/{name}"), "targetRevision": "main",
+                   "kustomize": {"images": [format!("registry.example.com/{team}/svc-{i}:1.4.{}", i % 17)]}},
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": team},
+        "syncPolicy": {"syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+                        "retry": {"limit": 5, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}}},
+    });
+    let kinds = [
+        ("apps", "Deployment"),
+        ("", "Service"),
+        ("", "ConfigMap"),
+        ("networking.k8s.io", "Ingress"),
+        ("autoscaling", "HorizontalPodAutoscaler"),
+        ("policy", "PodDisruptionBudget"),
+    ];
+    let resources: Vec<Value> = (0..36)
+        .map(|k| {
+            let (group, kind) = kinds[k % kinds.len()];
+            json!({"group": group, "version": "v1", "kind": kind, "namespace": team,
+                   "name": format!("svc-{i}-{k}"), "status": "Synced",
+                   "health": {"status": "Healthy"}})
+        })
+        .collect();
+    let results: Vec<Value> = (0..36)
+        .map(|k| {
+            let (group, kind) = kinds[k % kinds.len()];
+            json!({"group": group, "version": "v1", "kind": kind, "namespace": team,
+                   "name": format!("svc-{i}-{k}"), "status": "Synced",
+                   "message": format!("{}/svc-{i}-{k} serverside-applied", kind.to_lowercase()),
+                   "hookPhase": "Running", "syncPhase": "Sync"})
+        })
+        .collect();
+    let history: Vec<Value> = (0..10)
+        .map(|h| {
+            json!({"id": h, "revision": hex(i * 31 + h, 40),
+                   "deployStartedAt": "2026-11-20T10:00:00Z", "deployedAt": "2026-11-20T10:00:05Z",
+                   "source": {"repoURL": REPO, "path": format!("envs/{name}"), "targetRevision": "main"},
+                   "initiatedBy": {"automated": true}})
+        })
+        .collect();
+    let revision = hex(i * 31 + 9, 40);
+    let mut annotations = json!({
+        "kubectl.kubernetes.io/last-applied-configuration":
+            serde_json::to_string(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                                          "metadata": {"name": name}, "spec": spec}))
+                .unwrap_or_default(),
+    });
+    if let Some(stage) = stage {
+        annotations["barge.dev/authorized-stage"] = json!(format!("{ns}:{stage}"));
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "labels": {"team": team, "app.kubernetes.io/part-of": "shop"},
+                     "annotations": annotations},
+        "spec": spec,
+        "status": {
+            "resources": resources,
+            "sync": {"status": "Synced", "revision": revision,
+                     "comparedTo": {"source": {"repoURL": REPO, "path": format!("envs/{name}"), "targetRevision": "main"},
+                                    "destination": {"server": "https://kubernetes.default.svc", "namespace": team}}},
+            "health": {"status": "Healthy", "lastTransitionTime": "2026-11-20T10:00:09Z"},
+            "history": history,
+            "reconciledAt": "2026-11-20T10:10:00Z",
+            "operationState": {
+                "operation": {"sync": {"revision": revision, "syncOptions": ["ServerSideApply=true"]},
+                              "initiatedBy": {"automated": true}, "retry": {"limit": 5}},
+                "phase": "Succeeded", "message": "successfully synced (all tasks run)",
+                "syncResult": {"resources": results, "revision": revision,
+                               "source": {"repoURL": REPO, "path": format!("envs/{name}"), "targetRevision": "main"}},
+                "startedAt": "2026-11-20T10:00:00Z", "finishedAt": "2026-11-20T10:00:05Z",
+            },
+            "sourceType": "Kustomize",
+            "summary": {"images": (0..8).map(|k| format!("registry.example.com/{team}/svc-{i}-{k}:1.4.{}", i % 17)).collect::<Vec<_>>()},
+            "controllerNamespace": "argocd",
+        },
+    })
+}
+
+fn stage(ns: &str, name: &str, app: &str) -> Value {
+    let _ = ns;
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+        "metadata": {"name": name, "labels": {"tier": "bench"}},
+        "spec": {
+            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "shop"}, "sources": {"direct": true}}],
+            "promotionTemplate": {"spec": {"vars": [{"name": "app", "value": app}],
+                "steps": [{"uses": "argocd-update", "as": "update", "config": {"apps": [{
+                    "name": "${{ vars.app }}",
+                    "sources": [{"repoURL": REPO, "desiredRevision": format!("${{{{ commitFrom(\"{REPO}\").id }}}}"),
+                                 "updateTargetRevision": true}],
+                }]}}]}},
+        },
+    })
+}
+
+fn freight(i: usize) -> Value {
+    json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+        "metadata": {"name": format!("f{i}")},
+        "alias": format!("release-{i}"),
+        "origin": {"kind": "Warehouse", "name": "shop"},
+        "commits": [{"repoURL": REPO, "id": commit_of(i), "branch": "main",
+                     "message": format!("release {i}"), "author": "Release Bot <bot@example.com>"}],
+        "images": [{"repoURL": "registry.example.com/shop/web", "tag": format!("1.{i}.0"),
+                    "digest": format!("sha256:{}", hex(i, 64))}],
+    })
+}
+
+/// A Promotion's status as the controller leaves it after one argocd-update.
+fn finished_status(
+    ns: &str,
+    stage: &str,
+    app: &str,
+    freight: usize,
+) -> BenchResult<PromotionStatus> {
+    let reference = json!({"name": format!("f{freight}"), "origin": {"kind": "Warehouse", "name": "shop"},
+                           "commits": [{"repoURL": REPO, "id": commit_of(freight), "branch": "main"}]});
+    let status = json!({
+        "phase": "Succeeded",
+        "plan": {"vars": [{"name": "app", "value": app}],
+                 "steps": [{"uses": "argocd-update", "as": "update", "config": {"apps": [{
+                     "name": "${{ vars.app }}",
+                     "sources": [{"repoURL": REPO, "desiredRevision": format!("${{{{ commitFrom(\"{REPO}\").id }}}}"),
+                                  "updateTargetRevision": true}]}]}}],
+                 "freightAlias": format!("release-{freight}")},
+        "currentStep": 1,
+        "stepExecutionMetadata": [{"alias": "update", "startedAt": "2026-11-20T10:00:00Z",
+                                   "finishedAt": "2026-11-20T10:00:05Z", "status": "Succeeded"}],
+        "healthChecks": [{"uses": "argocd-update", "config": {"apps": [{"name": app, "namespace": ns,
+                          "sources": [{"repoURL": REPO, "desiredRevision": commit_of(freight)}]}]}}],
+        "freight": reference,
+        "freightCollection": {"id": hex(freight + 7, 40), "items": {"Warehouse/shop": reference}},
+        "startedAt": "2026-11-20T10:00:00Z", "finishedAt": "2026-11-20T10:00:05Z",
+        "message": format!("promoted to {stage}"),
+    });
+    Ok(serde_json::from_value(status)?)
+}
+
+async fn create_all(
+    api: Api<DynamicObject>,
+    objects: impl Iterator<Item = Value>,
+) -> BenchResult<()> {
+    futures::stream::iter(objects.map(|o| {
+        let api = api.clone();
+        async move {
+            let object: DynamicObject = serde_json::from_value(o)?;
+            api.create(&PostParams::default(), &object).await?;
+            BenchResult::Ok(())
+        }
+    }))
+    .buffer_unordered(LOAD_CONCURRENCY)
+    .try_collect::<Vec<_>>()
+    .await?;
+    Ok(())
+}
+
+fn dynamic(client: &Client, ns: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = kube::api::GroupVersionKind::gvk(group, "v1alpha1", kind);
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+/// Everything the controller will find when it starts.
+async fn load(client: &Client, ns: &str, argocd_ns: &str, sizes: Sizes) -> BenchResult<()> {
+    let started = Instant::now();
+    let apps = dynamic(
+        client,
+        argocd_ns,
+        "argoproj.io",
+        "Application",
+        "applications",
+    );
+    create_all(
+        apps,
+        (0..sizes.applications).map(|i| {
+            let stage = (i < sizes.stages).then(|| format!("s{i}"));
+            application(ns, i, stage.as_deref())
+        }),
+    )
+    .await?;
+    eprintln!(
+        "scale: {} Applications created in {:.1} s",
+        sizes.applications,
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    create_all(
+        dynamic(client, ns, "barge.dev", "Freight", "freights"),
+        (0..sizes.freight).map(freight),
+    )
+    .await?;
+    create_all(
+        dynamic(client, ns, "barge.dev", "Stage", "stages"),
+        (0..sizes.stages).map(|i| stage(ns, &format!("s{i}"), &app_name(ns, i))),
+    )
+    .await?;
+    eprintln!(
+        "scale: {} Freight and {} Stages created in {:.1} s",
+        sizes.freight,
+        sizes.stages,
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let promotions = Api::<Promotion>::namespaced(client.clone(), ns);
+    futures::stream::iter((0..sizes.finished).map(|k| {
+        let promotions = promotions.clone();
+        async move {
+            let stage_index = k % sizes.stages;
+            let stage = format!("s{stage_index}");
+            let freight = k % sizes.freight;
+            let name = format!("done-{k}");
+            let object: Promotion = serde_json::from_value(json!({
+                "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+                "metadata": {"name": name},
+                "spec": {"stage": stage, "freight": format!("f{freight}")},
+            }))?;
+            promotions.create(&PostParams::default(), &object).await?;
+            let status = finished_status(ns, &stage, &app_name(ns, stage_index), freight)?;
+            promotions
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await?;
+            BenchResult::Ok(())
+        }
+    }))
+    .buffer_unordered(LOAD_CONCURRENCY)
+    .try_collect::<Vec<_>>()
+    .await?;
+    eprintln!(
+        "scale: {} finished Promotions created in {:.1} s",
+        sizes.finished,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The controller, in a process of its own.
+
+struct ControllerProcess {
+    /// Killed when dropped, and when this process ends however it ends.
+    server: barge_testenv::process::Server,
+    http: String,
+    spawned: Instant,
+    http_client: reqwest::Client,
+}
+
+impl ControllerProcess {
+    /// Starts `barge run`; its log is `<dir>/controller.log`.
+    fn spawn(
+        kubeconfig: &Path,
+        ns: &str,
+        argocd_ns: &str,
+        backstop: &str,
+        dir: &Path,
+    ) -> BenchResult<Self> {
+        let port = barge_testenv::process::free_port()?;
+        let http = format!("127.0.0.1:{port}");
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let work_dir = dir.join("work");
+        let args: Vec<String> = [
+            "run",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--namespace",
+            ns,
+            "--argocd-namespace",
+            argocd_ns,
+            "--backstop",
+            backstop,
+            "--http-addr",
+            &http,
+            "--webhook-addr",
+            "",
+            "--work-dir",
+            &work_dir.display().to_string(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let log = std::env::var("BARGE_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+        let spawned = Instant::now();
+        let server = barge_testenv::process::Server::spawn_with_env(
+            dir,
+            "controller",
+            Path::new(env!("CARGO_BIN_EXE_barge")),
+            &args,
+            &[("RUST_LOG", log)],
+        )?;
+        Ok(Self {
+            server,
+            http,
+            spawned,
+            http_client: reqwest::Client::new(),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
+    async fn get(&self, path: &str) -> BenchResult<(u16, String)> {
+        let response = self
+            .http_client
+            .get(format!("http://{}{path}", self.http))
+            .send()
+            .await?;
+        let code = response.status().as_u16();
+        Ok((code, response.text().await?))
+    }
+
+    /// Seconds from spawn to `/readyz` answering 200.
+    async fn wait_ready(&mut self) -> BenchResult<f64> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if !self.server.alive() {
+                return Err(self.server.exited_error().into());
+            }
+            if matches!(self.get("/readyz").await, Ok((200, _))) {
+                return Ok(self.spawned.elapsed().as_secs_f64());
+            }
+            if Instant::now() > deadline {
+                return Err("the controller was not ready in time".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `barge_api_requests_total` by (verb, resource).
+    async fn requests(&self) -> BenchResult<BTreeMap<(String, String), f64>> {
+        let (_, text) = self.get("/metrics").await?;
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("barge_api_requests_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            out.insert((label("verb"), label("resource")), value.trim().parse()?);
+        }
+        Ok(out)
+    }
+
+    fn proc_status(&self, field: &str) -> BenchResult<f64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {field} in /proc/{}/status", self.pid()))?;
+        Ok(kib / 1024.0)
+    }
+
+    fn rss_mib(&self) -> BenchResult<f64> {
+        self.proc_status("VmRSS")
+    }
+
+    fn peak_rss_mib(&self) -> BenchResult<f64> {
+        self.proc_status("VmHWM")
+    }
+
+    /// User plus system CPU time, in milliseconds.
+    fn cpu_ms(&self) -> BenchResult<f64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // The command name may hold spaces: fields count from after its ')'.
+        let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok((ticks(11) + ticks(12)) * 1000.0 / clock_ticks())
+    }
+
+    /// Waits until the controller's start-up work has settled: no request
+    /// sent (watches aside) for `quiet`.
+    async fn settle(&self, quiet: Duration) -> BenchResult<f64> {
+        let started = Instant::now();
+        let mut last = non_watch_total(&self.requests().await?);
+        let mut since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = non_watch_total(&self.requests().await?);
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if started.elapsed() > PATIENCE {
+                return Err("the controller never went quiet".into());
+            }
+        }
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn non_watch_total(requests: &BTreeMap<(String, String), f64>) -> f64 {
+    requests
+        .iter()
+        .filter(|((verb, _), _)| verb != "watch")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// `after - before`, by verb.
+fn by_verb(
+    before: &BTreeMap<(String, String), f64>,
+    after: &BTreeMap<(String, String), f64>,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (key, n) in after {
+        let delta = n - before.get(key).copied().unwrap_or(0.0);
+        if delta > 0.0 {
+            *out.entry(key.0.clone()).or_insert(0.0) += delta;
+        }
+    }
+    out
+}
+
+/// `after - before`, by "verb resource".
+fn by_verb_and_resource(
+    before: &BTreeMap<(String, String), f64>,
+    after: &BTreeMap<(String, String), f64>,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (key, n) in after {
+        let delta = n - before.get(key).copied().unwrap_or(0.0);
+        if delta > 0.0 {
+            out.insert(format!("{} {}", key.0, key.1), delta);
+        }
+    }
+    out
+}
+
+/// The API server's `apiserver_request_total` for `(verb, resource,
+/// subresource)`, summed over codes and scopes.
+async fn apiserver_requests(
+    client: &Client,
+) -> BenchResult<HashMap<(String, String, String), f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let key = (label("verb"), label("resource"), label("subresource"));
+        *out.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// What this process's watches see.
+
+#[derive(Default)]
+struct Seen {
+    /// Promotion → first seen its sync finished.
+    synced: HashMap<String, Instant>,
+    /// Promotion → first seen Succeeded.
+    succeeded: HashMap<String, Instant>,
+    /// Promotion → how it ended, when not Succeeded.
+    failed: HashMap<String, String>,
+    /// Promotions seen Running with a wait recorded.
+    waiting: HashSet<String>,
+}
+
+type Shared = Arc<(Mutex<Seen>, tokio::sync::Notify)>;
+
+fn with_seen<T>(shared: &Shared, f: impl FnOnce(&mut Seen) -> T) -> BenchResult<T> {
+    let mut seen = shared.0.lock().map_err(|_| "a watch task panicked")?;
+    Ok(f(&mut seen))
+}
+
+async fn wait_for(
+    shared: &Shared,
+    what: &str,
+    done: impl Fn(&Seen) -> Result<bool, String>,
+) -> BenchResult<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let notified = shared.1.notified();
+        if with_seen(shared, |s| done(s))?? {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now > deadline {
+            let (synced, succeeded, waiting) = with_seen(shared, |s| {
+                (s.synced.len(), s.succeeded.len(), s.waiting.len())
+            })?;
+            return Err(format!(
+                "{what}: not done within {} s (seen: {synced} syncs finished, {succeeded} Promotions Succeeded, {waiting} waiting)",
+                PATIENCE.as_secs()
+            )
+            .into());
+        }
+        let _ = tokio::time::timeout(deadline - now, notified).await;
+    }
+}
+
+fn finished_sync_of(app: &DynamicObject) -> Option<String> {
+    let state = app.data.pointer("/status/operationState")?;
+    if state.get("phase").and_then(Value::as_str) != Some("Succeeded") {
+        return None;
+    }
+    state
+        .get("finishedAt")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())?;
+    state
+        .pointer("/operation/info")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("name").and_then(Value::as_str) == Some(PROMOTION_INFO))
+        .and_then(|i| i.get("value").and_then(Value::as_str))
+        .map(String::from)
+}
+
+fn watch_all(
+    client: &Client,
+    ns: &str,
+    argocd_ns: &str,
+    shared: Shared,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let apps = dynamic(
+        client,
+        argocd_ns,
+        "argoproj.io",
+        "Application",
+        "applications",
+    );
+    let apps_shared = shared.clone();
+    let app_task = tokio::spawn(async move {
+        let mut events = watcher(apps, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(event) = events.next().await {
+            let now = Instant::now();
+            let app = match event {
+                Ok(app) => app,
+                Err(e) => {
+                    eprintln!("scale: Application watch: {e}");
+                    continue;
+                }
+            };
+            let Some(promotion) = finished_sync_of(&app) else {
+                continue;
+            };
+            if let Ok(mut seen) = apps_shared.0.lock() {
+                seen.synced.entry(promotion).or_insert(now);
+            }
+            apps_shared.1.notify_waiters();
+        }
+    });
+    let promotions = Api::<Promotion>::namespaced(client.clone(), ns);
+    let promotion_task = tokio::spawn(async move {
+        let mut events = watcher(promotions, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(event) = events.next().await {
+            let now = Instant::now();
+            let p = match event {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("scale: Promotion watch: {e}");
+                    continue;
+                }
+            };
+            let phase = p.phase();
+            let name = p.name_any();
+            if let Ok(mut seen) = shared.0.lock() {
+                if phase == PromotionPhase::Succeeded {
+                    seen.succeeded.entry(name).or_insert(now);
+                } else if phase.is_terminal() {
+                    let message = p
+                        .status
+                        .as_ref()
+                        .map(|s| s.message.clone())
+                        .unwrap_or_default();
+                    seen.failed
+                        .entry(name)
+                        .or_insert_with(|| format!("{phase}: {message}"));
+                } else if phase == PromotionPhase::Running
+                    && p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
+                {
+                    seen.waiting.insert(name);
+                }
+            }
+            shared.1.notify_waiters();
+        }
+    });
+    vec![app_task, promotion_task]
+}
+
+async fn create_promotions(
+    client: &Client,
+    ns: &str,
+    specs: Vec<(String, String, String)>,
+) -> BenchResult<()> {
+    let api = Api::<Promotion>::namespaced(client.clone(), ns);
+    futures::stream::iter(specs.into_iter().map(|(name, stage, freight)| {
+        let api = api.clone();
+        async move {
+            let object: Promotion = serde_json::from_value(json!({
+                "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+                "metadata": {"name": name}, "spec": {"stage": stage, "freight": freight},
+            }))?;
+            api.create(&PostParams::default(), &object).await?;
+            BenchResult::Ok(())
+        }
+    }))
+    .buffer_unordered(LOAD_CONCURRENCY)
+    .try_collect::<Vec<_>>()
+    .await?;
+    Ok(())
+}
+
+/// Waits until every named Promotion succeeded (and its sync was seen).
+async fn all_succeeded(shared: &Shared, names: &[String]) -> BenchResult<()> {
+    wait_for(shared, "the Promotions", |s| {
+        if let Some((name, how)) = names.iter().find_map(|n| s.failed.get(n).map(|h| (n, h))) {
+            return Err(format!("Promotion {name} ended {how}"));
+        }
+        Ok(names
+            .iter()
+            .all(|n| s.succeeded.contains_key(n) && s.synced.contains_key(n)))
+    })
+    .await
+}
+
+fn main() -> BenchResult<()> {
+    let sizes = Sizes::from_env();
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let env = TestEnv::shared().await?;
+        let client = env.client();
+        env.apply_crd_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")).await?;
+        barge_argocd_double::install_crd(client.clone(), Duration::from_secs(60)).await?;
+        let ns = env.namespace().await?;
+        let argocd_ns = env.namespace().await?;
+        eprintln!("scale: {sizes:?}");
+
+        load(&client, &ns, &argocd_ns, sizes).await?;
+        let double = Double::new(client.clone(), DoubleConfig::namespaced(&argocd_ns)).spawn();
+        let shared: Shared = Arc::default();
+        let watches = watch_all(&client, &ns, &argocd_ns, shared.clone());
+
+        // The controller reaches the API server through a proxy that can cut it off.
+        let proxy = TcpProxy::start(env.control_plane().api_addr()?).await?;
+        let kubeconfig = env.control_plane().kubeconfig_via(proxy.addr())?;
+        let mut controller = ControllerProcess::spawn(
+            &kubeconfig, &ns, &argocd_ns, "1h", &out_dir.join("scale-controller"),
+        )?;
+        let ready_s = controller.wait_ready().await?;
+        let settle_s = controller.settle(Duration::from_secs(3)).await?;
+        let rss_loaded = controller.rss_mib()?;
+        eprintln!("scale: controller ready in {ready_s:.2} s, settled {settle_s:.1} s later; RSS {rss_loaded:.1} MiB");
+
+        // 1,000 in flight over 100 Stages.
+        let requests_before = controller.requests().await?;
+        let apiserver_before = apiserver_requests(&client).await?;
+        let cpu_before = controller.cpu_ms()?;
+        let specs: Vec<(String, String, String)> = (0..sizes.in_flight)
+            .map(|k| {
+                let round = k / sizes.in_flight_stages;
+                (format!("p{k}"), format!("s{}", k % sizes.in_flight_stages), format!("f{}", round % sizes.freight))
+            })
+            .collect();
+        let names: Vec<String> = specs.iter().map(|s| s.0.clone()).collect();
+        let started = Instant::now();
+        create_promotions(&client, &ns, specs).await?;
+        let created_s = started.elapsed().as_secs_f64();
+        all_succeeded(&shared, &names).await?;
+        let (samples, last) = with_seen(&shared, |s| {
+            let samples: Vec<f64> = names.iter().filter_map(|n| Some(ms_between(*s.synced.get(n)?, *s.succeeded.get(n)?))).collect();
+            let last = names.iter().filter_map(|n| s.succeeded.get(n)).max().copied();
+            (samples, last)
+        })?;
+        let took_s = last.map_or(0.0, |l| l.duration_since(started).as_secs_f64());
+        let promotions_per_s = sizes.in_flight as f64 / took_s.max(f64::EPSILON);
+        // Let the tail (Stage status, Events) finish before counting.
+        controller.settle(Duration::from_secs(2)).await?;
+        let cpu_ms = controller.cpu_ms()? - cpu_before;
+        let requests_after = controller.requests().await?;
+        let apiserver_after = apiserver_requests(&client).await?;
+        let per = |m: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+            m.into_iter().map(|(k, v)| (k, (v / sizes.in_flight as f64 * 100.0).round() / 100.0)).collect()
+        };
+        let per_verb = per(by_verb(&requests_before, &requests_after));
+        let per_resource = per(by_verb_and_resource(&requests_before, &requests_after));
+        // What only the controller does, counted by the API server too.
+        let server_delta = |verb: &str, resource: &str, sub: &str| {
+            let key = (verb.to_string(), resource.to_string(), sub.to_string());
+            apiserver_after.get(&key).copied().unwrap_or(0.0) - apiserver_before.get(&key).copied().unwrap_or(0.0)
+        };
+        let client_delta = |verb: &str, resource: &str| {
+            let key = (verb.to_string(), resource.to_string());
+            requests_after.get(&key).copied().unwrap_or(0.0) - requests_before.get(&key).copied().unwrap_or(0.0)
+        };
+        let cross_check = json!({
+            "patch promotions/status": {"controller": client_delta("patch", "promotions/status"), "apiserver": server_delta("PATCH", "promotions", "status")},
+            "patch stages/status": {"controller": client_delta("patch", "stages/status"), "apiserver": server_delta("PATCH", "stages", "status")},
+            "get stages": {"controller": client_delta("get", "stages"), "apiserver": server_delta("GET", "stages", "")},
+            "get freights": {"controller": client_delta("get", "freights"), "apiserver": server_delta("GET", "freights", "")},
+        });
+        let latency = summarize(samples);
+        let rss_after_run = controller.rss_mib()?;
+        eprintln!(
+            "scale: {} Promotions over {} Stages: created in {created_s:.1} s, all Succeeded {took_s:.1} s after the first; {promotions_per_s:.1}/s; sync seen -> Succeeded seen p50 {:.1} p99 {:.1} max {:.1} ms; CPU {:.1} ms per Promotion; RSS {rss_after_run:.1} MiB",
+            sizes.in_flight, sizes.in_flight_stages, latency.p50_ms, latency.p99_ms, latency.max_ms, cpu_ms / sizes.in_flight as f64
+        );
+        eprintln!("scale: API requests per Promotion: {per_resource:?}");
+        eprintln!("scale: client vs API server counts: {cross_check}");
+
+        // A cut: every connection dropped, then a Promotion at once.
+        let resume_stage = format!("s{}", sizes.in_flight_stages);
+        let lists_before = controller.requests().await?;
+        proxy.cut();
+        let cut_at = Instant::now();
+        create_promotions(&client, &ns, vec![("after-cut".into(), resume_stage, "f0".into())]).await?;
+        all_succeeded(&shared, &["after-cut".to_string()]).await?;
+        let resume_ms = with_seen(&shared, |s| s.succeeded.get("after-cut").map(|t| ms_between(cut_at, *t)))?.unwrap_or(0.0);
+        let lists_after = controller.requests().await?;
+        let relisted = by_verb(&lists_before, &lists_after);
+        eprintln!("scale: connections cut; a new Promotion Succeeded {resume_ms:.0} ms later (requests meanwhile: {relisted:?})");
+        controller.server.stop();
+
+        // Idle: the production backstop, 1,000 Promotions waiting on syncs that do not end.
+        let apps = dynamic(&client, &argocd_ns, "argoproj.io", "Application", "applications");
+        let waiting_stages: Vec<usize> = (0..sizes.waiting).map(|i| i % sizes.stages).collect();
+        futures::stream::iter(waiting_stages.iter().map(|i| {
+            let apps = apps.clone();
+            let name = app_name(&ns, *i);
+            async move {
+                apps.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {
+                    barge_argocd_double::knobs::SYNC_DELAY: "24h"}}})))
+                    .await?;
+                BenchResult::Ok(())
+            }
+        }))
+        .buffer_unordered(LOAD_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+        let mut controller = ControllerProcess::spawn(
+            env.kubeconfig_path(), &ns, &argocd_ns, "5m", &out_dir.join("scale-controller-idle"),
+        )?;
+        let ready_again_s = controller.wait_ready().await?;
+        let waiting: Vec<String> = (0..sizes.waiting).map(|k| format!("w{k}")).collect();
+        let specs = waiting_stages
+            .iter()
+            .zip(&waiting)
+            .map(|(i, name)| (name.clone(), format!("s{i}"), format!("f{}", sizes.freight - 1)))
+            .collect();
+        create_promotions(&client, &ns, specs).await?;
+        wait_for(&shared, "the waiting Promotions", |s| {
+            if let Some((name, how)) = waiting.iter().find_map(|n| s.failed.get(n).map(|h| (n, h))) {
+                return Err(format!("Promotion {name} ended {how}"));
+            }
+            Ok(waiting.iter().all(|n| s.waiting.contains(n)))
+        })
+        .await?;
+        controller.settle(Duration::from_secs(3)).await?;
+        let idle_before = controller.requests().await?;
+        let server_idle_before = apiserver_requests(&client).await?;
+        tokio::time::sleep(sizes.idle_window).await;
+        let idle_after = controller.requests().await?;
+        let server_idle_after = apiserver_requests(&client).await?;
+        let idle = by_verb_and_resource(&idle_before, &idle_after);
+        let idle_requests: f64 = idle.iter().filter(|(k, _)| !k.starts_with("watch ")).map(|(_, v)| v).sum();
+        let watched: Vec<&str> = ["promotions", "stages", "freights", "applications", "warehouses", "projectconfigs", "events"].into();
+        let server_idle: f64 = server_idle_after
+            .iter()
+            .filter(|((verb, resource, _), _)| verb != "WATCH" && watched.contains(&resource.as_str()))
+            .map(|(k, v)| v - server_idle_before.get(k).copied().unwrap_or(0.0))
+            .sum();
+        let rss_mib = controller.rss_mib()?;
+        let peak_rss_mib = controller.peak_rss_mib()?;
+        eprintln!(
+            "scale: {} Promotions waiting, backstop 5 min: {idle_requests} requests in {} s besides watches ({idle:?}); the API server saw {server_idle} on those resources; RSS {rss_mib:.1} MiB (peak {peak_rss_mib:.1})",
+            sizes.waiting, sizes.idle_window.as_secs()
+        );
+        controller.server.stop();
+        for task in watches {
+            task.abort();
+        }
+        double.stop().await;
+        drop(proxy);
+
+        let objects = sizes.applications + sizes.stages + sizes.freight + sizes.finished + sizes.in_flight + sizes.waiting;
+        let result = json!({
+            "machine": machine(),
+            "objects": {"applications": sizes.applications, "stages": sizes.stages, "freight": sizes.freight,
+                        "promotions": sizes.finished + sizes.in_flight + 1 + sizes.waiting, "total": objects},
+            "rss_mib": round1(rss_mib),
+            "peak_rss_mib": round1(peak_rss_mib),
+            "rss_mib_after_start": round1(rss_loaded),
+            "ready_s": round2(ready_s),
+            "ready_again_s": round2(ready_again_s),
+            "in_flight_1000": {"n": latency.n, "stages": sizes.in_flight_stages, "p50_ms": round1(latency.p50_ms),
+                               "p95_ms": round1(latency.p95_ms), "p99_ms": round1(latency.p99_ms), "max_ms": round1(latency.max_ms),
+                               "promotions_per_s": round1(promotions_per_s), "cpu_ms_per_promotion": round2(cpu_ms / sizes.in_flight as f64)},
+            "api_requests_per_promotion": per_verb,
+            "api_requests_per_promotion_by_resource": per_resource,
+            "api_request_counts_checked": cross_check,
+            "resume_after_cut_ms": round1(resume_ms),
+            "idle_requests_60s": idle_requests,
+            "idle_window_s": sizes.idle_window.as_secs(),
+            "idle_apiserver_requests": server_idle,
+        });
+        println!("| figure | value |");
+        println!("|---|---|");
+        println!("| objects loaded | {objects} |");
+        println!("| controller RSS, steady state (MiB) | {rss_mib:.1} (peak {peak_rss_mib:.1}) |");
+        println!("| start-up to ready (s) | {ready_s:.2} |");
+        println!("| {} in flight over {} Stages: p50 / p99 (ms) | {:.1} / {:.1} |", sizes.in_flight, sizes.in_flight_stages, latency.p50_ms, latency.p99_ms);
+        println!("| Promotions completed per second | {promotions_per_s:.1} |");
+        println!("| CPU per Promotion (ms) | {:.2} |", cpu_ms / sizes.in_flight as f64);
+        println!("| API requests per Promotion | {} |", per_verb.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+        println!("| resume after the connections are cut (ms) | {resume_ms:.0} |");
+        println!("| requests in {} s idle, besides watches | {idle_requests} |", sizes.idle_window.as_secs());
+        let path: PathBuf = out_dir.join(if std::env::var("BARGE_BENCH_SMOKE").is_ok_and(|v| v == "1") { "scale-smoke.json" } else { "scale.json" });
+        std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+        println!("{}", serde_json::to_string(&result)?);
+        Ok(())
+    })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// What the figures were measured on.
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.to_string()))
+        .unwrap_or_default();
+    json!({"cpu": cpu, "cores": cores, "memory": memory.trim_start_matches("MemTotal:").trim()})
+}
