@@ -36,6 +36,16 @@ use serde_json::{Value, json};
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const PUSHES: usize = 30;
+/// `BARGE_BENCH_SMOKE=1`: a couple of pushes, so CI keeps the bench working.
+const SMOKE_PUSHES: usize = 2;
+
+fn smoke() -> bool {
+    std::env::var("BARGE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
+fn pushes() -> usize {
+    if smoke() { SMOKE_PUSHES } else { PUSHES }
+}
 const CREATED: &str = "2026-11-30T00:00:00Z";
 const PATIENCE: Duration = Duration::from_secs(60);
 const AUTH: &str = "Bearer bench-t0ken";
@@ -149,7 +159,7 @@ async fn measure(
         freight: Vec::new(),
         promotion: Vec::new(),
     };
-    for i in 1..=PUSHES {
+    for i in 1..=pushes() {
         let tag = format!("1.{i}.0");
         // Both watches open before the push, so neither misses its event.
         let freight = {
@@ -262,14 +272,14 @@ fn main() -> BenchResult<()> {
             ..RegistryOptions::default()
         })
         .await?;
-        eprintln!("discovery: webhook mode ({PUSHES} pushes)");
+        eprintln!("discovery: webhook mode ({} pushes)", pushes());
         let webhook = measure(&client, &webhook_ns, &notifying, "bench-webhook", false).await?;
         notifying.stop();
 
         // refresh: the annotation a receiver sets, right after the push.
         let refresh_ns = env.namespace().await?;
         let quiet = Registry::start().await?;
-        eprintln!("discovery: refresh mode ({PUSHES} pushes)");
+        eprintln!("discovery: refresh mode ({} pushes)", pushes());
         let refresh = measure(&client, &refresh_ns, &quiet, "bench-refresh", true).await?;
         quiet.stop();
         controller.stop().await;
@@ -301,7 +311,11 @@ fn main() -> BenchResult<()> {
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
         std::fs::create_dir_all(&out)?;
         std::fs::write(
-            out.join("discovery.json"),
+            out.join(if smoke() {
+                "discovery-smoke.json"
+            } else {
+                "discovery.json"
+            }),
             serde_json::to_string_pretty(&json)?,
         )?;
         println!("{}", serde_json::to_string(&json)?);

@@ -885,19 +885,27 @@ fn main() -> BenchResult<()> {
         let per_verb = per(by_verb(&requests_before, &requests_after));
         let per_resource = per(by_verb_and_resource(&requests_before, &requests_after));
         // What only the controller does, counted by the API server too.
-        let server_delta = |verb: &str, resource: &str, sub: &str| {
-            let key = (verb.to_string(), resource.to_string(), sub.to_string());
-            apiserver_after.get(&key).copied().unwrap_or(0.0) - apiserver_before.get(&key).copied().unwrap_or(0.0)
+        // The API server counts a server-side apply as APPLY, a merge patch as PATCH.
+        let server_delta = |verbs: &[&str], resource: &str, sub: &str| {
+            verbs
+                .iter()
+                .map(|verb| {
+                    let key = (verb.to_string(), resource.to_string(), sub.to_string());
+                    apiserver_after.get(&key).copied().unwrap_or(0.0)
+                        - apiserver_before.get(&key).copied().unwrap_or(0.0)
+                })
+                .sum::<f64>()
         };
         let client_delta = |verb: &str, resource: &str| {
             let key = (verb.to_string(), resource.to_string());
             requests_after.get(&key).copied().unwrap_or(0.0) - requests_before.get(&key).copied().unwrap_or(0.0)
         };
         let cross_check = json!({
-            "patch promotions/status": {"controller": client_delta("patch", "promotions/status"), "apiserver": server_delta("PATCH", "promotions", "status")},
-            "patch stages/status": {"controller": client_delta("patch", "stages/status"), "apiserver": server_delta("PATCH", "stages", "status")},
-            "get stages": {"controller": client_delta("get", "stages"), "apiserver": server_delta("GET", "stages", "")},
-            "get freights": {"controller": client_delta("get", "freights"), "apiserver": server_delta("GET", "freights", "")},
+            "patch promotions/status": {"controller": client_delta("patch", "promotions/status"), "apiserver": server_delta(&["PATCH", "APPLY"], "promotions", "status")},
+            "patch stages/status": {"controller": client_delta("patch", "stages/status"), "apiserver": server_delta(&["PATCH", "APPLY"], "stages", "status")},
+            "patch freights/status": {"controller": client_delta("patch", "freights/status"), "apiserver": server_delta(&["PATCH", "APPLY"], "freights", "status")},
+            "get stages": {"controller": client_delta("get", "stages"), "apiserver": server_delta(&["GET"], "stages", "")},
+            "get freights": {"controller": client_delta("get", "freights"), "apiserver": server_delta(&["GET"], "freights", "")},
         });
         let latency = summarize(samples);
         let rss_after_run = controller.rss_mib()?;
@@ -962,7 +970,12 @@ fn main() -> BenchResult<()> {
         let idle_after = controller.requests().await?;
         let server_idle_after = apiserver_requests(&client).await?;
         let idle = by_verb_and_resource(&idle_before, &idle_after);
-        let idle_requests: f64 = idle.iter().filter(|(k, _)| !k.starts_with("watch ")).map(|(_, v)| v).sum();
+        let idle_requests: f64 = idle
+            .iter()
+            .filter(|(k, _)| !k.starts_with("watch "))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+            .abs();
         let watched: Vec<&str> = ["promotions", "stages", "freights", "applications", "warehouses", "projectconfigs", "events"].into();
         let server_idle: f64 = server_idle_after
             .iter()

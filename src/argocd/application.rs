@@ -133,6 +133,22 @@ pub struct Condition {
 }
 
 impl Application {
+    /// Drops what no reconcile reads from an Application kept in the cache:
+    /// the spec of one no Stage may update (without an authorized-stage
+    /// annotation, Barge's or Kargo's), since only argocd-update reads specs,
+    /// and only of Applications it may update. In a shared Argo CD most
+    /// Applications are such; their status is kept for waits and health.
+    /// The annotation's arrival brings the whole object back with its event.
+    pub fn slim_for_cache(&mut self) {
+        let updatable = self.metadata.annotations.as_ref().is_some_and(|a| {
+            a.contains_key(super::AUTHORIZED_STAGE_ANNOTATION)
+                || a.contains_key(super::KARGO_AUTHORIZED_STAGE_ANNOTATION)
+        });
+        if !updatable {
+            self.spec = serde_json::Value::Null;
+        }
+    }
+
     /// True while Argo CD has a sync requested or running.
     pub fn operation_in_progress(&self) -> bool {
         self.operation.is_some()

@@ -522,3 +522,26 @@ fn kargos_authorized_stage_annotation_counts_when_barges_is_absent() {
         Ok(vec![("demo".to_string(), "prod".to_string())])
     );
 }
+
+#[test]
+fn the_cache_keeps_the_spec_only_of_applications_a_stage_may_update() {
+    let spec =
+        json!({"source": {"repoURL": "https://git.example.com/a.git", "targetRevision": "main"}});
+    let status = json!({"health": {"status": "Healthy"}});
+    let mut unmanaged = app(json!({"metadata": {"name": "other"}, "spec": spec, "status": status}));
+    unmanaged.slim_for_cache();
+    assert_eq!(unmanaged.spec, Value::Null);
+    assert!(unmanaged.status.is_some());
+
+    for key in [
+        AUTHORIZED_STAGE_ANNOTATION,
+        KARGO_AUTHORIZED_STAGE_ANNOTATION,
+    ] {
+        let mut managed = app(json!({
+            "metadata": {"name": "demo-dev", "annotations": {key: "demo:dev"}},
+            "spec": spec, "status": status,
+        }));
+        managed.slim_for_cache();
+        assert_eq!(managed.spec, spec, "{key}");
+    }
+}

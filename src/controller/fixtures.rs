@@ -645,6 +645,7 @@ pub fn fails(kind: &'static str, message: &'static str) -> ScriptedStep {
         StepRun::done(Err(StepError {
             message: message.into(),
             terminal: true,
+            unavailable: false,
         }))
     })
 }

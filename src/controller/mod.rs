@@ -240,6 +240,31 @@ pub fn promotion_event_effects(promotion: &Promotion, deleted: bool) -> Promotio
     }
 }
 
+/// What no reconcile reads, taken off every cached object: managed fields
+/// and kubectl's copy of the last applied object, often the larger part of
+/// an object's metadata.
+fn slim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// A Promotion as the cache keeps it: an ended one without its frozen plan,
+/// which only running it reads (the Stage's `lastPromotion` shows the rest
+/// of its status). Finished Promotions are most of a cluster's.
+fn slim_promotion(promotion: &mut Promotion) {
+    slim(promotion);
+    if promotion.is_terminal()
+        && let Some(status) = promotion.status.as_mut()
+    {
+        status.plan = None;
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Runs the Promotion and Stage controllers until `shutdown` resolves.
 /// One piece: it only wires the watches (one function each), the caches and
 /// the two controllers together, in the order they depend on each other.
@@ -273,7 +298,7 @@ pub async fn run(
         sharded.clone(),
     )
     .default_backoff()
-    .modify(|s| s.managed_fields_mut().clear())
+    .modify(slim)
     .reflect(stage_writer)
     .touched_objects();
     let (applications, app_task) = watch_applications(
@@ -406,7 +431,7 @@ pub async fn run(
             let (store, writer) = reflector::store::<crate::api::Warehouse>();
             let events = watcher(warehouse_api, sharded_for_warehouses)
                 .default_backoff()
-                .modify(|w| w.managed_fields_mut().clear())
+                .modify(slim)
                 .reflect(writer)
                 .touched_objects();
             Controller::for_stream(events, store)
@@ -428,7 +453,7 @@ pub async fn run(
     let (freight_store, freight_writer) = reflector::store::<Freight>();
     let freight_events = watcher(freight_api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|f| f.managed_fields_mut().clear())
+        .modify(slim)
         .reflect(freight_writer)
         .touched_objects();
     let freight_controller = bounded_shutdown(
@@ -533,7 +558,10 @@ fn watch_applications(
     let wake_on_events = settings.wake_on_application_events;
     let events = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|app| app.managed_fields_mut().clear())
+        .modify(|app| {
+            slim(app);
+            app.slim_for_cache();
+        })
         .reflect(writer)
         .touched_objects();
     let task = tokio::spawn(events.for_each(move |event| {
@@ -591,7 +619,7 @@ where
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(slim)
     .reflect(writer)
     .touched_objects();
     let task = tokio::spawn(events.for_each(move |event| {
@@ -632,7 +660,7 @@ fn watch_promotions(
     let (promotions, writer) = reflector::store::<Promotion>();
     let events = watcher(scoped::<Promotion>(client, &settings.namespace), config)
         .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
+        .modify(slim_promotion)
         .reflect(writer)
         .inspect(move |event| {
             let (promotion, deleted) = match event {
@@ -798,6 +826,41 @@ mod tests {
         // A spinning task would never end; this one returns at once.
         let ended = tokio::time::timeout(Duration::from_secs(30), sweep).await;
         assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+    }
+
+    #[test]
+    fn cached_objects_keep_their_annotations_but_not_what_kubectl_and_apply_recorded() {
+        let mut p = promotion(json!({}));
+        p.metadata.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{\"big\": true}".to_string()),
+                ("barge.dev/abort".to_string(), "terminate".to_string()),
+            ]
+            .into(),
+        );
+        p.metadata.managed_fields = Some(vec![Default::default()]);
+        slim(&mut p);
+        assert_eq!(p.metadata.managed_fields, None);
+        assert_eq!(
+            p.metadata
+                .annotations
+                .map(|a| a.into_keys().collect::<Vec<_>>()),
+            Some(vec!["barge.dev/abort".to_string()])
+        );
+    }
+
+    #[test]
+    fn an_ended_promotion_is_cached_without_its_plan_and_a_running_one_with_it() {
+        let plan = json!({"steps": [{"uses": "argocd-update", "as": "update"}]});
+        let mut running = promotion(json!({"phase": "Running", "plan": plan}));
+        slim_promotion(&mut running);
+        assert!(running.status.as_ref().is_some_and(|s| s.plan.is_some()));
+
+        let mut ended = promotion(json!({"phase": "Succeeded", "plan": plan, "message": "done"}));
+        slim_promotion(&mut ended);
+        let status = ended.status.unwrap_or_default();
+        assert_eq!(status.plan, None);
+        assert_eq!(status.message, "done");
     }
 
     #[test]

@@ -412,8 +412,11 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<Planned, PlanError
 }
 
 /// The Promotion that must finish before this one may run: one Promotion
-/// runs per Stage, Running first, then the rest in creation order. The cache
-/// may lag, so a blocker is confirmed against the API server.
+/// runs per Stage, Running first, then the rest in creation order. A queued
+/// Promotion waits on the one directly ahead of it, so when one ends only the
+/// next wakes, and the rest of the queue keeps its recorded wait instead of
+/// each rewriting it for every turn. The cache may lag, so a blocker is
+/// confirmed against the API server.
 async fn blocker(promotion: &Promotion, ctx: &Context) -> Result<Option<Promotion>, Error> {
     let (namespace, name) = key(promotion);
     let order = |p: &Promotion| {
@@ -434,7 +437,8 @@ async fn blocker(promotion: &Promotion, ctx: &Context) -> Result<Option<Promotio
         })
         .filter(|p| order(p) < mine)
         .collect();
-    ahead.sort_by_key(|p| order(p));
+    // Nearest first.
+    ahead.sort_by_key(|p| std::cmp::Reverse(order(p)));
     let api = Api::<Promotion>::namespaced(ctx.services.client.clone(), &namespace);
     for candidate in ahead {
         match api.get_opt(&candidate.name_any()).await? {

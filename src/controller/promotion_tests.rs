@@ -194,6 +194,34 @@ async fn a_promotion_queued_behind_a_running_one_waits_pending_on_it() {
 }
 
 #[tokio::test]
+async fn a_promotion_third_in_the_queue_waits_on_the_one_directly_ahead() {
+    let p0 = promotion("p0", 0).running(update_steps()).build();
+    let p1 = promotion("p1", 10).build();
+    let p2 = promotion("p2", 20).build();
+    let api = FakeApi::default()
+        .with(&stage(update_steps()).build())
+        .with(&freight("f1", 0).build())
+        .with(&p0)
+        .with(&p1)
+        .with(&p2);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p0, p1, p2.clone()], vec![]);
+
+    reconcile(Arc::new(p2), ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // p0's end wakes p1 alone; p2's recorded wait stays true until p1 ends.
+    let status = api.promotion_status("p2");
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["awaiting"][0]["name"], "p1");
+    assert_eq!(
+        waiting_on("Promotion", "demo", "p1", &ctx),
+        [("demo".to_string(), "p2".to_string())]
+    );
+    assert!(waiting_on("Promotion", "demo", "p0", &ctx).is_empty());
+}
+
+#[tokio::test]
 async fn a_blocker_the_cache_still_shows_running_but_that_ended_does_not_block() {
     let cached_p0 = promotion("p0", 0).running(update_steps()).build();
     let live_p0 = promotion("p0", 0)

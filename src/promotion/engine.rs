@@ -80,11 +80,15 @@ impl StepResult {
 }
 
 /// A step run that went wrong. A terminal error ends the step at once; any
-/// other counts against the step's error threshold and is retried.
+/// other counts against the step's error threshold and is retried, except
+/// when the Kubernetes API server did not answer (`unavailable`: overloaded,
+/// throttling, unreachable): not the step's fault, so it is retried without
+/// counting, until the step's timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepError {
     pub message: String,
     pub terminal: bool,
+    pub unavailable: bool,
 }
 
 /// The step kind's defaults, used when the step's `retry` leaves them unset.
@@ -351,6 +355,7 @@ pub fn record(
         Err(StepError {
             message,
             terminal: true,
+            ..
         }) => {
             finish(
                 meta,
@@ -361,6 +366,18 @@ pub fn record(
         Err(StepError {
             message,
             terminal: false,
+            unavailable: true,
+        }) => {
+            if timed_out(meta) {
+                finish(meta, StepStatus::Errored, Some(timeout_message()));
+            } else {
+                return retry_later(meta, step, defaults, message, now);
+            }
+        }
+        Err(StepError {
+            message,
+            terminal: false,
+            unavailable: false,
         }) => {
             meta.error_count = meta.error_count.saturating_add(1);
             let threshold = threshold_of(step, defaults);

@@ -28,6 +28,7 @@ fn retryable(msg: &str) -> Result<StepResult, StepError> {
     Err(StepError {
         message: msg.into(),
         terminal: false,
+        unavailable: false,
     })
 }
 
@@ -230,6 +231,34 @@ fn errors_below_the_threshold_are_retried_then_the_step_errors() {
 }
 
 #[test]
+fn an_api_server_that_does_not_answer_is_retried_without_counting_against_the_threshold() {
+    // The default threshold is 1: one counted error would end the step.
+    let plan = vec![step("a")];
+    let mut progress = Progress::default();
+    start(&mut progress, &plan, 0, t(0));
+    let unavailable = || {
+        Err(StepError {
+            message: "reading Application: 504 Gateway Timeout".into(),
+            terminal: false,
+            unavailable: true,
+        })
+    };
+    for _ in 0..3 {
+        assert!(matches!(
+            report(&mut progress, &plan, unavailable(), t(1)),
+            Recorded::Wait { wake_at: Some(_) }
+        ));
+    }
+    assert_eq!(progress.metas[0].error_count, 0);
+    assert_eq!(progress.metas[0].status, Some(StepStatus::Running));
+    assert!(matches!(
+        report(&mut progress, &plan, ok(StepStatus::Succeeded), t(2)),
+        Recorded::Continue
+    ));
+    assert_eq!(progress.metas[0].status, Some(StepStatus::Succeeded));
+}
+
+#[test]
 fn a_terminal_error_ends_the_step_at_once() {
     let plan = vec![step("a")];
     let progress = run_all(
@@ -237,6 +266,7 @@ fn a_terminal_error_ends_the_step_at_once() {
         vec![Err(StepError {
             message: "bad config".into(),
             terminal: true,
+            unavailable: false,
         })],
     );
     assert_eq!(

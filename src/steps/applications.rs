@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use serde::de::DeserializeOwned;
 
-use super::{StepContext, StepRun, parse_config, retryable, terminal};
+use super::{StepContext, StepRun, api_error, parse_config, retryable, terminal};
 use crate::argocd::{
     AUTHORIZED_STAGE_ANNOTATION, Application, Authorization, authorization, is_authorized,
 };
@@ -169,10 +169,12 @@ async fn resolve_named(
             match api.get_opt(name).await {
                 Ok(app) => app.map(Arc::new),
                 Err(e) => {
-                    let message = format!(
-                        "reading Argo CD Application \"{name}\" in namespace \"{namespace}\": {e}"
-                    );
-                    return Err(retryable(message));
+                    return Err(api_error(
+                        format_args!(
+                            "reading Argo CD Application \"{name}\" in namespace \"{namespace}\""
+                        ),
+                        &e,
+                    ));
                 }
             }
         }

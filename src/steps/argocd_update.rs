@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::applications::{
     ARGOCD_STEP_DEFAULTS, AppEntry, describe, parse_apps_config, resolve_all,
 };
-use super::{BuiltinStep, StepContext, StepRun, retryable, terminal};
+use super::{BuiltinStep, StepContext, StepRun, api_error, retryable, terminal};
 use crate::argocd::{
     AppHealthCheck, Application, HealthCheckRecord, Requester, SourceUpdate, SyncDecision,
     decide_sync, desired_revisions, is_authorized, sync_patch, updated_sources,
@@ -203,7 +203,7 @@ async fn try_request_sync(
     let live = match api.get_opt(&name).await {
         Ok(Some(app)) => app,
         Ok(None) => return Err(retryable(format!("{} not found", describe(cached)))),
-        Err(e) => return Err(retryable(format!("reading {}: {e}", describe(cached)))),
+        Err(e) => return Err(api_error(format_args!("reading {}", describe(cached)), &e)),
     };
     let desired = desired_revisions(&live, sources);
     let again = match decide_sync(&live, requester(ctx), &desired) {
@@ -240,9 +240,9 @@ async fn try_request_sync(
             }))
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
-        Err(e) => Err(retryable(format!(
-            "requesting a sync of {}: {e}",
-            describe(&live)
-        ))),
+        Err(e) => Err(api_error(
+            format_args!("requesting a sync of {}", describe(&live)),
+            &e,
+        )),
     }
 }

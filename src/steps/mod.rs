@@ -378,10 +378,7 @@ fn check_config<T: DeserializeOwned>(config: &Value) -> Result<(), ConfigError> 
 /// (e.g. `config.apps[0].sources[1].repoURL: missing field`). Bad config
 /// can't get better by retrying, so the error is terminal.
 pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, StepError> {
-    parse(config).map_err(|e| StepError {
-        message: e.to_string(),
-        terminal: true,
-    })
+    parse(config).map_err(|e| terminal(e.to_string()))
 }
 
 /// A terminal error with a message.
@@ -389,6 +386,7 @@ pub fn terminal(message: impl Into<String>) -> StepError {
     StepError {
         message: message.into(),
         terminal: true,
+        unavailable: false,
     }
 }
 
@@ -397,5 +395,23 @@ pub fn retryable(message: impl Into<String>) -> StepError {
     StepError {
         message: message.into(),
         terminal: false,
+        unavailable: false,
+    }
+}
+
+/// A failed request to the Kubernetes API server, `what` saying what it was
+/// for: when the server was unreachable, overloaded or throttling (a
+/// transport error, 429, 5xx) it is retried without counting against the
+/// step's error threshold; any other answer is a retryable error.
+pub fn api_error(what: impl std::fmt::Display, e: &kube::Error) -> StepError {
+    let unavailable = match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+        _ => false,
+    };
+    StepError {
+        message: format!("{what}: {e}"),
+        terminal: false,
+        unavailable,
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::{StepContext, retryable, terminal};
+use super::{StepContext, api_error, retryable, terminal};
 use crate::git::{self, Access, credentials};
 use crate::promotion::engine::StepError;
 
@@ -60,7 +60,7 @@ pub async fn credential_secrets(
 ) -> Result<Vec<(String, BTreeMap<String, String>)>, StepError> {
     labelled_secrets(&ctx.services.client, ctx.subject.namespace, cred_type)
         .await
-        .map_err(|e| retryable(format!("listing {cred_type} credentials Secrets: {e}")))
+        .map_err(|e| api_error(format_args!("listing {cred_type} credentials Secrets"), &e))
 }
 
 /// The Secrets of `namespace` labelled `cred_type` (`git`, `helm`,

@@ -8,7 +8,7 @@ use kube::api::{Patch, PatchParams};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{BuiltinStep, StepContext, StepRun, parse_config, retryable, terminal};
+use super::{BuiltinStep, StepContext, StepRun, api_error, parse_config, terminal};
 use crate::api::{Freight, Stage};
 use crate::promotion::engine::{StepError, StepResult, StepStatus};
 
@@ -84,10 +84,13 @@ async fn set(ctx: &StepContext<'_>) -> Result<(), StepError> {
                 )));
             }
             Err(e) => {
-                return Err(retryable(format!(
-                    "config.updates[{i}]: setting the metadata of {} {:?}: {e}",
-                    update.kind, update.name
-                )));
+                return Err(api_error(
+                    format_args!(
+                        "config.updates[{i}]: setting the metadata of {} {:?}",
+                        update.kind, update.name
+                    ),
+                    &e,
+                ));
             }
         }
     }
