@@ -1,12 +1,17 @@
 //! Wake-up latency: from the moment Argo CD's final `operationState` write
 //! (the sync finished) is seen to the moment the Promotion's Succeeded status
-//! is seen. Measured three times in one run, side by side:
+//! is seen. Measured in up to four modes in one run, side by side:
 //!
-//! - `event`: the Argo CD double syncs; Barge's Application watch wakes the
-//!   waiting Promotion (backstop 1 h).
-//! - `backstop_only`: the same, with the Application watch's wake-ups
-//!   disabled, so only a 10 s backstop requeue notices (the behaviour behind
-//!   Kargo's "always 300 s").
+//! - `event`: the controller runs as its own process (`barge run`, the
+//!   binary built with this bench); the Argo CD double, in this process,
+//!   syncs; Barge's Application watch wakes the waiting Promotion (backstop
+//!   1 h). This is the figure the target is about.
+//! - `event_in_process`: the same with the controller in this process,
+//!   sharing its runtime threads with the double and the two watches that
+//!   measure: how much the harness itself adds.
+//! - `backstop_only`: as `event`, with the Application watch's wake-ups
+//!   disabled (`--no-application-wakeups`), so only a 10 s backstop requeue
+//!   notices (the behaviour behind Kargo's "always 300 s").
 //! - `event_argocd`: as `event`, but real Argo CD (application-controller and
 //!   repo-server built by `make argocd`) syncs, from a git repository of the
 //!   bench's own served over `file://`.
@@ -27,13 +32,26 @@
 //! Each mode runs PROMOTIONS promotions, IN_FLIGHT at a time, each on its own
 //! Stage and Application, which moves from `targetRevision: main` to the
 //! Freight's commit. Applications are created and compared by Argo CD before
-//! the first promotion starts.
+//! the first promotion starts. Per mode, the API server's own request
+//! counters (`apiserver_request_total`, `apiserver_request_duration_seconds`)
+//! are read before and after, and what was asked per promotion is printed;
+//! for a controller of its own process, its `/metrics` (reconcile durations,
+//! wake-up latency) too. A child controller's log is in
+//! target/bench/wakeup-logs/<mode>/barge.log.
+//!
+//! Sizes and modes, from the environment:
+//! - `BARGE_BENCH_PROMOTIONS` (200), `BARGE_BENCH_IN_FLIGHT` (20);
+//! - `BARGE_BENCH_MODES`: a comma-separated subset of the modes above (all);
+//! - `BARGE_BENCH_SMOKE=1`: a tiny run for CI (`cargo test --bench wakeup`):
+//!   4 promotions, 2 in flight, a 2 s backstop, real Argo CD only when built,
+//!   and nothing written to target/bench.
 //!
 //! `make bench` runs it; it prints a table and writes target/bench/wakeup.json.
-//! It needs real Argo CD: `make argocd` builds it.
+//! The `event_argocd` mode needs real Argo CD: `make argocd` builds it.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +59,7 @@ use barge::api::{Promotion, PromotionPhase};
 use barge::argocd::{PROMOTION_INFO, PROMOTION_NAMESPACE_INFO};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, Journal};
+use barge_testenv::process::{Server, free_port};
 use barge_testenv::{StoppableTask, TestEnv};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
@@ -50,8 +69,18 @@ use serde_json::{Value, json};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// Promotions per mode, and how many run at once, unless the environment
+/// says otherwise (`BARGE_BENCH_PROMOTIONS`, `BARGE_BENCH_IN_FLIGHT`).
 const PROMOTIONS: usize = 200;
 const IN_FLIGHT: usize = 20;
+/// The modes, in the order they run.
+const MODES: [&str; 5] = [
+    "event",
+    "event_in_process",
+    "backstop_only",
+    "event_argocd",
+    "event_compare",
+];
 /// The double resolves any revision; nothing is fetched from this URL.
 const DOUBLE_REPO: &str = "https://git.example.com/bench/app.git";
 const DOUBLE_COMMIT: &str = "c0ffee1";
@@ -126,10 +155,325 @@ enum ArgoCd<'a> {
     Real(&'a GitRepo),
 }
 
+/// Where the controller runs in a mode.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    /// `barge run`, a process of its own.
+    Child,
+    /// `controller::run` on this process's runtime, beside the double and
+    /// the measuring watches.
+    InProcess,
+}
+
 struct Mode<'a> {
+    name: &'static str,
     argocd: ArgoCd<'a>,
     backstop: Duration,
     wake_on_application_events: bool,
+    placement: Placement,
+    /// The `barge` a child controller runs.
+    binary: PathBuf,
+}
+
+/// Sizes and modes of this run, from the environment.
+struct Plan {
+    promotions: usize,
+    in_flight: usize,
+    smoke: bool,
+    modes: Vec<&'static str>,
+    /// `BARGE_BENCH_COMPARE_BIN`: another build of `barge` (an earlier
+    /// commit's), run as mode `event_compare`, so a change is measured
+    /// against what it replaced in one run, under the same load.
+    compare: Option<PathBuf>,
+}
+
+impl Plan {
+    fn from_env() -> BenchResult<Self> {
+        let smoke = std::env::var("BARGE_BENCH_SMOKE").is_ok_and(|v| v == "1");
+        let number = |name: &str, default: usize| -> BenchResult<usize> {
+            match std::env::var(name) {
+                Ok(v) => match v.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!("{name}: {v:?} is not a positive number").into()),
+                },
+                Err(_) => Ok(default),
+            }
+        };
+        let (promotions, in_flight) = if smoke {
+            (4, 2)
+        } else {
+            (PROMOTIONS, IN_FLIGHT)
+        };
+        let promotions = number("BARGE_BENCH_PROMOTIONS", promotions)?;
+        let in_flight = number("BARGE_BENCH_IN_FLIGHT", in_flight)?;
+        let mut modes = match std::env::var("BARGE_BENCH_MODES") {
+            Ok(list) => {
+                let mut modes = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let Some(mode) = MODES.iter().find(|m| **m == name) else {
+                        return Err(format!(
+                            "BARGE_BENCH_MODES: unknown mode {name:?} (modes: {})",
+                            MODES.join(", ")
+                        )
+                        .into());
+                    };
+                    modes.push(*mode);
+                }
+                modes
+            }
+            Err(_) => MODES.to_vec(),
+        };
+        let compare = std::env::var_os("BARGE_BENCH_COMPARE_BIN").map(PathBuf::from);
+        if compare.is_none() && modes.contains(&"event_compare") {
+            if std::env::var_os("BARGE_BENCH_MODES").is_some() {
+                return Err(
+                    "BARGE_BENCH_MODES: event_compare needs BARGE_BENCH_COMPARE_BIN".into(),
+                );
+            }
+            modes.retain(|m| *m != "event_compare");
+        }
+        Ok(Self {
+            promotions,
+            in_flight,
+            smoke,
+            modes,
+            compare,
+        })
+    }
+}
+
+/// `barge run` as a child process, killed when dropped, and by its wrapper
+/// whenever this process ends, however it ends.
+struct ChildController {
+    server: Server,
+    port: u16,
+}
+
+impl ChildController {
+    async fn start(
+        env: &TestEnv,
+        mode: &Mode<'_>,
+        namespace: &str,
+        argocd_namespace: &str,
+    ) -> BenchResult<Self> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/bench/wakeup-logs")
+            .join(mode.name);
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        let backstop = format!("{}ms", mode.backstop.as_millis());
+        let mut args: Vec<String> = [
+            "run",
+            "--kubeconfig",
+            &env.kubeconfig_path().display().to_string(),
+            "--namespace",
+            namespace,
+            "--argocd-namespace",
+            argocd_namespace,
+            "--backstop",
+            &backstop,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-addr",
+            "",
+            "--work-dir",
+            &dir.join("work").display().to_string(),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        if !mode.wake_on_application_events {
+            args.push("--no-application-wakeups".into());
+        }
+        let log = std::env::var("BARGE_BENCH_CHILD_LOG").unwrap_or_else(|_| "info".into());
+        let server =
+            Server::spawn_with_env(&dir, "barge", &mode.binary, &args, &[("RUST_LOG", log)])?;
+        let child = Self { server, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if !child.server.alive() {
+                return Err(child.server.exited_error().into());
+            }
+            if matches!(child.get("/readyz").await, Ok((200, _))) {
+                return Ok(child);
+            }
+            if Instant::now() > deadline {
+                return Err("the barge child was not ready within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One plain HTTP/1.1 GET of the child's endpoints: status and body.
+    async fn get(&self, path: &str) -> BenchResult<(u16, String)> {
+        let port = self.port;
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || -> BenchResult<(u16, String)> {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            let status = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            Ok((status, body.to_string()))
+        })
+        .await?
+    }
+
+    /// What the child's /metrics says of its reconciles and wake-ups.
+    async fn report(&self) -> BenchResult<()> {
+        let (_, body) = self.get("/metrics").await?;
+        let series = parse_metrics(&body);
+        let mean_ms = |sum: f64, count: f64| {
+            if count > 0.0 {
+                sum / count * 1000.0
+            } else {
+                0.0
+            }
+        };
+        for controller in ["promotion", "stage", "freight"] {
+            let value = |suffix: &str| {
+                series
+                    .iter()
+                    .filter(|(name, labels, _)| {
+                        name == &format!("barge_reconcile_duration_seconds_{suffix}")
+                            && labels.get("controller").map(String::as_str) == Some(controller)
+                    })
+                    .map(|(_, _, v)| v)
+                    .sum::<f64>()
+            };
+            let (sum, count) = (value("sum"), value("count"));
+            eprintln!(
+                "wakeup:   controller: {count:.0} {controller} reconciles, mean {:.2} ms",
+                mean_ms(sum, count)
+            );
+        }
+        let value = |name: &str| {
+            series
+                .iter()
+                .filter(|(n, _, _)| n == name)
+                .map(|(_, _, v)| v)
+                .sum::<f64>()
+        };
+        let (sum, count) = (
+            value("barge_wakeup_latency_seconds_sum"),
+            value("barge_wakeup_latency_seconds_count"),
+        );
+        eprintln!(
+            "wakeup:   controller: {count:.0} wake-ups (Application change -> reconcile start), mean {:.2} ms",
+            mean_ms(sum, count)
+        );
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        self.server.stop();
+    }
+}
+
+/// The controller of a mode, wherever it runs.
+enum RunningController {
+    Child(ChildController),
+    InProcess(StoppableTask),
+}
+
+impl RunningController {
+    async fn stop(self) -> BenchResult<()> {
+        match self {
+            RunningController::Child(child) => {
+                let report = child.report().await;
+                child.stop();
+                report
+            }
+            RunningController::InProcess(task) => {
+                task.stop().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Prometheus text: (name, labels, value) per sample.
+fn parse_metrics(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(parts) => parts,
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = BTreeMap::new();
+        // Label values here hold no commas or quotes.
+        for pair in labels.split(',').filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = pair.split_once('=') {
+                map.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+        }
+        samples.push((name.to_string(), map, value));
+    }
+    samples
+}
+
+/// The API server's request counters: (verb, resource[/subresource]) →
+/// (requests, seconds spent serving them). Watches are left out.
+type Requests = BTreeMap<(String, String), (f64, f64)>;
+
+async fn apiserver_requests(client: &Client) -> BenchResult<Requests> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut requests = Requests::new();
+    for (name, labels, value) in parse_metrics(&text) {
+        let verb = labels.get("verb").cloned().unwrap_or_default();
+        if verb == "WATCH" || labels.get("component").map(String::as_str) != Some("apiserver") {
+            continue;
+        }
+        let mut resource = labels.get("resource").cloned().unwrap_or_default();
+        if let Some(sub) = labels.get("subresource").filter(|s| !s.is_empty()) {
+            resource = format!("{resource}/{sub}");
+        }
+        let entry = requests.entry((verb, resource)).or_default();
+        match name.as_str() {
+            "apiserver_request_total" => entry.0 += value,
+            "apiserver_request_duration_seconds_sum" => entry.1 += value,
+            _ => {}
+        }
+    }
+    Ok(requests)
+}
+
+/// What was asked of the API server between two readings, per promotion.
+fn report_requests(before: &Requests, after: &Requests, promotions: usize) {
+    let mut rows: Vec<(String, f64, f64)> = after
+        .iter()
+        .filter_map(|(key, (n, secs))| {
+            let (n0, secs0) = before.get(key).copied().unwrap_or_default();
+            let n = n - n0;
+            (n >= 1.0).then(|| (format!("{} {}", key.0, key.1), n, secs - secs0))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let per = promotions.max(1) as f64;
+    for (what, n, secs) in rows.iter().take(14) {
+        eprintln!(
+            "wakeup:   API server: {what}: {:.2} per promotion, served in {:.2} ms on average",
+            n / per,
+            secs / n * 1000.0
+        );
+    }
 }
 
 /// What one mode measured.
@@ -304,9 +648,10 @@ async fn apply(client: &Client, ns: &str, object: Value) -> BenchResult<()> {
     Ok(())
 }
 
-/// One measured mode: PROMOTIONS promotions, IN_FLIGHT at a time, each on
-/// its own Stage and Application.
-async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
+/// One measured mode: `plan.promotions` promotions, `plan.in_flight` at a
+/// time, each on its own Stage and Application.
+async fn measure(env: &TestEnv, plan: &Plan, mode: Mode<'_>) -> BenchResult<Measured> {
+    let (promotions, in_flight) = (plan.promotions, plan.in_flight);
     let client = env.client();
     let ns = env.namespace().await?;
     let (argocd_ns, double, repo_url, commit) = match mode.argocd {
@@ -337,24 +682,32 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
     let app_watch = watch_applications(&client, &argocd_ns, &ns, shared.clone());
     let promotion_watch = watch_promotions(&client, &ns, shared.clone());
 
-    let settings = Settings {
-        backstop: mode.backstop,
-        argocd_namespace: argocd_ns.clone(),
-        namespace: Some(ns.clone()),
-        wake_on_application_events: mode.wake_on_application_events,
-        ..Settings::default()
+    let controller = match mode.placement {
+        Placement::Child => {
+            RunningController::Child(ChildController::start(env, &mode, &ns, &argocd_ns).await?)
+        }
+        Placement::InProcess => {
+            let settings = Settings {
+                backstop: mode.backstop,
+                argocd_namespace: argocd_ns.clone(),
+                namespace: Some(ns.clone()),
+                wake_on_application_events: mode.wake_on_application_events,
+                ..Settings::default()
+            };
+            let metrics = Arc::new(Metrics::default());
+            RunningController::InProcess(StoppableTask::spawn(|stopped| {
+                controller::run(client.clone(), settings, metrics, stopped)
+            }))
+        }
     };
-    let metrics = Arc::new(Metrics::default());
-    let controller =
-        StoppableTask::spawn(|stopped| controller::run(client.clone(), settings, metrics, stopped));
 
     apply(&client, &ns, json!({
         "apiVersion": "barge.dev/v1alpha1", "kind": "Freight", "metadata": {"name": "f1"},
         "origin": {"kind": "Warehouse", "name": "bench"}, "commits": [{"repoURL": repo_url, "id": commit}],
     })).await?;
     let commit_expr = format!("${{{{ commitFrom(\"{repo_url}\").id }}}}");
-    let mut apps = Vec::with_capacity(PROMOTIONS);
-    for i in 0..PROMOTIONS {
+    let mut apps = Vec::with_capacity(promotions);
+    for i in 0..promotions {
         let stage = format!("s{i}");
         let app = format!("{ns}-{stage}");
         // Real Argo CD deploys the ConfigMap: each Application gets a
@@ -389,10 +742,11 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
     )
     .await?;
     eprintln!(
-        "wakeup:   {PROMOTIONS} Applications compared {:.1} s after the last was created",
+        "wakeup:   {promotions} Applications compared {:.1} s after the last was created",
         compared_since.elapsed().as_secs_f64()
     );
 
+    let requests_before = apiserver_requests(&client).await?;
     let promotions_since = Instant::now();
     let mut samples = Vec::new();
     let mut acknowledged = Vec::new();
@@ -400,7 +754,7 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
     let mut to_sync = Vec::new();
     let mut missing = 0usize;
     let mut negative = 0usize;
-    for wave in (0..PROMOTIONS).collect::<Vec<_>>().chunks(IN_FLIGHT) {
+    for wave in (0..promotions).collect::<Vec<_>>().chunks(in_flight) {
         let created = Instant::now();
         for i in wave {
             apply(&client, &ns, json!({
@@ -458,9 +812,11 @@ async fn measure(env: &TestEnv, mode: Mode<'_>) -> BenchResult<Measured> {
         );
     }
 
+    let requests_after = apiserver_requests(&client).await?;
+    report_requests(&requests_before, &requests_after, promotions);
     report_syncs(&client, &argocd_ns, &commit).await?;
 
-    controller.stop().await;
+    controller.stop().await?;
     app_watch.abort();
     promotion_watch.abort();
     if let Some(double) = double {
@@ -515,90 +871,140 @@ fn report_acknowledged(m: &Measured) {
 }
 
 fn main() -> BenchResult<()> {
-    if !barge_testenv::argocd::is_built() {
-        return Err(format!(
-            "wakeup: the event_argocd mode needs real Argo CD, which is not built in {}; run `make argocd` first",
-            barge_testenv::argocd::argocd_dir().display()
-        )
-        .into());
+    let plan = Plan::from_env()?;
+    let mut modes = plan.modes.clone();
+    if modes.contains(&"event_argocd") && !barge_testenv::argocd::is_built() {
+        let where_ = barge_testenv::argocd::argocd_dir();
+        if !plan.smoke {
+            return Err(format!(
+                "wakeup: the event_argocd mode needs real Argo CD, which is not built in {}; run `make argocd` first (or leave the mode out with BARGE_BENCH_MODES)",
+                where_.display()
+            )
+            .into());
+        }
+        eprintln!(
+            "wakeup: smoke run without real Argo CD (not built in {}): event_argocd left out",
+            where_.display()
+        );
+        modes.retain(|m| *m != "event_argocd");
     }
+    let (promotions, in_flight) = (plan.promotions, plan.in_flight);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let env = TestEnv::shared().await?;
         env.apply_crd_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
             .await?;
         // Real Argo CD's Application CRD, for every mode: the double runs on
-        // it too (Argo CD re-applies the same one when it starts).
-        let application_crd =
-            barge_testenv::argocd::argocd_dir().join("crds/application-crd.yaml");
-        env.apply_crd_files(&[&application_crd]).await?;
+        // it too (Argo CD re-applies the same one when it starts). Without
+        // real Argo CD built (a smoke run), the double's own.
+        if barge_testenv::argocd::is_built() {
+            let application_crd =
+                barge_testenv::argocd::argocd_dir().join("crds/application-crd.yaml");
+            env.apply_crd_files(&[&application_crd]).await?;
+        } else {
+            env.apply_crds(barge_argocd_double::CRD_YAML).await?;
+        }
 
-        eprintln!(
-            "wakeup: {PROMOTIONS} promotions, {IN_FLIGHT} in flight, Argo CD double, event-driven (backstop 1 h)"
-        );
-        let event = measure(
-            env,
-            Mode {
-                argocd: ArgoCd::Double,
-                backstop: Duration::from_secs(3600),
-                wake_on_application_events: true,
-            },
-        )
-        .await?;
-        report_acknowledged(&event);
-        eprintln!("wakeup: same with the Application watch's wake-ups disabled (backstop 10 s)");
-        let backstop = measure(
-            env,
-            Mode {
-                argocd: ArgoCd::Double,
-                backstop: Duration::from_secs(10),
-                wake_on_application_events: false,
-            },
-        )
-        .await?;
-        report_acknowledged(&backstop);
+        let backstop = if plan.smoke {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(10)
+        };
+        let mut results: Vec<(&str, Summary)> = Vec::new();
+        for name in modes {
+            let built = PathBuf::from(env!("CARGO_BIN_EXE_barge"));
+            let mode = |argocd, placement, backstop, wake| Mode {
+                name,
+                argocd,
+                backstop,
+                wake_on_application_events: wake,
+                placement,
+                binary: built.clone(),
+            };
+            let hour = Duration::from_secs(3600);
+            let measured = match name {
+                "event" => {
+                    eprintln!(
+                        "wakeup: event: {promotions} promotions, {in_flight} in flight, Argo CD double, `barge run` in a process of its own, event-driven (backstop 1 h)"
+                    );
+                    measure(env, &plan, mode(ArgoCd::Double, Placement::Child, hour, true)).await?
+                }
+                "event_in_process" => {
+                    eprintln!(
+                        "wakeup: event_in_process: the same with the controller in this process, beside the double and the measuring watches"
+                    );
+                    measure(env, &plan, mode(ArgoCd::Double, Placement::InProcess, hour, true))
+                        .await?
+                }
+                "event_compare" => {
+                    let binary = plan.compare.clone().unwrap_or_default();
+                    eprintln!(
+                        "wakeup: event_compare: as event, with the controller {}",
+                        binary.display()
+                    );
+                    let mode = Mode {
+                        binary,
+                        ..mode(ArgoCd::Double, Placement::Child, hour, true)
+                    };
+                    measure(env, &plan, mode).await?
+                }
+                "backstop_only" => {
+                    eprintln!(
+                        "wakeup: backstop_only: as event, with the Application watch's wake-ups disabled (backstop {} s)",
+                        backstop.as_secs()
+                    );
+                    measure(env, &plan, mode(ArgoCd::Double, Placement::Child, backstop, false))
+                        .await?
+                }
+                _ => {
+                    // Started only now, so that its cluster cache does not
+                    // load the double's modes.
+                    let argocd = env.argocd().await?;
+                    eprintln!(
+                        "wakeup: event_argocd: real Argo CD {} started in {:.1} s; {promotions} promotions, {in_flight} in flight, `barge run` in a process of its own, event-driven (backstop 1 h)",
+                        barge_testenv::argocd::ARGOCD_VERSION,
+                        argocd.startup_time().as_secs_f64()
+                    );
+                    let repo = GitRepo::new()?;
+                    measure(env, &plan, mode(ArgoCd::Real(&repo), Placement::Child, hour, true))
+                        .await?
+                }
+            };
+            report_acknowledged(&measured);
+            results.push((name, measured.watched));
+        }
 
-        // Started only now, so that its cluster cache does not load the
-        // double's modes.
-        let argocd = env.argocd().await?;
-        eprintln!(
-            "wakeup: real Argo CD {} started in {:.1} s; {PROMOTIONS} promotions, {IN_FLIGHT} in flight, event-driven (backstop 1 h)",
-            barge_testenv::argocd::ARGOCD_VERSION,
-            argocd.startup_time().as_secs_f64()
-        );
-        let repo = GitRepo::new()?;
-        let event_argocd = measure(
-            env,
-            Mode {
-                argocd: ArgoCd::Real(&repo),
-                backstop: Duration::from_secs(3600),
-                wake_on_application_events: true,
-            },
-        )
-        .await?;
-
-        let (event, backstop, event_argocd) =
-            (event.watched, backstop.watched, event_argocd.watched);
         println!("| mode | n | p50 ms | p95 ms | p99 ms | max ms |");
         println!("|---|---|---|---|---|---|");
-        for (mode, s) in [
-            ("event", &event),
-            ("backstop_only (10 s)", &backstop),
-            ("event_argocd", &event_argocd),
-        ] {
+        for (mode, s) in &results {
+            let mode = if *mode == "backstop_only" {
+                format!("backstop_only ({} s)", backstop.as_secs())
+            } else {
+                mode.to_string()
+            };
             println!(
                 "| {mode} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 s.n, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms
             );
         }
+        let mut json = serde_json::Map::new();
+        json.insert("promotions".into(), json!(promotions));
+        json.insert("in_flight".into(), json!(in_flight));
+        for (mode, s) in &results {
+            json.insert(mode.to_string(), serde_json::to_value(s)?);
+        }
+        let json = Value::Object(json);
+        println!("{}", serde_json::to_string(&json)?);
+        if plan.smoke {
+            // A smoke run only shows that every mode works end to end.
+            return Ok(());
+        }
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
         std::fs::create_dir_all(&out)?;
-        let json = json!({"event": event, "backstop_only": backstop, "event_argocd": event_argocd});
         std::fs::write(
             out.join("wakeup.json"),
             serde_json::to_string_pretty(&json)?,
         )?;
-        println!("{}", serde_json::to_string(&json)?);
         Ok(())
     })
 }

@@ -568,7 +568,13 @@ pub fn stage_status(stage: &Stage, observed: Observed<'_>, now: Timestamp) -> St
             .unwrap_or_default(),
         freight_history: history,
         health,
-        current_promotion: current.map(reference),
+        // Its name and Freight only (Kargo's): a copy of a running
+        // Promotion's status would change with each of its status writes,
+        // and the Stage's write would follow each one.
+        current_promotion: current.map(|p| PromotionReference {
+            status: None,
+            ..reference(p)
+        }),
         last_promotion: last.map(reference),
         // Steps own the metadata; the Stage's own status never carries it.
         metadata: Default::default(),

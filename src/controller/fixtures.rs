@@ -167,12 +167,13 @@ impl FakeApi {
             .collect()
     }
 
-    /// The status the last write to one Promotion's status left.
+    /// The status the last write to one Promotion's status left (the
+    /// writes are merge patches of what changed).
     pub fn promotion_status(&self, name: &str) -> Value {
-        self.status_writes::<Promotion>("demo", name)
-            .last()
-            .map(|w| w.body["status"].clone())
-            .unwrap_or_else(|| panic!("no status was written to Promotion {name}"))
+        if self.status_writes::<Promotion>("demo", name).is_empty() {
+            panic!("no status was written to Promotion {name}");
+        }
+        self.object::<Promotion>("demo", name)["status"].clone()
     }
 
     /// The objects created in a collection.

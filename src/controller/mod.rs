@@ -309,21 +309,23 @@ pub async fn run(
         wakers.clone(),
         metrics.clone(),
     );
-    let (freight, freight_task) = watch_waking_stages::<Freight>(
-        &client,
-        &settings,
-        stages.clone(),
-        wakers.clone(),
-        metrics.clone(),
-        "freight",
-    );
     let (project_configs, project_config_task) = watch_waking_stages::<ProjectConfig>(
         &client,
         &settings,
         stages.clone(),
+        None,
         wakers.clone(),
         metrics.clone(),
         "projectconfig",
+    );
+    let (freight, freight_task) = watch_waking_stages::<Freight>(
+        &client,
+        &settings,
+        stages.clone(),
+        Some(reads_freight_changes(project_configs.clone())),
+        wakers.clone(),
+        metrics.clone(),
+        "freight",
     );
     let (promotions, promotion_events) = watch_promotions(
         &client,
@@ -593,13 +595,34 @@ fn watch_applications(
     (applications, task)
 }
 
+/// Which Stages a change to a Freight they have seen before concerns.
+type ReadsChanges = Arc<dyn Fn(&Stage) -> bool + Send + Sync>;
+
+/// The Stages whose reconcile reads other Freight than its own history's:
+/// those that may auto-promote and the control-flow ones. A Stage only
+/// records where its own Freight is, which its own Promotions' events
+/// bring; so a Freight's `currentlyIn` moving, one write per Promotion,
+/// does not wake every Stage of the namespace.
+fn reads_freight_changes(project_configs: Store<ProjectConfig>) -> ReadsChanges {
+    Arc::new(move |stage: &Stage| {
+        let namespace = stage.namespace().unwrap_or_default();
+        let config = project_configs.get(&ObjectRef::new(&namespace).within(&namespace));
+        crate::stage::is_control_flow(stage)
+            || crate::stage::auto_promotion_policy(stage, config.as_deref()).enabled
+    })
+}
+
 /// A cache of `K` (Freight for auto-promotion, ProjectConfigs for its
-/// policies) whose every change wakes the Stages of the object's
-/// namespace. `resource` names it in metrics and logs.
+/// policies) whose changes wake the Stages of the object's namespace: a
+/// new object (or the first sight of one) and a deleted one wake every one
+/// of them, a change to an object seen before those `on_change` selects
+/// (all without it).
+/// `resource` names it in metrics and logs.
 fn watch_waking_stages<K>(
     client: &Client,
     settings: &Settings,
     stages: Store<Stage>,
+    on_change: Option<ReadsChanges>,
     wakers: Wakers,
     metrics: Arc<Metrics>,
     resource: &'static str,
@@ -622,15 +645,28 @@ where
     .modify(slim)
     .reflect(writer)
     .touched_objects();
+    let mut seen = std::collections::HashSet::<ObjectRef<K>>::new();
+    let cached = store.clone();
     let task = tokio::spawn(events.for_each(move |event| {
         match event {
             Ok(object) => {
                 metrics.watch_ok();
+                let key = ObjectRef::from(&object);
+                // Gone from the cache the event just updated: deleted.
+                let first_sight = if cached.get(&key).is_none() {
+                    seen.remove(&key);
+                    true
+                } else {
+                    seen.insert(key)
+                };
                 let namespace = object.namespace();
                 for stage in stages.state().iter().filter(|s| s.namespace() == namespace) {
-                    let _ = wakers
-                        .stages
-                        .unbounded_send(ObjectRef::from(stage.as_ref()));
+                    let concerned = first_sight || on_change.as_ref().is_none_or(|f| f(stage));
+                    if concerned {
+                        let _ = wakers
+                            .stages
+                            .unbounded_send(ObjectRef::from(stage.as_ref()));
+                    }
                 }
             }
             Err(e) => {

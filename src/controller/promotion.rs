@@ -1,7 +1,8 @@
 //! The Promotion reconciler: the imperative shell around the engine. It
 //! decides whose turn it is on the Stage, freezes the plan on the first
-//! reconcile, runs steps through the executor, and writes status with
-//! server-side apply only when it changed.
+//! reconcile, runs steps through the executor, and writes what changed in
+//! its status (a merge patch, conditional on the resourceVersion) only when
+//! something did.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,17 +274,15 @@ async fn start(
             status.freight_collection = Some(collection);
             status.current_step = 0;
             status.plan = Some(plan);
-            ctx.publish(
-                promotion,
-                EventType::Normal,
-                "PromotionStarted",
-                format!(
-                    "Promotion {name} started running {} steps",
-                    status.plan.as_ref().map_or(0, |p| p.steps.len())
-                ),
-            )
-            .await;
+            let note = format!(
+                "Promotion {name} started running {} steps",
+                status.plan.as_ref().map_or(0, |p| p.steps.len())
+            );
+            // The status first: the Event is one more round trip, and
+            // nothing waits on it.
             write_status(promotion, ctx, status).await?;
+            ctx.publish(promotion, EventType::Normal, "PromotionStarted", note)
+                .await;
             // The status write comes back as a watch event, which runs the first step.
             Ok(Action::requeue(ctx.backstop))
         }
@@ -565,8 +564,11 @@ async fn finish(
     Ok(())
 }
 
-/// Server-side apply of the whole status, skipped when nothing changed so a
-/// reconcile never triggers itself.
+/// Writes what changed in the status, skipped when nothing changed so a
+/// reconcile never triggers itself: a JSON merge patch of the changed
+/// fields only (the frozen plan and the freight collection travel once, in
+/// the first write), conditional on the resourceVersion the reconcile
+/// started from, so the status it is computed against is the server's.
 async fn write_status(
     promotion: &Promotion,
     ctx: &Context,
@@ -577,30 +579,57 @@ async fn write_status(
     }
     let (namespace, name) = key(promotion);
     let api = Api::<Promotion>::namespaced(ctx.services.client.clone(), &namespace);
+    let before = match &promotion.status {
+        Some(before) => serde_json::to_value(before)?,
+        None => json!({}),
+    };
+    let changed = merge_patch(&before, &serde_json::to_value(&status)?);
     // The resourceVersion makes the write conditional: a reconcile that
     // started from a cache older than the last write must not undo it
-    // (finish twice, revive a finished Promotion, move finishedAt).
-    let mut body = json!({
-        "apiVersion": Promotion::api_version(&()),
-        "kind": Promotion::kind(&()),
-        "status": status,
-    });
+    // (finish twice, revive a finished Promotion, move finishedAt), and the
+    // patch only holds against the status it was computed from.
+    let mut body = json!({"status": changed.unwrap_or_else(|| json!({}))});
     if let Some(version) = &promotion.metadata.resource_version {
         body["metadata"] = json!({"resourceVersion": version});
     }
-    let written = api
-        .patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let written = api.patch_status(&name, &params, &Patch::Merge(&body)).await;
     match written {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Stale {
             what: format!("Promotion {namespace}/{name}"),
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`, `None` when
+/// they are equal: objects are compared field by field, a field `to` lacks
+/// is removed (`null`), anything else that differs is sent whole.
+fn merge_patch(from: &serde_json::Value, to: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match (from, to) {
+        (Value::Object(from), Value::Object(to)) => {
+            let mut patch = serde_json::Map::new();
+            for (field, value) in to {
+                let change = match from.get(field) {
+                    Some(old) => merge_patch(old, value),
+                    None => Some(value.clone()),
+                };
+                if let Some(change) = change {
+                    patch.insert(field.clone(), change);
+                }
+            }
+            for field in from.keys().filter(|f| !to.contains_key(*f)) {
+                patch.insert(field.clone(), Value::Null);
+            }
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        (from, to) if from == to => None,
+        (_, to) => Some(to.clone()),
     }
 }
 
@@ -816,6 +845,27 @@ mod tests {
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + second).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_merge_patch_carries_only_what_changed_and_removes_what_went() {
+        let from = json!({"phase": "Running", "plan": {"steps": [1, 2]}, "awaiting": [{"name": "a"}],
+                          "state": {"update": {"apps": 1}, "old": true}, "message": "waiting"});
+        let to = json!({"phase": "Succeeded", "plan": {"steps": [1, 2]},
+                        "state": {"update": {"apps": 2}}, "message": "waiting", "finishedAt": "now"});
+        let patch = merge_patch(&from, &to);
+        assert_eq!(
+            patch,
+            Some(
+                json!({"phase": "Succeeded", "awaiting": null, "finishedAt": "now",
+                        "state": {"update": {"apps": 2}, "old": null}})
+            )
+        );
+        assert_eq!(merge_patch(&to, &to), None);
+        // Applied to where it came from, it gives where it goes.
+        let mut applied = from.clone();
+        json_patch::merge(&mut applied, &patch.unwrap_or_default());
+        assert_eq!(applied, to);
     }
 
     #[test]
