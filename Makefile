@@ -82,7 +82,7 @@ bench-smoke:
 	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	registry=$$(bash hack/registry/build.sh | tail -n 1); \
-	BARGE_BENCH_SMOKE=1 BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_REGISTRY_DIR=$$registry $(CARGO) test --bench discovery --bench scale
+	BARGE_BENCH_SMOKE=1 BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_REGISTRY_DIR=$$registry $(CARGO) test --bench wakeup --bench discovery --bench scale
 
 .PHONY: chart-crds chart-lint
 ## chart-crds: copy crds/ into the Helm chart (charts/barge/files/crds; tests/chart.rs fails when they differ)
