@@ -49,6 +49,11 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const REPO: &str = "https://git.example.com/platform/deploy.git";
 /// How long any one phase may take before the bench gives up.
 const PATIENCE: Duration = Duration::from_secs(600);
+/// Marks the Applications of Stages, the only ones this process watches.
+const STAGE_APP_LABEL: &str = "bench.barge.dev/stage-app";
+/// The Stage the resume-after-a-cut Promotion runs on; its Application is
+/// the one after the numbered Stages' ones.
+const RESUME_STAGE: &str = "resume";
 /// Requests in flight while loading.
 const LOAD_CONCURRENCY: usize = 32;
 
@@ -203,13 +208,15 @@ fn application(ns: &str, i: usize, stage: Option<&str>) -> Value {
                                           "metadata": {"name": name}, "spec": spec}))
                 .unwrap_or_default(),
     });
+    let mut labels = json!({"team": team, "app.kubernetes.io/part-of": "shop"});
     if let Some(stage) = stage {
         annotations["barge.dev/authorized-stage"] = json!(format!("{ns}:{stage}"));
+        // What this process watches: the other 9,000 are the controller's to cache.
+        labels[STAGE_APP_LABEL] = json!("true");
     }
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "labels": {"team": team, "app.kubernetes.io/part-of": "shop"},
-                     "annotations": annotations},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": spec,
         "status": {
             "resources": resources,
@@ -331,7 +338,11 @@ async fn load(client: &Client, ns: &str, argocd_ns: &str, sizes: Sizes) -> Bench
     create_all(
         apps,
         (0..sizes.applications).map(|i| {
-            let stage = (i < sizes.stages).then(|| format!("s{i}"));
+            let stage = match i {
+                i if i < sizes.stages => Some(format!("s{i}")),
+                i if i == sizes.stages => Some(RESUME_STAGE.to_string()),
+                _ => None,
+            };
             application(ns, i, stage.as_deref())
         }),
     )
@@ -349,7 +360,9 @@ async fn load(client: &Client, ns: &str, argocd_ns: &str, sizes: Sizes) -> Bench
     .await?;
     create_all(
         dynamic(client, ns, "barge.dev", "Stage", "stages"),
-        (0..sizes.stages).map(|i| stage(ns, &format!("s{i}"), &app_name(ns, i))),
+        (0..sizes.stages)
+            .map(|i| stage(ns, &format!("s{i}"), &app_name(ns, i)))
+            .chain([stage(ns, RESUME_STAGE, &app_name(ns, sizes.stages))]),
     )
     .await?;
     eprintln!(
@@ -723,7 +736,8 @@ fn watch_all(
     );
     let apps_shared = shared.clone();
     let app_task = tokio::spawn(async move {
-        let mut events = watcher(apps, watcher::Config::default())
+        let stage_apps = watcher::Config::default().labels(&format!("{STAGE_APP_LABEL}=true"));
+        let mut events = watcher(apps, stage_apps)
             .default_backoff()
             .applied_objects()
             .boxed();
@@ -841,11 +855,8 @@ fn main() -> BenchResult<()> {
         let shared: Shared = Arc::default();
         let watches = watch_all(&client, &ns, &argocd_ns, shared.clone());
 
-        // The controller reaches the API server through a proxy that can cut it off.
-        let proxy = TcpProxy::start(env.control_plane().api_addr()?).await?;
-        let kubeconfig = env.control_plane().kubeconfig_via(proxy.addr())?;
         let mut controller = ControllerProcess::spawn(
-            &kubeconfig, &ns, &argocd_ns, "1h", &out_dir.join("scale-controller"),
+            env.kubeconfig_path(), &ns, &argocd_ns, "1h", &out_dir.join("scale-controller"),
         )?;
         let ready_s = controller.wait_ready().await?;
         let settle_s = controller.settle(Duration::from_secs(3)).await?;
@@ -916,17 +927,6 @@ fn main() -> BenchResult<()> {
         eprintln!("scale: API requests per Promotion: {per_resource:?}");
         eprintln!("scale: client vs API server counts: {cross_check}");
 
-        // A cut: every connection dropped, then a Promotion at once.
-        let resume_stage = format!("s{}", sizes.in_flight_stages);
-        let lists_before = controller.requests().await?;
-        proxy.cut();
-        let cut_at = Instant::now();
-        create_promotions(&client, &ns, vec![("after-cut".into(), resume_stage, "f0".into())]).await?;
-        all_succeeded(&shared, &["after-cut".to_string()]).await?;
-        let resume_ms = with_seen(&shared, |s| s.succeeded.get("after-cut").map(|t| ms_between(cut_at, *t)))?.unwrap_or(0.0);
-        let lists_after = controller.requests().await?;
-        let relisted = by_verb(&lists_before, &lists_after);
-        eprintln!("scale: connections cut; a new Promotion Succeeded {resume_ms:.0} ms later (requests meanwhile: {relisted:?})");
         controller.server.stop();
 
         // Idle: the production backstop, 1,000 Promotions waiting on syncs that do not end.
@@ -945,8 +945,14 @@ fn main() -> BenchResult<()> {
         .buffer_unordered(LOAD_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
+        // This controller reaches the API server through a proxy that can cut
+        // it off, on a runtime of its own so this process's work cannot slow it.
+        let proxy_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let api_addr = env.control_plane().api_addr()?;
+        let proxy = proxy_runtime.spawn(async move { TcpProxy::start(api_addr).await }).await??;
+        let kubeconfig = env.control_plane().kubeconfig_via(proxy.addr())?;
         let mut controller = ControllerProcess::spawn(
-            env.kubeconfig_path(), &ns, &argocd_ns, "5m", &out_dir.join("scale-controller-idle"),
+            &kubeconfig, &ns, &argocd_ns, "5m", &out_dir.join("scale-controller-idle"),
         )?;
         let ready_again_s = controller.wait_ready().await?;
         let waiting: Vec<String> = (0..sizes.waiting).map(|k| format!("w{k}")).collect();
@@ -988,12 +994,25 @@ fn main() -> BenchResult<()> {
             "scale: {} Promotions waiting, backstop 5 min: {idle_requests} requests in {} s besides watches ({idle:?}); the API server saw {server_idle} on those resources; RSS {rss_mib:.1} MiB (peak {peak_rss_mib:.1})",
             sizes.waiting, sizes.idle_window.as_secs()
         );
+        // A cut: every connection dropped, then a Promotion at once.
+        let resume_stage = RESUME_STAGE.to_string();
+        let lists_before = controller.requests().await?;
+        proxy.cut();
+        let cut_at = Instant::now();
+        create_promotions(&client, &ns, vec![("after-cut".into(), resume_stage, "f0".into())]).await?;
+        all_succeeded(&shared, &["after-cut".to_string()]).await?;
+        let resume_ms = with_seen(&shared, |s| s.succeeded.get("after-cut").map(|t| ms_between(cut_at, *t)))?.unwrap_or(0.0);
+        let lists_after = controller.requests().await?;
+        let relisted = by_verb(&lists_before, &lists_after);
+        eprintln!("scale: connections cut; a new Promotion Succeeded {resume_ms:.0} ms later (requests meanwhile: {relisted:?})");
+
         controller.server.stop();
         for task in watches {
             task.abort();
         }
         double.stop().await;
         drop(proxy);
+        proxy_runtime.shutdown_background();
 
         let objects = sizes.applications + sizes.stages + sizes.freight + sizes.finished + sizes.in_flight + sizes.waiting;
         let result = json!({
