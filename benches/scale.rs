@@ -309,7 +309,7 @@ async fn create_all(
         let api = api.clone();
         async move {
             let object: DynamicObject = serde_json::from_value(o)?;
-            api.create(&PostParams::default(), &object).await?;
+            created(api.create(&PostParams::default(), &object).await)?;
             BenchResult::Ok(())
         }
     }))
@@ -317,6 +317,16 @@ async fn create_all(
     .try_collect::<Vec<_>>()
     .await?;
     Ok(())
+}
+
+/// A create that kube's client retried after a timeout may find its own
+/// first attempt done: that is a success.
+fn created<K>(result: Result<K, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn dynamic(client: &Client, ns: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -385,7 +395,7 @@ async fn load(client: &Client, ns: &str, argocd_ns: &str, sizes: Sizes) -> Bench
                 "metadata": {"name": name},
                 "spec": {"stage": stage, "freight": format!("f{freight}")},
             }))?;
-            promotions.create(&PostParams::default(), &object).await?;
+            created(promotions.create(&PostParams::default(), &object).await)?;
             let status = finished_status(ns, &stage, &app_name(ns, stage_index), freight)?;
             promotions
                 .patch_status(
@@ -813,7 +823,7 @@ async fn create_promotions(
                 "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
                 "metadata": {"name": name}, "spec": {"stage": stage, "freight": freight},
             }))?;
-            api.create(&PostParams::default(), &object).await?;
+            created(api.create(&PostParams::default(), &object).await)?;
             BenchResult::Ok(())
         }
     }))

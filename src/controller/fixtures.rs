@@ -485,6 +485,7 @@ pub fn stage_context(
         index: SharedAwaitIndex::default(),
         backstop: BACKSTOP,
         metrics: Arc::new(Metrics::default()),
+        freight_writes: Default::default(),
     })
 }
 

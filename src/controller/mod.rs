@@ -398,6 +398,7 @@ pub async fn run(
         index: stage_index,
         backstop: settings.backstop,
         metrics: metrics.clone(),
+        freight_writes: Default::default(),
     });
     if let Some(wakers) = &settings.wakers {
         wakers.set_local(Some(crate::webhook::PullRequestWaker {

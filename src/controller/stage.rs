@@ -47,6 +47,30 @@ pub struct StageContext {
     pub index: SharedAwaitIndex,
     pub backstop: Duration,
     pub metrics: Arc<Metrics>,
+    /// One Freight status write at a time per Freight.
+    pub freight_writes: FreightWrites,
+}
+
+/// Many Stages promoting the same Freight at once all patch its status: sent
+/// together, the API server retries each against the others' writes (every
+/// attempt decoding and encoding the object again), which under load took
+/// seconds per write. Queued here, they reach it one after another.
+#[derive(Default)]
+pub struct FreightWrites {
+    locks:
+        std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl FreightWrites {
+    fn lock_for(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the locks nobody holds or waits for, so the map stays small.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
 }
 
 pub async fn reconcile(stage: Arc<Stage>, ctx: Arc<StageContext>) -> Result<Action, Error> {
@@ -268,6 +292,8 @@ async fn record_freight_location(
         }
         if !patch.is_empty() {
             let body = json!({"status": patch});
+            let lock = ctx.freight_writes.lock_for(namespace, freight_name);
+            let _turn = lock.lock().await;
             api.patch_status(freight_name, &PatchParams::default(), &Patch::Merge(&body))
                 .await?;
         }
