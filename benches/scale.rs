@@ -4,7 +4,9 @@
 //!
 //! 1. **Load**: 10,000 Applications of realistic size (a few dozen resources,
 //!    history, a sync result, a kubectl last-applied annotation), 1,000
-//!    Stages, 1,000 Freight and 10,000 finished Promotions.
+//!    Stages, 1,000 Freight and 10,000 finished Promotions. The 1,001
+//!    Applications of Stages are in the namespace the Argo CD double syncs;
+//!    the rest in another, and the controller watches all namespaces.
 //! 2. **Start**: the controller starts (backstop 1 h); `ready_s` is the time
 //!    from spawn to `/readyz`, i.e. every cache listed. Once its start-up
 //!    work has settled, its resident memory is `rss_mib`.
@@ -336,25 +338,32 @@ fn dynamic(client: &Client, ns: &str, group: &str, kind: &str, plural: &str) -> 
 }
 
 /// Everything the controller will find when it starts.
-async fn load(client: &Client, ns: &str, argocd_ns: &str, sizes: Sizes) -> BenchResult<()> {
+async fn load(
+    client: &Client,
+    ns: &str,
+    (argocd_ns, other_ns): (&str, &str),
+    sizes: Sizes,
+) -> BenchResult<()> {
     let started = Instant::now();
-    let apps = dynamic(
-        client,
-        argocd_ns,
-        "argoproj.io",
-        "Application",
-        "applications",
-    );
+    let stage_apps = sizes.stages + 1;
     create_all(
-        apps,
-        (0..sizes.applications).map(|i| {
+        dynamic(client, argocd_ns, "argoproj.io", "Application", "applications"),
+        (0..stage_apps).map(|i| {
             let stage = match i {
-                i if i < sizes.stages => Some(format!("s{i}")),
-                i if i == sizes.stages => Some(RESUME_STAGE.to_string()),
-                _ => None,
+                i if i < sizes.stages => format!("s{i}"),
+                _ => RESUME_STAGE.to_string(),
             };
-            application(ns, i, stage.as_deref())
+            application(ns, i, Some(&stage))
         }),
+    )
+    .await?;
+    // The rest, no Stage's, in a namespace of their own: the controller
+    // watches every namespace (as with Argo CD's apps in any namespace) and
+    // caches them, while the Argo CD double, which is this process's and not
+    // what is measured, only syncs the Stages' ones.
+    create_all(
+        dynamic(client, other_ns, "argoproj.io", "Application", "applications"),
+        (stage_apps..sizes.applications).map(|i| application(ns, i, None)),
     )
     .await?;
     eprintln!(
@@ -451,6 +460,7 @@ impl ControllerProcess {
             ns,
             "--argocd-namespace",
             argocd_ns,
+            "--argocd-all-namespaces",
             "--backstop",
             backstop,
             "--http-addr",
@@ -858,9 +868,10 @@ fn main() -> BenchResult<()> {
         barge_argocd_double::install_crd(client.clone(), Duration::from_secs(60)).await?;
         let ns = env.namespace().await?;
         let argocd_ns = env.namespace().await?;
+        let other_ns = env.namespace().await?;
         eprintln!("scale: {sizes:?}");
 
-        load(&client, &ns, &argocd_ns, sizes).await?;
+        load(&client, &ns, (&argocd_ns, &other_ns), sizes).await?;
         let double = Double::new(client.clone(), DoubleConfig::namespaced(&argocd_ns)).spawn();
         let shared: Shared = Arc::default();
         let watches = watch_all(&client, &ns, &argocd_ns, shared.clone());
