@@ -347,7 +347,13 @@ async fn load(
     let started = Instant::now();
     let stage_apps = sizes.stages + 1;
     create_all(
-        dynamic(client, argocd_ns, "argoproj.io", "Application", "applications"),
+        dynamic(
+            client,
+            argocd_ns,
+            "argoproj.io",
+            "Application",
+            "applications",
+        ),
         (0..stage_apps).map(|i| {
             let stage = match i {
                 i if i < sizes.stages => format!("s{i}"),
@@ -362,7 +368,13 @@ async fn load(
     // caches them, while the Argo CD double, which is this process's and not
     // what is measured, only syncs the Stages' ones.
     create_all(
-        dynamic(client, other_ns, "argoproj.io", "Application", "applications"),
+        dynamic(
+            client,
+            other_ns,
+            "argoproj.io",
+            "Application",
+            "applications",
+        ),
         (stage_apps..sizes.applications).map(|i| application(ns, i, None)),
     )
     .await?;

@@ -57,12 +57,14 @@ pub struct StageContext {
 /// seconds per write. Queued here, they reach it one after another.
 #[derive(Default)]
 pub struct FreightWrites {
-    locks:
-        std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    /// By namespace and Freight name.
+    locks: std::sync::Mutex<std::collections::HashMap<(String, String), FreightLock>>,
 }
 
+type FreightLock = Arc<tokio::sync::Mutex<()>>;
+
 impl FreightWrites {
-    fn lock_for(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, namespace: &str, name: &str) -> FreightLock {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         // Forget the locks nobody holds or waits for, so the map stays small.
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
