@@ -33,6 +33,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+mod support;
+use support::summarize;
+
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const PUSHES: usize = 30;
@@ -49,31 +52,6 @@ fn pushes() -> usize {
 const CREATED: &str = "2026-11-30T00:00:00Z";
 const PATIENCE: Duration = Duration::from_secs(60);
 const AUTH: &str = "Bearer bench-t0ken";
-
-#[derive(Debug, Clone, serde::Serialize)]
-struct Summary {
-    n: usize,
-    p50_ms: f64,
-    p95_ms: f64,
-    max_ms: f64,
-}
-
-fn summarize(mut samples: Vec<f64>) -> Summary {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        if samples.is_empty() {
-            return 0.0;
-        }
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples[i.min(samples.len() - 1)]
-    };
-    Summary {
-        n: samples.len(),
-        p50_ms: at(0.50),
-        p95_ms: at(0.95),
-        max_ms: at(1.0),
-    }
-}
 
 fn ms(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0

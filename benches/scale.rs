@@ -46,6 +46,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+mod support;
+use support::{signed_ms, summarize};
+
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const REPO: &str = "https://git.example.com/platform/deploy.git";
@@ -96,41 +99,6 @@ impl Sizes {
             waiting: 1_000,
             idle_window: Duration::from_secs(60),
         }
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-struct Summary {
-    n: usize,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-fn summarize(mut samples: Vec<f64>) -> Summary {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        if samples.is_empty() {
-            return 0.0;
-        }
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples[i.min(samples.len() - 1)]
-    };
-    Summary {
-        n: samples.len(),
-        p50_ms: at(0.50),
-        p95_ms: at(0.95),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
-    }
-}
-
-fn ms_between(from: Instant, to: Instant) -> f64 {
-    if to >= from {
-        to.duration_since(from).as_secs_f64() * 1000.0
-    } else {
-        -(from.duration_since(to).as_secs_f64() * 1000.0)
     }
 }
 
@@ -544,13 +512,7 @@ impl ControllerProcess {
             let Some((labels, value)) = rest.split_once("} ") else {
                 continue;
             };
-            let label = |name: &str| {
-                labels
-                    .split(',')
-                    .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
-                    .map(|v| v.trim_end_matches('"').to_string())
-                    .unwrap_or_default()
-            };
+            let label = |name: &str| label_of(labels, name);
             out.insert((label("verb"), label("resource")), value.trim().parse()?);
         }
         Ok(out)
@@ -609,6 +571,15 @@ impl ControllerProcess {
             }
         }
     }
+}
+
+/// The value of label `name` in a Prometheus sample's `a="x",b="y"`.
+fn label_of(labels: &str, name: &str) -> String {
+    labels
+        .split(',')
+        .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .unwrap_or_default()
 }
 
 fn clock_ticks() -> f64 {
@@ -674,13 +645,7 @@ async fn apiserver_requests(
         let Some((labels, value)) = rest.rsplit_once("} ") else {
             continue;
         };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
+        let label = |name: &str| label_of(labels, name);
         let key = (label("verb"), label("resource"), label("subresource"));
         *out.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
     }
@@ -912,7 +877,7 @@ fn main() -> BenchResult<()> {
         let created_s = started.elapsed().as_secs_f64();
         all_succeeded(&shared, &names).await?;
         let (samples, last) = with_seen(&shared, |s| {
-            let samples: Vec<f64> = names.iter().filter_map(|n| Some(ms_between(*s.synced.get(n)?, *s.succeeded.get(n)?))).collect();
+            let samples: Vec<f64> = names.iter().filter_map(|n| Some(signed_ms(*s.synced.get(n)?, *s.succeeded.get(n)?))).collect();
             let last = names.iter().filter_map(|n| s.succeeded.get(n)).max().copied();
             (samples, last)
         })?;
@@ -1034,7 +999,7 @@ fn main() -> BenchResult<()> {
         let cut_at = Instant::now();
         create_promotions(&client, &ns, vec![("after-cut".into(), resume_stage, "f0".into())]).await?;
         all_succeeded(&shared, &["after-cut".to_string()]).await?;
-        let resume_ms = with_seen(&shared, |s| s.succeeded.get("after-cut").map(|t| ms_between(cut_at, *t)))?.unwrap_or(0.0);
+        let resume_ms = with_seen(&shared, |s| s.succeeded.get("after-cut").map(|t| signed_ms(cut_at, *t)))?.unwrap_or(0.0);
         let lists_after = controller.requests().await?;
         let relisted = by_verb(&lists_before, &lists_after);
         eprintln!("scale: connections cut; a new Promotion Succeeded {resume_ms:.0} ms later (requests meanwhile: {relisted:?})");

@@ -67,6 +67,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+mod support;
+use support::{Summary, signed_ms, summarize};
+
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Promotions per mode, and how many run at once, unless the environment
@@ -87,42 +90,6 @@ const DOUBLE_COMMIT: &str = "c0ffee1";
 /// How long one wave of IN_FLIGHT promotions, or Argo CD's first comparison
 /// of every Application, may take.
 const PATIENCE: Duration = Duration::from_secs(300);
-
-#[derive(Debug, Clone, serde::Serialize)]
-struct Summary {
-    n: usize,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-fn summarize(mut samples: Vec<f64>) -> Summary {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        if samples.is_empty() {
-            return 0.0;
-        }
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples[i.min(samples.len() - 1)]
-    };
-    Summary {
-        n: samples.len(),
-        p50_ms: at(0.50),
-        p95_ms: at(0.95),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
-    }
-}
-
-/// `to - from` in milliseconds, negative when `to` came first.
-fn signed_ms(from: Instant, to: Instant) -> f64 {
-    if to >= from {
-        to.duration_since(from).as_secs_f64() * 1000.0
-    } else {
-        -(from.duration_since(to).as_secs_f64() * 1000.0)
-    }
-}
 
 /// A git repository of the bench's own, with one commit on `main`: a
 /// ConfigMap, which Argo CD deploys into each Application's destination.
