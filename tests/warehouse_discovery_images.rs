@@ -4,8 +4,8 @@
 //! front of the registry. Each test pushes to repositories of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use barge::api::warehouse::{ChartSubscription, ImageSelectionStrategy, ImageSubscription};
@@ -22,9 +22,11 @@ type TestResult = Result<(), Error>;
 const AT: &str = "spec.subscriptions[0].image";
 const CREATED: &str = "2026-11-01T00:00:00Z";
 
-fn client() -> &'static OciClient {
-    static CLIENT: OnceLock<OciClient> = OnceLock::new();
-    CLIENT.get_or_init(|| OciClient::new().unwrap())
+/// A client of the test's own: each test has its own runtime, and a pooled
+/// connection opened on another test's runtime dies with it ("dispatch task
+/// is gone"), so a client shared between tests fails them at random.
+fn client() -> OciClient {
+    OciClient::new().unwrap()
 }
 
 fn subscription(registry: &Registry, repository: &str) -> ImageSubscription {
@@ -35,7 +37,7 @@ fn subscription(registry: &Registry, repository: &str) -> ImageSubscription {
 }
 
 async fn discover(sub: &ImageSubscription) -> Result<ImageDiscoveryResult, DiscoveryError> {
-    image::discover(sub, AT, Some("app"), None, client()).await
+    image::discover(sub, AT, Some("app"), None, &client()).await
 }
 
 fn tags(result: &ImageDiscoveryResult) -> Vec<&str> {
@@ -428,7 +430,7 @@ fn credentials(password: &str) -> Credentials {
 async fn an_authenticated_registry_admits_the_right_credentials() -> TestResult {
     let registry = authenticated().await?;
     let sub = subscription(registry, "private/app");
-    let found = image::discover(&sub, AT, None, Some(&credentials(PASSWORD)), client()).await?;
+    let found = image::discover(&sub, AT, None, Some(&credentials(PASSWORD)), &client()).await?;
     assert_eq!(tags(&found), ["1.0.0"]);
     assert!(found.references[0].created_at.is_some());
     let chart = ChartSubscription {
@@ -440,7 +442,7 @@ async fn an_authenticated_registry_admits_the_right_credentials() -> TestResult 
         "spec.subscriptions[1].chart",
         None,
         Some(&credentials(PASSWORD)),
-        client(),
+        &client(),
     )
     .await?;
     assert_eq!(found.versions, ["0.1.0"]);
@@ -451,7 +453,7 @@ async fn an_authenticated_registry_admits_the_right_credentials() -> TestResult 
 async fn an_authenticated_registry_denies_wrong_credentials_without_repeating_them() -> TestResult {
     let registry = authenticated().await?;
     let sub = subscription(registry, "private/app");
-    let err = image::discover(&sub, AT, None, Some(&credentials("wrong-pass")), client())
+    let err = image::discover(&sub, AT, None, Some(&credentials("wrong-pass")), &client())
         .await
         .unwrap_err();
     assert!(
@@ -545,7 +547,7 @@ async fn discover_chart(
     sub: &ChartSubscription,
     credentials: Option<&Credentials>,
 ) -> Result<Vec<String>, DiscoveryError> {
-    Ok(chart::discover(sub, CHART_AT, None, credentials, client())
+    Ok(chart::discover(sub, CHART_AT, None, credentials, &client())
         .await?
         .versions)
 }
@@ -581,7 +583,7 @@ async fn an_http_chart_repository_lists_versions_within_the_constraint_newest_fi
         discover_chart(&limited, None).await?,
         ["7.0.0", "6.8.0-rc.1"]
     );
-    let result = chart::discover(&sub, CHART_AT, Some("charts"), None, client()).await?;
+    let result = chart::discover(&sub, CHART_AT, Some("charts"), None, &client()).await?;
     assert_eq!(
         (
             result.name.as_str(),
