@@ -264,7 +264,7 @@ fn finished_status(
         "healthChecks": [{"uses": "argocd-update", "config": {"apps": [{"name": app, "namespace": ns,
                           "sources": [{"repoURL": REPO, "desiredRevision": commit_of(freight)}]}]}}],
         "freight": reference,
-        "freightCollection": {"id": hex(freight + 7, 40), "items": {"Warehouse/shop": reference}},
+        "freightCollection": {"id": format!("f{freight}"), "items": {"Warehouse/shop": reference}},
         "startedAt": "2026-11-20T10:00:00Z", "finishedAt": "2026-11-20T10:00:05Z",
         "message": format!("promoted to {stage}"),
     });

@@ -57,8 +57,14 @@ pub fn current_and_last<'a>(
         .iter()
         .copied()
         .filter(|p| p.is_terminal())
-        .max_by_key(|p| (finished(p), p.name_any()));
+        .max_by_key(|p| ended_order(p));
     (current, last)
+}
+
+/// How ended Promotions are ordered: the last to finish is a Stage's last
+/// Promotion (by name among those finished at the same time).
+pub fn ended_order(p: &Promotion) -> (Option<Timestamp>, String) {
+    (finished(p), p.name_any())
 }
 
 /// One Freight collection per succeeded Promotion, newest first, without
@@ -69,7 +75,7 @@ pub fn freight_history(promotions: &[&Promotion]) -> Vec<FreightCollection> {
         .copied()
         .filter(|p| p.phase() == PromotionPhase::Succeeded)
         .collect();
-    succeeded.sort_by_key(|p| std::cmp::Reverse((finished(p), p.name_any())));
+    succeeded.sort_by_key(|p| std::cmp::Reverse(ended_order(p)));
     let mut history: Vec<FreightCollection> = Vec::new();
     for p in succeeded {
         let status = p.status.as_ref();
@@ -122,6 +128,15 @@ fn collection_id(items: &BTreeMap<String, FreightReference>) -> String {
     let mut names: Vec<&str> = items.values().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
     names.join(",")
+}
+
+/// Whether a Promotion's Freight collection says no more than its Freight:
+/// the Stage's history reads the same from the Freight alone.
+pub fn collection_is_its_freight(status: &crate::api::PromotionStatus) -> bool {
+    match (&status.freight_collection, &status.freight) {
+        (Some(collection), Some(freight)) => *collection == collection_of(freight.clone()),
+        _ => false,
+    }
 }
 
 fn collection_of(freight: FreightReference) -> FreightCollection {

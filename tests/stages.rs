@@ -220,3 +220,50 @@ async fn health_is_never_reported_healthy_from_a_stale_argo_cd_status() -> TestR
     h.shutdown().await;
     Ok(())
 }
+
+/// The controller caches ended Promotions thin and keeps each Stage's newest
+/// in full: when the newest is deleted, the Stage reads the one before it
+/// in full from the API server and shows it as its last, health checks and
+/// all, with its Freight current again.
+#[tokio::test]
+async fn a_stage_whose_last_promotion_is_deleted_shows_the_one_before_in_full() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    let app = h.app_name("dev");
+    h.apply(json!([
+        h.application(&app, "dev"),
+        support::stage("dev", json!([Harness::update_app(&app)])),
+        h.freight("f1", "c0ffee1"),
+        h.freight("f2", "c0ffee2"),
+        support::promotion("p1", "dev", "f1"),
+    ]))
+    .await?;
+    h.finished("p1").await?;
+    h.apply(support::promotion("p2", "dev", "f2")).await?;
+    h.finished("p2").await?;
+    h.stage_until("dev", "p2 is its last Promotion", |s| {
+        last_promotion(s).is_some_and(|p| p.name == "p2")
+    })
+    .await?;
+
+    Api::<Promotion>::namespaced(h.client.clone(), &h.ns)
+        .delete("p2", &Default::default())
+        .await?;
+    let dev = h
+        .stage_until("dev", "p1 is its last Promotion again", |s| {
+            last_promotion(s).is_some_and(|p| p.name == "p1")
+        })
+        .await?;
+    let last = last_promotion(&dev)
+        .and_then(|p| p.status)
+        .unwrap_or_default();
+    assert_eq!(last.phase, Some(PromotionPhase::Succeeded));
+    assert_eq!(last.health_checks.len(), 1, "{last:?}");
+    assert_eq!(last.step_execution_metadata.len(), 1, "{last:?}");
+    assert_eq!(current_freight(&dev).as_deref(), Some("f1"));
+    h.shutdown().await;
+    Ok(())
+}
+
+fn last_promotion(stage: &barge::api::Stage) -> Option<barge::api::PromotionReference> {
+    stage.status.as_ref()?.last_promotion.clone()
+}

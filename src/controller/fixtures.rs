@@ -471,6 +471,16 @@ pub fn stage_context(
     freight: Vec<Freight>,
     applications: Vec<Application>,
 ) -> Arc<StageContext> {
+    // As the watch does: the newest ended Promotions kept in full, the cache thin.
+    let last_promotions = Arc::new(super::last_promotions::LastPromotions::default());
+    let promotions = promotions
+        .into_iter()
+        .map(|mut p| {
+            last_promotions.observe(&p);
+            super::slim_promotion(&mut p);
+            p
+        })
+        .collect();
     Arc::new(StageContext {
         recorder: kube::runtime::events::Recorder::new(
             api.client(),
@@ -481,6 +491,7 @@ pub fn stage_context(
         applications: cache(applications),
         app_scope: AppScope::Only("argocd".into()),
         promotions: cache(promotions),
+        last_promotions,
         freight: cache(freight),
         index: SharedAwaitIndex::default(),
         backstop: BACKSTOP,

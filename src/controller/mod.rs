@@ -7,6 +7,7 @@
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod freight;
+mod last_promotions;
 pub mod project;
 mod project_data;
 pub mod promotion;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{Future, FutureExt, StreamExt};
+use futures::{Future, FutureExt, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -251,15 +252,28 @@ fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-/// A Promotion as the cache keeps it: an ended one without its frozen plan,
-/// which only running it reads (the Stage's `lastPromotion` shows the rest
-/// of its status). Finished Promotions are most of a cluster's.
+/// A Promotion as the cache keeps it. An ended one keeps what the Stage
+/// reads of every ended Promotion (phase, times, Freight) and drops the rest:
+/// its Stage reads the newest in full from `LastPromotions`, and only
+/// running it reads its plan, steps, outputs and conditions. Ended
+/// Promotions are most of a cluster's.
 fn slim_promotion(promotion: &mut Promotion) {
     slim(promotion);
-    if promotion.is_terminal()
-        && let Some(status) = promotion.status.as_mut()
-    {
+    if !promotion.is_terminal() {
+        return;
+    }
+    promotion.spec.steps = Vec::new();
+    promotion.spec.vars = Vec::new();
+    if let Some(status) = promotion.status.as_mut() {
         status.plan = None;
+        status.health_checks = Vec::new();
+        status.state = BTreeMap::new();
+        status.step_execution_metadata = Vec::new();
+        status.conditions = Vec::new();
+        status.awaiting = Vec::new();
+        if crate::stage::collection_is_its_freight(status) {
+            status.freight_collection = None;
+        }
     }
 }
 
@@ -327,11 +341,12 @@ pub async fn run(
         metrics.clone(),
         "freight",
     );
+    let last_promotions = Arc::new(last_promotions::LastPromotions::default());
     let (promotions, promotion_events) = watch_promotions(
         &client,
         &settings,
         sharded,
-        index.clone(),
+        (index.clone(), last_promotions.clone()),
         wakers,
         metrics.clone(),
     );
@@ -394,6 +409,7 @@ pub async fn run(
         applications,
         app_scope: settings.app_scope(),
         promotions: promotions.clone(),
+        last_promotions,
         freight,
         index: stage_index,
         backstop: settings.backstop,
@@ -683,11 +699,13 @@ where
 /// Promotions: the controller's own cache; every event keeps the wait index
 /// equal to what `status.awaiting` records, wakes the Promotion's Stage, and
 /// an ended or deleted Promotion wakes the Promotions queued behind it.
+/// Each Stage's newest ended Promotion is kept in full before the cache
+/// slims it.
 fn watch_promotions(
     client: &Client,
     settings: &Settings,
     config: watcher::Config,
-    index: SharedAwaitIndex,
+    (index, last_promotions): (SharedAwaitIndex, Arc<last_promotions::LastPromotions>),
     wakers: Wakers,
     metrics: Arc<Metrics>,
 ) -> (
@@ -697,7 +715,16 @@ fn watch_promotions(
     let (promotions, writer) = reflector::store::<Promotion>();
     let events = watcher(scoped::<Promotion>(client, &settings.namespace), config)
         .default_backoff()
-        .modify(slim_promotion)
+        .map_ok(move |event| {
+            match &event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    last_promotions.observe(p)
+                }
+                watcher::Event::Delete(p) => last_promotions.forget(p),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            event.modify(slim_promotion)
+        })
         .reflect(writer)
         .inspect(move |event| {
             let (promotion, deleted) = match event {
@@ -887,17 +914,53 @@ mod tests {
     }
 
     #[test]
-    fn an_ended_promotion_is_cached_without_its_plan_and_a_running_one_with_it() {
-        let plan = json!({"steps": [{"uses": "argocd-update", "as": "update"}]});
-        let mut running = promotion(json!({"phase": "Running", "plan": plan}));
+    fn an_ended_promotion_is_cached_thin_and_a_running_one_whole() {
+        let freight = json!({"name": "f1", "origin": {"kind": "Warehouse", "name": "shop"}});
+        let whole = json!({
+            "plan": {"steps": [{"uses": "argocd-update", "as": "update"}]},
+            "healthChecks": [{"uses": "argocd-update", "config": {"apps": []}}],
+            "state": {"update": {"ok": true}},
+            "stepExecutionMetadata": [{"alias": "update", "status": "Succeeded"}],
+            "freight": freight,
+            "freightCollection": {"id": "f1", "items": {"Warehouse/shop": freight}},
+            "finishedAt": "2026-11-20T10:00:05Z",
+            "message": "done",
+        });
+        let with_phase = |phase: &str| {
+            let mut status = whole.clone();
+            status["phase"] = json!(phase);
+            status
+        };
+        let mut running = promotion(with_phase("Running"));
+        let before = running.clone();
         slim_promotion(&mut running);
-        assert!(running.status.as_ref().is_some_and(|s| s.plan.is_some()));
+        assert_eq!(running, before);
 
-        let mut ended = promotion(json!({"phase": "Succeeded", "plan": plan, "message": "done"}));
+        let mut ended = promotion(with_phase("Succeeded"));
         slim_promotion(&mut ended);
         let status = ended.status.unwrap_or_default();
         assert_eq!(status.plan, None);
+        assert!(status.health_checks.is_empty() && status.state.is_empty());
+        assert!(status.step_execution_metadata.is_empty());
+        // The history reads the same from the Freight alone.
+        assert_eq!(status.freight_collection, None);
+        assert_eq!(status.freight.map(|f| f.name).as_deref(), Some("f1"));
         assert_eq!(status.message, "done");
+        assert!(status.finished_at.is_some());
+    }
+
+    #[test]
+    fn an_ended_promotion_keeps_a_freight_collection_of_more_than_its_freight() {
+        let f1 = json!({"name": "f1", "origin": {"kind": "Warehouse", "name": "shop"}});
+        let c1 = json!({"name": "c1", "origin": {"kind": "Warehouse", "name": "config"}});
+        let mut ended = promotion(json!({
+            "phase": "Succeeded",
+            "freight": f1,
+            "freightCollection": {"id": "c1,f1", "items": {"Warehouse/shop": f1, "Warehouse/config": c1}},
+        }));
+        slim_promotion(&mut ended);
+        let collection = ended.status.and_then(|s| s.freight_collection);
+        assert_eq!(collection.map(|c| c.items.len()), Some(2));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct StageContext {
     /// Where the Application cache has Applications from.
     pub app_scope: AppScope,
     pub promotions: Store<Promotion>,
+    /// Each Stage's newest ended Promotion in full (the cache keeps ended
+    /// ones thin).
+    pub last_promotions: Arc<super::last_promotions::LastPromotions>,
     pub freight: Store<Freight>,
     /// Application → Stages whose health depends on it.
     pub index: SharedAwaitIndex,
@@ -108,6 +111,11 @@ async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Er
         .collect();
     let refs: Vec<&Promotion> = promotions.iter().map(|p| p.as_ref()).collect();
     let (current, last) = current_and_last(&refs);
+    let last_in_full = match last {
+        Some(last) => Some(ctx.last_promotions.full(&ctx.client, last).await?),
+        None => None,
+    };
+    let last = last_in_full.as_deref();
     let history = freight_history(&refs);
     let current_freight: Vec<String> = history
         .first()
