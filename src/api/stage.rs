@@ -410,7 +410,9 @@ pub struct PromotionReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freight: Option<FreightReference>,
 
-    /// A copy of the Promotion's status.
+    /// A copy of the Promotion's status without its plan: set for the last
+    /// Promotion, not for the current one, whose every step would rewrite
+    /// the Stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Box<PromotionStatus>>,
 
