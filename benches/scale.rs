@@ -32,21 +32,20 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use barge::api::{Promotion, PromotionPhase, PromotionStatus};
-use barge::argocd::PROMOTION_INFO;
 use barge_argocd_double::{Double, DoubleConfig};
 use barge_testenv::TestEnv;
 use barge_testenv::proxy::TcpProxy;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 mod support;
+use support::watched::{Watched, finished_sync_of};
 use support::{signed_ms, summarize};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -667,55 +666,15 @@ struct Seen {
     waiting: HashSet<String>,
 }
 
-type Shared = Arc<(Mutex<Seen>, tokio::sync::Notify)>;
+type Shared = Watched<Seen>;
 
-fn with_seen<T>(shared: &Shared, f: impl FnOnce(&mut Seen) -> T) -> BenchResult<T> {
-    let mut seen = shared.0.lock().map_err(|_| "a watch task panicked")?;
-    Ok(f(&mut seen))
-}
-
-async fn wait_for(
-    shared: &Shared,
-    what: &str,
-    done: impl Fn(&Seen) -> Result<bool, String>,
-) -> BenchResult<()> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let notified = shared.1.notified();
-        if with_seen(shared, |s| done(s))?? {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now > deadline {
-            let (synced, succeeded, waiting) = with_seen(shared, |s| {
-                (s.synced.len(), s.succeeded.len(), s.waiting.len())
-            })?;
-            return Err(format!(
-                "{what}: not done within {} s (seen: {synced} syncs finished, {succeeded} Promotions Succeeded, {waiting} waiting)",
-                PATIENCE.as_secs()
-            )
-            .into());
-        }
-        let _ = tokio::time::timeout(deadline - now, notified).await;
-    }
-}
-
-fn finished_sync_of(app: &DynamicObject) -> Option<String> {
-    let state = app.data.pointer("/status/operationState")?;
-    if state.get("phase").and_then(Value::as_str) != Some("Succeeded") {
-        return None;
-    }
-    state
-        .get("finishedAt")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())?;
-    state
-        .pointer("/operation/info")?
-        .as_array()?
-        .iter()
-        .find(|i| i.get("name").and_then(Value::as_str) == Some(PROMOTION_INFO))
-        .and_then(|i| i.get("value").and_then(Value::as_str))
-        .map(String::from)
+fn progress(s: &Seen) -> String {
+    format!(
+        "seen: {} syncs finished, {} Promotions Succeeded, {} waiting",
+        s.synced.len(),
+        s.succeeded.len(),
+        s.waiting.len()
+    )
 }
 
 fn watch_all(
@@ -731,69 +690,39 @@ fn watch_all(
         "Application",
         "applications",
     );
-    let apps_shared = shared.clone();
-    let app_task = tokio::spawn(async move {
-        let stage_apps = watcher::Config::default().labels(&format!("{STAGE_APP_LABEL}=true"));
-        let mut events = watcher(apps, stage_apps)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(event) = events.next().await {
-            let now = Instant::now();
-            let app = match event {
-                Ok(app) => app,
-                Err(e) => {
-                    eprintln!("scale: Application watch: {e}");
-                    continue;
-                }
-            };
-            let Some(promotion) = finished_sync_of(&app) else {
-                continue;
-            };
-            if let Ok(mut seen) = apps_shared.0.lock() {
-                seen.synced.entry(promotion).or_insert(now);
-            }
-            apps_shared.1.notify_waiters();
+    let stage_apps = watcher::Config::default().labels(&format!("{STAGE_APP_LABEL}=true"));
+    let ns_of_promotions = ns.to_string();
+    let app_task = shared.watch(apps, stage_apps, "Application", move |app, now, seen| {
+        if let Some(promotion) = finished_sync_of(app, &ns_of_promotions) {
+            seen.synced.entry(promotion).or_insert(now);
         }
     });
     let promotions = Api::<Promotion>::namespaced(client.clone(), ns);
-    let promotion_task = tokio::spawn(async move {
-        let mut events = watcher(promotions, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(event) = events.next().await {
-            let now = Instant::now();
-            let p = match event {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("scale: Promotion watch: {e}");
-                    continue;
-                }
-            };
+    let promotion_task = shared.watch(
+        promotions,
+        watcher::Config::default(),
+        "Promotion",
+        |p, now, seen| {
             let phase = p.phase();
             let name = p.name_any();
-            if let Ok(mut seen) = shared.0.lock() {
-                if phase == PromotionPhase::Succeeded {
-                    seen.succeeded.entry(name).or_insert(now);
-                } else if phase.is_terminal() {
-                    let message = p
-                        .status
-                        .as_ref()
-                        .map(|s| s.message.clone())
-                        .unwrap_or_default();
-                    seen.failed
-                        .entry(name)
-                        .or_insert_with(|| format!("{phase}: {message}"));
-                } else if phase == PromotionPhase::Running
-                    && p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
-                {
-                    seen.waiting.insert(name);
-                }
+            if phase == PromotionPhase::Succeeded {
+                seen.succeeded.entry(name).or_insert(now);
+            } else if phase.is_terminal() {
+                let message = p
+                    .status
+                    .as_ref()
+                    .map(|s| s.message.clone())
+                    .unwrap_or_default();
+                seen.failed
+                    .entry(name)
+                    .or_insert_with(|| format!("{phase}: {message}"));
+            } else if phase == PromotionPhase::Running
+                && p.status.as_ref().is_some_and(|s| !s.awaiting.is_empty())
+            {
+                seen.waiting.insert(name);
             }
-            shared.1.notify_waiters();
-        }
-    });
+        },
+    );
     vec![app_task, promotion_task]
 }
 
@@ -822,15 +751,17 @@ async fn create_promotions(
 
 /// Waits until every named Promotion succeeded (and its sync was seen).
 async fn all_succeeded(shared: &Shared, names: &[String]) -> BenchResult<()> {
-    wait_for(shared, "the Promotions", |s| {
+    let done = |s: &Seen| {
         if let Some((name, how)) = names.iter().find_map(|n| s.failed.get(n).map(|h| (n, h))) {
             return Err(format!("Promotion {name} ended {how}"));
         }
         Ok(names
             .iter()
             .all(|n| s.succeeded.contains_key(n) && s.synced.contains_key(n)))
-    })
-    .await
+    };
+    shared
+        .wait_for("the Promotions", PATIENCE, done, progress)
+        .await
 }
 
 fn main() -> BenchResult<()> {
@@ -850,7 +781,7 @@ fn main() -> BenchResult<()> {
 
         load(&client, &ns, (&argocd_ns, &other_ns), sizes).await?;
         let double = Double::new(client.clone(), DoubleConfig::namespaced(&argocd_ns)).spawn();
-        let shared: Shared = Arc::default();
+        let shared = Shared::default();
         let watches = watch_all(&client, &ns, &argocd_ns, shared.clone());
 
         let mut controller = ControllerProcess::spawn(
@@ -876,7 +807,7 @@ fn main() -> BenchResult<()> {
         create_promotions(&client, &ns, specs).await?;
         let created_s = started.elapsed().as_secs_f64();
         all_succeeded(&shared, &names).await?;
-        let (samples, last) = with_seen(&shared, |s| {
+        let (samples, last) = shared.with(|s| {
             let samples: Vec<f64> = names.iter().filter_map(|n| Some(signed_ms(*s.synced.get(n)?, *s.succeeded.get(n)?))).collect();
             let last = names.iter().filter_map(|n| s.succeeded.get(n)).max().copied();
             (samples, last)
@@ -960,13 +891,15 @@ fn main() -> BenchResult<()> {
             .map(|(i, name)| (name.clone(), format!("s{i}"), format!("f{}", sizes.freight - 1)))
             .collect();
         create_promotions(&client, &ns, specs).await?;
-        wait_for(&shared, "the waiting Promotions", |s| {
+        let all_waiting = |s: &Seen| {
             if let Some((name, how)) = waiting.iter().find_map(|n| s.failed.get(n).map(|h| (n, h))) {
                 return Err(format!("Promotion {name} ended {how}"));
             }
             Ok(waiting.iter().all(|n| s.waiting.contains(n)))
-        })
-        .await?;
+        };
+        shared
+            .wait_for("the waiting Promotions", PATIENCE, all_waiting, progress)
+            .await?;
         controller.settle(Duration::from_secs(3)).await?;
         let idle_before = controller.requests().await?;
         let server_idle_before = apiserver_requests(&client).await?;
@@ -999,7 +932,7 @@ fn main() -> BenchResult<()> {
         let cut_at = Instant::now();
         create_promotions(&client, &ns, vec![("after-cut".into(), resume_stage, "f0".into())]).await?;
         all_succeeded(&shared, &["after-cut".to_string()]).await?;
-        let resume_ms = with_seen(&shared, |s| s.succeeded.get("after-cut").map(|t| signed_ms(cut_at, *t)))?.unwrap_or(0.0);
+        let resume_ms = shared.with(|s| s.succeeded.get("after-cut").map(|t| signed_ms(cut_at, *t)))?.unwrap_or(0.0);
         let lists_after = controller.requests().await?;
         let relisted = by_verb(&lists_before, &lists_after);
         eprintln!("scale: connections cut; a new Promotion Succeeded {resume_ms:.0} ms later (requests meanwhile: {relisted:?})");

@@ -52,22 +52,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barge::api::{Promotion, PromotionPhase};
-use barge::argocd::{PROMOTION_INFO, PROMOTION_NAMESPACE_INFO};
 use barge::controller::{self, Metrics, Settings};
 use barge_argocd_double::{Double, DoubleConfig, Journal};
 use barge_testenv::process::{Server, free_port};
 use barge_testenv::{StoppableTask, TestEnv};
-use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 mod support;
+use support::watched::{Watched, finished_sync_of};
 use support::{Summary, signed_ms, summarize};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -465,97 +464,14 @@ struct Seen {
     failed: HashMap<String, String>,
 }
 
-type Shared = Arc<(Mutex<Seen>, tokio::sync::Notify)>;
+type Shared = Watched<Seen>;
 
-fn with_seen<T>(shared: &Shared, f: impl FnOnce(&mut Seen) -> T) -> BenchResult<T> {
-    let mut seen = shared
-        .0
-        .lock()
-        .map_err(|_| "a watch task panicked holding the lock")?;
-    Ok(f(&mut seen))
-}
-
-/// Waits, on the watches' notifications, until `done` says so (`Err` ends
-/// the wait with that message).
-async fn wait_for(
-    shared: &Shared,
-    what: &str,
-    done: impl Fn(&Seen) -> Result<bool, String>,
-) -> BenchResult<()> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let notified = shared.1.notified();
-        if with_seen(shared, |s| done(s))?? {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now > deadline {
-            return Err(format!("{what}: not done within {} s", PATIENCE.as_secs()).into());
-        }
-        let _ = tokio::time::timeout(deadline - now, notified).await;
-    }
-}
-
-/// The Promotion (of namespace `ns`) whose sync operation the Application
-/// reports Succeeded and finished, if any.
-fn finished_sync_of(app: &DynamicObject, ns: &str) -> Option<String> {
-    let state = app.data.pointer("/status/operationState")?;
-    if state.get("phase").and_then(Value::as_str) != Some("Succeeded") {
-        return None;
-    }
-    state
-        .get("finishedAt")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())?;
-    let info = state.pointer("/operation/info")?.as_array()?;
-    let entry = |name: &str| {
-        info.iter()
-            .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
-            .and_then(|i| i.get("value").and_then(Value::as_str))
-    };
-    if entry(PROMOTION_NAMESPACE_INFO).is_some_and(|n| n != ns) {
-        return None;
-    }
-    entry(PROMOTION_INFO).map(String::from)
-}
-
-/// Watches `api`: for each object seen that is `relevant`, `note`s it, with
-/// the instant it was seen, in what the watches saw and wakes the waiters.
-fn watch<K>(
-    api: Api<K>,
-    what: &'static str,
-    shared: Shared,
-    relevant: impl Fn(&K) -> bool + Send + 'static,
-    note: impl Fn(&K, Instant, &mut Seen) + Send + 'static,
-) -> tokio::task::JoinHandle<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(event) = events.next().await {
-            let now = Instant::now();
-            let object = match event {
-                Ok(object) => object,
-                Err(e) => {
-                    eprintln!("wakeup: {what} watch: {e}");
-                    continue;
-                }
-            };
-            if !relevant(&object) {
-                continue;
-            }
-            let Ok(mut seen) = shared.0.lock() else {
-                return;
-            };
-            note(&object, now, &mut seen);
-            drop(seen);
-            shared.1.notify_waiters();
-        }
-    })
+fn progress(s: &Seen) -> String {
+    format!(
+        "seen: {} syncs finished, {} Promotions Succeeded",
+        s.synced.len(),
+        s.succeeded.len()
+    )
 }
 
 /// Watches the Applications of `argocd_ns`, noting finished syncs and
@@ -572,11 +488,10 @@ fn watch_applications(
         &barge_argocd_double::api_resource(),
     );
     let ns = ns.to_string();
-    watch(
+    shared.watch(
         api,
+        watcher::Config::default(),
         "Application",
-        shared,
-        |_| true,
         move |app, now, seen| {
             if let Some(promotion) = finished_sync_of(app, &ns) {
                 seen.synced.entry(promotion).or_insert(now);
@@ -596,18 +511,25 @@ fn watch_applications(
 /// Watches the Promotions of `ns`, noting when each ends.
 fn watch_promotions(client: &Client, ns: &str, shared: Shared) -> tokio::task::JoinHandle<()> {
     let api = Api::<Promotion>::namespaced(client.clone(), ns);
-    let ended = |p: &Promotion| p.phase().is_terminal();
-    watch(api, "Promotion", shared, ended, |p, now, seen| {
-        let phase = p.phase();
-        if phase == PromotionPhase::Succeeded {
-            seen.succeeded.entry(p.name_any()).or_insert(now);
-        } else {
-            let message = p.status.as_ref().map(|s| s.message.clone());
-            seen.failed
-                .entry(p.name_any())
-                .or_insert_with(|| format!("{phase:?}: {}", message.unwrap_or_default()));
-        }
-    })
+    shared.watch(
+        api,
+        watcher::Config::default(),
+        "Promotion",
+        |p, now, seen| {
+            let phase = p.phase();
+            if !phase.is_terminal() {
+                return;
+            }
+            if phase == PromotionPhase::Succeeded {
+                seen.succeeded.entry(p.name_any()).or_insert(now);
+            } else {
+                let message = p.status.as_ref().map(|s| s.message.clone());
+                seen.failed
+                    .entry(p.name_any())
+                    .or_insert_with(|| format!("{phase:?}: {}", message.unwrap_or_default()));
+            }
+        },
+    )
 }
 
 async fn apply(client: &Client, ns: &str, object: Value) -> BenchResult<()> {
@@ -645,7 +567,7 @@ async fn measure(env: &TestEnv, plan: &Plan, mode: Mode<'_>) -> BenchResult<Meas
     };
     let journal: Option<Journal> = double.as_ref().map(|d| d.journal());
 
-    let shared: Shared = Arc::default();
+    let shared = Shared::default();
     let app_watch = watch_applications(&client, &argocd_ns, &ns, shared.clone());
     let promotion_watch = watch_promotions(&client, &ns, shared.clone());
 
@@ -702,12 +624,14 @@ async fn measure(env: &TestEnv, plan: &Plan, mode: Mode<'_>) -> BenchResult<Meas
         apps.push(app);
     }
     let compared_since = Instant::now();
-    wait_for(
-        &shared,
-        "Argo CD's first comparison of every Application",
-        |s| Ok(apps.iter().all(|a| s.compared.contains(a))),
-    )
-    .await?;
+    shared
+        .wait_for(
+            "Argo CD's first comparison of every Application",
+            PATIENCE,
+            |s| Ok(apps.iter().all(|a| s.compared.contains(a))),
+            progress,
+        )
+        .await?;
     eprintln!(
         "wakeup:   {promotions} Applications compared {:.1} s after the last was created",
         compared_since.elapsed().as_secs_f64()
@@ -730,22 +654,28 @@ async fn measure(env: &TestEnv, plan: &Plan, mode: Mode<'_>) -> BenchResult<Meas
             })).await?;
         }
         let names: Vec<String> = wave.iter().map(|i| format!("p{i}")).collect();
-        wait_for(&shared, &format!("promotions {names:?}"), |s| {
-            if let Some((name, how)) = names
-                .iter()
-                .find_map(|n| s.failed.get(n).map(|how| (n, how)))
-            {
-                return Err(format!("Promotion {name} ended {how}"));
-            }
-            Ok(names
-                .iter()
-                .all(|n| s.succeeded.contains_key(n) && s.synced.contains_key(n)))
-        })
-        .await?;
+        let what = format!("promotions {names:?}");
+        shared
+            .wait_for(
+                &what,
+                PATIENCE,
+                |s| {
+                    if let Some((name, how)) = names
+                        .iter()
+                        .find_map(|n| s.failed.get(n).map(|how| (n, how)))
+                    {
+                        return Err(format!("Promotion {name} ended {how}"));
+                    }
+                    Ok(names
+                        .iter()
+                        .all(|n| s.succeeded.contains_key(n) && s.synced.contains_key(n)))
+                },
+                progress,
+            )
+            .await?;
         for name in &names {
-            let (synced, seen) = with_seen(&shared, |s| {
-                (s.synced.get(name).copied(), s.succeeded.get(name).copied())
-            })?;
+            let (synced, seen) =
+                shared.with(|s| (s.synced.get(name).copied(), s.succeeded.get(name).copied()))?;
             let (Some(synced), Some(seen)) = (synced, seen) else {
                 missing += 1;
                 continue;

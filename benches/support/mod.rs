@@ -1,4 +1,9 @@
-//! What the benchmarks share: percentiles of latency samples.
+//! What the benchmarks share: percentiles of latency samples, and what
+//! their watches saw.
+
+// Not every benchmark watches.
+#[allow(dead_code)]
+pub mod watched;
 
 use std::time::Instant;
 
