@@ -2,8 +2,6 @@
 //! next, as pure functions of the Stage, its Promotions, the Freight and the
 //! health of what it deployed.
 
-use std::collections::BTreeMap;
-
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -18,8 +16,8 @@ use crate::availability::{Availability, availability};
 const ARGOCD_UPDATE: &str = "argocd-update";
 use crate::api::stage::SelectionPolicy;
 use crate::api::{
-    Freight, FreightCollection, FreightReference, Health, HealthState, ProjectConfig, Promotion,
-    PromotionPhase, PromotionReference, Stage, StageStatus,
+    Freight, FreightCollection, FreightItems, FreightReference, Health, HealthState, ProjectConfig,
+    Promotion, PromotionPhase, PromotionReference, Stage, StageStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -108,13 +106,13 @@ pub fn promotion_collection(stage: &Stage, target: FreightReference) -> FreightC
         .iter()
         .map(|r| r.origin.key())
         .collect();
-    let mut items: BTreeMap<String, FreightReference> = stage
+    let mut items: FreightItems = stage
         .status
         .as_ref()
         .and_then(|s| s.freight_history.first())
         .map(|current| current.items.clone())
         .unwrap_or_default();
-    items.retain(|origin, _| requested.contains(origin));
+    items.retain(|origin, _| requested.iter().any(|r| r == origin));
     items.insert(target.origin.key(), target);
     FreightCollection {
         id: collection_id(&items),
@@ -124,7 +122,7 @@ pub fn promotion_collection(stage: &Stage, target: FreightReference) -> FreightC
 }
 
 /// A collection's id: the names of its Freight, sorted, joined by `,`.
-fn collection_id(items: &BTreeMap<String, FreightReference>) -> String {
+fn collection_id(items: &FreightItems) -> String {
     let mut names: Vec<&str> = items.values().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
     names.join(",")
@@ -143,7 +141,7 @@ fn collection_of(freight: FreightReference) -> FreightCollection {
     let key = freight.origin.key();
     FreightCollection {
         id: freight.name.clone(),
-        items: BTreeMap::from([(key, freight)]),
+        items: FreightItems::from([(key, freight)]),
         verification_history: Vec::new(),
     }
 }

@@ -356,12 +356,100 @@ pub struct FreightCollection {
     pub id: String,
 
     /// The Freight by origin key (`Warehouse/<name>`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub items: BTreeMap<String, FreightReference>,
+    #[serde(default, skip_serializing_if = "FreightItems::is_empty")]
+    #[schemars(with = "BTreeMap<String, FreightReference>")]
+    pub items: FreightItems,
 
     /// The verifications of this collection, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verification_history: Vec<VerificationInfo>,
+}
+
+/// The Freight of a collection by origin key, in key order: a JSON object,
+/// kept as a sorted list. A collection holds one Freight per origin, most
+/// often one, and a map's smallest node has room for eleven: every Stage's
+/// history holds ten collections, and caches hold every Stage.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FreightItems(Vec<(String, FreightReference)>);
+
+impl FreightItems {
+    pub fn get(&self, key: &str) -> Option<&FreightReference> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Sets the Freight of `key`, returning the one it replaces.
+    pub fn insert(&mut self, key: String, freight: FreightReference) -> Option<FreightReference> {
+        match self.position(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, freight)),
+            Err(i) => {
+                self.0.insert(i, (key, freight));
+                None
+            }
+        }
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &FreightReference) -> bool) {
+        self.0.retain(|(key, freight)| keep(key, freight));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &FreightReference)> {
+        self.0.iter().map(|(key, freight)| (key, freight))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(key, _)| key)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &FreightReference> {
+        self.0.iter().map(|(_, freight)| freight)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+}
+
+/// The last Freight of each key wins, as in a map.
+impl FromIterator<(String, FreightReference)> for FreightItems {
+    fn from_iter<I: IntoIterator<Item = (String, FreightReference)>>(items: I) -> Self {
+        let mut collected = FreightItems::default();
+        for (key, freight) in items {
+            collected.insert(key, freight);
+        }
+        collected.0.shrink_to_fit();
+        collected
+    }
+}
+
+impl<const N: usize> From<[(String, FreightReference); N]> for FreightItems {
+    fn from(items: [(String, FreightReference); N]) -> Self {
+        items.into_iter().collect()
+    }
+}
+
+impl Serialize for FreightItems {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for FreightItems {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = BTreeMap::<String, FreightReference>::deserialize(deserializer)?;
+        Ok(items.into_iter().collect())
+    }
 }
 
 impl Freight {

@@ -18,8 +18,8 @@ pub mod warehouse;
 
 pub use cluster_promotion_task::{ClusterPromotionTask, ClusterPromotionTaskSpec};
 pub use freight::{
-    ArtifactReference, Chart, Freight, FreightCollection, FreightOrigin, FreightOriginKind,
-    FreightReference, FreightSpec, FreightStatus, GitCommit, Image,
+    ArtifactReference, Chart, Freight, FreightCollection, FreightItems, FreightOrigin,
+    FreightOriginKind, FreightReference, FreightSpec, FreightStatus, GitCommit, Image,
 };
 pub use project::{Project, ProjectStatus};
 pub use project_config::{

@@ -528,3 +528,48 @@ fn a_kargo_project_config_with_every_sender_round_trips_and_names_each_sender() 
     let generic = config.spec.webhook_receivers[10].generic.as_ref().unwrap();
     assert_eq!(generic.actions[0].target_selection_criteria.len(), 3);
 }
+
+#[test]
+fn freight_items_are_a_json_object_in_key_order_and_the_last_of_a_key_wins() {
+    let reference = |name: &str| FreightReference {
+        name: name.to_string(),
+        ..FreightReference::default()
+    };
+    let json = serde_json::json!({
+        "Warehouse/web": {"name": "w1", "origin": {"kind": "Warehouse", "name": "web"}},
+        "Warehouse/api": {"name": "a1", "origin": {"kind": "Warehouse", "name": "api"}},
+    });
+    let mut items: FreightItems = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(
+        items.keys().collect::<Vec<_>>(),
+        ["Warehouse/api", "Warehouse/web"]
+    );
+    assert_eq!(serde_json::to_value(&items).unwrap(), json);
+
+    assert_eq!(
+        items
+            .insert("Warehouse/web".into(), reference("w2"))
+            .map(|f| f.name),
+        Some("w1".to_string())
+    );
+    assert_eq!(
+        items.get("Warehouse/web").map(|f| f.name.as_str()),
+        Some("w2")
+    );
+    items.insert("Warehouse/charts".into(), reference("c1"));
+    assert_eq!(
+        items.values().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["a1", "c1", "w2"]
+    );
+
+    let collected: FreightItems = [
+        ("Warehouse/web".to_string(), reference("w1")),
+        ("Warehouse/web".to_string(), reference("w2")),
+    ]
+    .into();
+    assert_eq!(collected.len(), 1);
+    assert_eq!(
+        collected.get("Warehouse/web").map(|f| f.name.as_str()),
+        Some("w2")
+    );
+}
