@@ -23,7 +23,9 @@
 //!    at once: the time to its Succeeded is the time to resume.
 //! 5. **Idle**: a controller with the production backstop (5 min) and 1,000
 //!    Promotions waiting on syncs that do not end: requests it sends in 60 s
-//!    besides its open watches, and its memory then.
+//!    besides its open watches, and its memory then (`rss_mib`; the heap
+//!    alone, `rss_anon_mib`; the pages of the binary and libraries,
+//!    `rss_file_mib`).
 //!
 //! `make bench-scale` runs it and writes target/bench/scale.json.
 //! `BARGE_BENCH_SMOKE=1` runs a tiny version (CI keeps it working; its
@@ -921,6 +923,9 @@ fn main() -> BenchResult<()> {
             .sum();
         let rss_mib = controller.rss_mib()?;
         let peak_rss_mib = controller.peak_rss_mib()?;
+        // The heap, and the pages of the binary and libraries it touched.
+        let (rss_anon_mib, rss_file_mib) =
+            (controller.proc_status("RssAnon")?, controller.proc_status("RssFile")?);
         eprintln!(
             "scale: {} Promotions waiting, backstop 5 min: {idle_requests} requests in {} s besides watches ({idle:?}); the API server saw {server_idle} on those resources; RSS {rss_mib:.1} MiB (peak {peak_rss_mib:.1})",
             sizes.waiting, sizes.idle_window.as_secs()
@@ -951,6 +956,8 @@ fn main() -> BenchResult<()> {
             "objects": {"applications": sizes.applications, "stages": sizes.stages, "freight": sizes.freight,
                         "promotions": sizes.finished + sizes.in_flight + 1 + sizes.waiting, "total": objects},
             "rss_mib": round1(rss_mib),
+            "rss_anon_mib": round1(rss_anon_mib),
+            "rss_file_mib": round1(rss_file_mib),
             "peak_rss_mib": round1(peak_rss_mib),
             "rss_mib_after_start": round1(rss_loaded),
             "ready_s": round2(ready_s),
@@ -969,7 +976,7 @@ fn main() -> BenchResult<()> {
         println!("| figure | value |");
         println!("|---|---|");
         println!("| objects loaded | {objects} |");
-        println!("| controller RSS, steady state (MiB) | {rss_mib:.1} (peak {peak_rss_mib:.1}) |");
+        println!("| controller RSS, steady state (MiB) | {rss_mib:.1} (peak {peak_rss_mib:.1}; heap {rss_anon_mib:.1}, binary and libraries {rss_file_mib:.1}) |");
         println!("| start-up to ready (s) | {ready_s:.2} |");
         println!("| {} in flight over {} Stages: p50 / p99 (ms) | {:.1} / {:.1} |", sizes.in_flight, sizes.in_flight_stages, latency.p50_ms, latency.p99_ms);
         println!("| Promotions completed per second | {promotions_per_s:.1} |");
