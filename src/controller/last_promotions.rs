@@ -66,10 +66,21 @@ impl LastPromotions {
         let namespace = last.namespace().unwrap_or_default();
         let api = Api::<Promotion>::namespaced(client.clone(), &namespace);
         match api.get_opt(&last.name_any()).await? {
-            Some(read) if read.is_terminal() => Ok(self.keep(full_record(read))),
+            Some(read) if read.is_terminal() => Ok(self.remember_read(full_record(read))),
             // Gone or changed since: its watch event wakes the Stage again.
             _ => Ok(Arc::new(last.clone())),
         }
+    }
+
+    /// What was read because the cache's last is not the one kept: the
+    /// cache decided it is the Stage's last, so it replaces the kept one
+    /// even when that one ended later (its deletion went unseen while the
+    /// watch was down); were the watch ahead of the cache instead, the next
+    /// reconcile reads again.
+    fn remember_read(&self, promotion: Promotion) -> Arc<Promotion> {
+        let promotion = Arc::new(promotion);
+        self.lock().insert(stage_key(&promotion), promotion.clone());
+        promotion
     }
 
     /// Keeps `promotion` unless its Stage's kept one ended later; returns
@@ -184,6 +195,16 @@ mod tests {
         assert_eq!(last.len(), 0);
         // The one before was never kept: the Stage reads it from the API server.
         assert_eq!(last.lookup(&ended("p1", "2026-11-20T10:00:00Z", "1")), None);
+    }
+
+    #[test]
+    fn a_promotion_read_replaces_a_newer_one_whose_deletion_the_watch_missed() {
+        let last = LastPromotions::default();
+        last.observe(&ended("p2", "2026-11-20T10:05:00Z", "2"));
+        let read = ended("p1", "2026-11-20T10:00:00Z", "1");
+        last.remember_read(full_record(read.clone()));
+        assert!(last.lookup(&read).is_some());
+        assert_eq!(last.len(), 1);
     }
 
     #[test]
