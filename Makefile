@@ -44,6 +44,12 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+.PHONY: deny
+## deny: the dependency policy in deny.toml (licenses, banned and duplicate crates, sources) with cargo-deny, built from crates.io if needed; advisories are not checked: their database is on GitHub, out of this machine's reach
+deny:
+	@deny=$$(bash hack/cargo-deny/install.sh | tail -n 1); \
+	$$deny check licenses bans sources
+
 .PHONY: sandbox
 ## sandbox: Barge end to end: control plane, real Argo CD (SANDBOX_ARGOCD=double: the double), controller, the quickstart promoted live (SANDBOX_EXIT=1 exits when done)
 sandbox:
