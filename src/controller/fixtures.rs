@@ -435,6 +435,7 @@ pub fn promotion_context(
         backstop: BACKSTOP,
         metrics: Arc::new(Metrics::default()),
         trust_create_actor: false,
+        backoff: Default::default(),
     };
     (Arc::new(ctx), woken)
 }
@@ -497,6 +498,7 @@ pub fn stage_context(
         backstop: BACKSTOP,
         metrics: Arc::new(Metrics::default()),
         freight_writes: Default::default(),
+        backoff: Default::default(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! index in step with `status.awaiting` and wakes Promotions queued behind
 //! one that ended.
 
+mod backoff;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod freight;
@@ -168,6 +169,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Whether `barge.dev/create-actor` can be believed.
     pub trust_create_actor: bool,
+    /// How long a failed reconcile waits, per Promotion.
+    pub backoff: backoff::ErrorBackoff,
 }
 
 fn wake_all(
@@ -380,6 +383,7 @@ pub async fn run(
         backstop: settings.backstop,
         metrics: metrics.clone(),
         trust_create_actor: settings.trust_create_actor,
+        backoff: Default::default(),
     });
     let warehouse_ctx = crate::warehouse::oci::OciClient::new().map(|oci| {
         Arc::new(warehouse::WarehouseContext::new(
@@ -415,6 +419,7 @@ pub async fn run(
         backstop: settings.backstop,
         metrics: metrics.clone(),
         freight_writes: Default::default(),
+        backoff: Default::default(),
     });
     if let Some(wakers) = &settings.wakers {
         wakers.set_local(Some(crate::webhook::PullRequestWaker {

@@ -44,12 +44,16 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     };
     ctx.metrics
         .reconciled("promotion", started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key(&promotion));
+    }
     result
 }
 
-pub fn error_policy(_promotion: Arc<Promotion>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "promotion reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+pub fn error_policy(promotion: Arc<Promotion>, error: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff.after_failure(key(&promotion), error);
+    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "promotion reconcile failed");
+    Action::requeue(wait)
 }
 
 fn key(promotion: &Promotion) -> (String, String) {

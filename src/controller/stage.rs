@@ -52,6 +52,8 @@ pub struct StageContext {
     pub metrics: Arc<Metrics>,
     /// One Freight status write at a time per Freight.
     pub freight_writes: FreightWrites,
+    /// How long a failed reconcile waits, per Stage.
+    pub backoff: super::backoff::ErrorBackoff,
 }
 
 /// Many Stages promoting the same Freight at once all patch its status: sent
@@ -83,12 +85,20 @@ pub async fn reconcile(stage: Arc<Stage>, ctx: Arc<StageContext>) -> Result<Acti
     let result = reconcile_inner(&stage, &ctx).await;
     ctx.metrics
         .reconciled("stage", started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&stage_key(&stage));
+    }
     result
 }
 
-pub fn error_policy(_stage: Arc<Stage>, error: &Error, _ctx: Arc<StageContext>) -> Action {
-    tracing::warn!(%error, "stage reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+pub fn error_policy(stage: Arc<Stage>, error: &Error, ctx: Arc<StageContext>) -> Action {
+    let wait = ctx.backoff.after_failure(stage_key(&stage), error);
+    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "stage reconcile failed");
+    Action::requeue(wait)
+}
+
+fn stage_key(stage: &Stage) -> (String, String) {
+    (stage.namespace().unwrap_or_default(), stage.name_any())
 }
 
 async fn reconcile_inner(stage: &Stage, ctx: &StageContext) -> Result<Action, Error> {

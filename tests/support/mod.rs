@@ -122,7 +122,12 @@ impl Harness {
     }
 
     pub fn start_controller(&mut self) {
-        let (client, settings) = (self.env.client(), self.settings.clone());
+        self.start_controller_with(self.env.client());
+    }
+
+    /// Starts the controller on `client` (one with a layer of the test's).
+    pub fn start_controller_with(&mut self, client: Client) {
+        let settings = self.settings.clone();
         let metrics = self.metrics.clone();
         self.controller = Some(StoppableTask::spawn(|stopped| {
             controller::run(client, settings, metrics, stopped)
