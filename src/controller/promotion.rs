@@ -79,7 +79,12 @@ async fn reconcile_inner(promotion: &Promotion, ctx: &Context) -> Result<Action,
         return abort(promotion, ctx, status).await;
     }
 
-    if let Some(blocker) = blocker(promotion, ctx).await? {
+    // A Promotion that started keeps its turn: sent back to wait, its
+    // Stage's queue could wait on itself (those queued behind it waited for
+    // it to end, and it would now wait for one of them).
+    if promotion.phase() != PromotionPhase::Running
+        && let Some(blocker) = blocker(promotion, ctx).await?
+    {
         return wait_for_turn(promotion, ctx, status, &blocker).await;
     }
 

@@ -243,6 +243,27 @@ async fn a_blocker_the_cache_still_shows_running_but_that_ended_does_not_block()
     assert_eq!(api.promotion_status("p1")["phase"], "Running");
 }
 
+/// Two Promotions of one Stage both started (each decided from a cache
+/// that did not show the other yet): the later keeps its turn instead of
+/// going back to wait, where the Promotions queued behind it would wait on
+/// it and it on them.
+#[tokio::test]
+async fn a_started_promotion_keeps_its_turn_when_another_started_one_sorts_ahead() {
+    let p0 = promotion("p0", 0).running(update_steps()).build();
+    let p1 = promotion("p1", 10).running(update_steps()).build();
+    let api = FakeApi::default()
+        .with(&stage(update_steps()).build())
+        .with(&freight("f1", 0).build())
+        .with(&p0)
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p0, p1.clone()], vec![]);
+
+    let _ = reconcile(Arc::new(p1), ctx.clone()).await;
+
+    assert_ne!(api.promotion_status("p1")["phase"], "Pending");
+    assert!(waiting_on("Promotion", "demo", "p0", &ctx).is_empty());
+}
+
 /// A running Promotion `p1` with the plan `steps`, reconciled once with the
 /// step kinds `kinds`, alone on its Stage.
 struct RunOnce {
