@@ -666,6 +666,8 @@ struct Seen {
     failed: HashMap<String, String>,
     /// Promotions seen Running with a wait recorded.
     waiting: HashSet<String>,
+    /// Promotion → its phase and message as last seen.
+    last: HashMap<String, String>,
 }
 
 type Shared = Watched<Seen>;
@@ -707,6 +709,13 @@ fn watch_all(
         |p, now, seen| {
             let phase = p.phase();
             let name = p.name_any();
+            let message = p
+                .status
+                .as_ref()
+                .map(|s| s.message.as_str())
+                .unwrap_or_default();
+            seen.last
+                .insert(name.clone(), format!("{phase}: {message}"));
             if phase == PromotionPhase::Succeeded {
                 seen.succeeded.entry(name).or_insert(now);
             } else if phase.is_terminal() {
@@ -761,8 +770,24 @@ async fn all_succeeded(shared: &Shared, names: &[String]) -> BenchResult<()> {
             .iter()
             .all(|n| s.succeeded.contains_key(n) && s.synced.contains_key(n)))
     };
+    // Which are not done, and how they were last seen.
+    let stuck = |s: &Seen| {
+        let not_done: Vec<String> = names
+            .iter()
+            .filter(|n| !(s.succeeded.contains_key(*n) && s.synced.contains_key(*n)))
+            .take(5)
+            .map(|n| {
+                let last = s.last.get(n).map_or("never seen", String::as_str);
+                format!(
+                    "{n} ({last}; sync seen finished: {})",
+                    s.synced.contains_key(n)
+                )
+            })
+            .collect();
+        format!("{}; not done: {}", progress(s), not_done.join(", "))
+    };
     shared
-        .wait_for("the Promotions", PATIENCE, done, progress)
+        .wait_for("the Promotions", PATIENCE, done, stuck)
         .await
 }
 
