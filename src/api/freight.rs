@@ -302,7 +302,15 @@ pub struct VerifiedStage {
 
     /// The longest completed period during which the Stage used the Freight
     /// continuously, as a Go-style duration (`72h0m0s`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::bounded_duration"
+    )]
+    #[schemars(
+        length(max = crate::api::validation::DURATION_MAX_LENGTH),
+        pattern(crate::api::validation::DURATION_PATTERN)
+    )]
     pub longest_soak: Option<kube::core::Duration>,
 }
 

@@ -138,7 +138,11 @@ pub struct FreightSources {
 
     /// How long the Freight must have been used continuously by an upstream
     /// Stage before it is available here, as a Go-style duration (`1h`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::bounded_duration"
+    )]
     #[schemars(
         length(max = validation::DURATION_MAX_LENGTH),
         pattern(validation::DURATION_PATTERN)

@@ -100,7 +100,11 @@ pub struct PromotionStepRetry {
     /// The longest the step may keep running, as a Go-style duration such as
     /// `5m` or `90s`. `0` means no timeout. When unset, the step kind's
     /// default applies (5m for argocd-update).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::bounded_duration"
+    )]
     #[schemars(
         length(max = crate::api::validation::DURATION_MAX_LENGTH),
         pattern(crate::api::validation::DURATION_PATTERN)

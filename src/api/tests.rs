@@ -573,3 +573,25 @@ fn freight_items_are_a_json_object_in_key_order_and_the_last_of_a_key_wins() {
         Some("w2")
     );
 }
+
+#[test]
+fn a_duration_too_large_for_its_type_is_refused_when_read_instead_of_panicking() {
+    let huge = format!("1h0m{}s", "5".repeat(90));
+    let status: Result<crate::api::FreightStatus, _> = serde_json::from_value(serde_json::json!({
+        "verifiedIn": {"dev": {"longestSoak": huge}},
+    }));
+    let error = status.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("is not a duration such as 90s"), "{error}");
+
+    let retry: Result<PromotionStepRetry, _> =
+        serde_json::from_value(serde_json::json!({"timeout": "99999999999h"}));
+    assert!(retry.is_err());
+    let retry: PromotionStepRetry =
+        serde_json::from_value(serde_json::json!({"timeout": "1h30m"})).unwrap();
+    assert_eq!(
+        retry
+            .timeout
+            .map(|t| std::time::Duration::from(t).as_secs()),
+        Some(5400)
+    );
+}

@@ -32,6 +32,31 @@ pub const DURATION_PATTERN: &str = r"^(0|([0-9]{1,10}(\.[0-9]{1,9})?(ns|us|Âµs|Î
 /// The longest duration string accepted.
 pub const DURATION_MAX_LENGTH: u32 = 64;
 
+/// Reads an optional Go-style duration, refusing one that does not match
+/// [`DURATION_PATTERN`] within [`DURATION_MAX_LENGTH`]: `kube::core::Duration`'s
+/// own parser panics on a number too large, and these fields come from the
+/// API server (written by anyone allowed to).
+pub fn bounded_duration<'de, D>(deserializer: D) -> Result<Option<kube::core::Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(DURATION_PATTERN).ok());
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let fits = text.len() <= DURATION_MAX_LENGTH as usize
+        && PATTERN.as_ref().is_some_and(|p| p.is_match(&text));
+    if !fits {
+        return Err(D::Error::custom(format!(
+            "{text:?} is not a duration such as 90s, 5m or 1h30m with numbers of at most 10 digits"
+        )));
+    }
+    text.parse().map(Some).map_err(D::Error::custom)
+}
+
 /// A Freight alias: usable as a label value (`kargo.akuity.io/alias` in Kargo).
 pub const FREIGHT_ALIAS_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
 
