@@ -33,7 +33,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use barge::api::{Promotion, PromotionPhase, PromotionStatus};
@@ -47,6 +46,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 mod support;
+use support::controller::{ControllerArgs, ControllerProcess, label_of};
 use support::watched::{Watched, finished_sync_of};
 use support::{signed_ms, summarize};
 
@@ -408,199 +408,6 @@ async fn load(
     Ok(())
 }
 
-// ---------------------------------------------------------------------------
-// The controller, in a process of its own.
-
-struct ControllerProcess {
-    /// Killed when dropped, and when this process ends however it ends.
-    server: barge_testenv::process::Server,
-    http: String,
-    spawned: Instant,
-    http_client: reqwest::Client,
-}
-
-impl ControllerProcess {
-    /// Starts `barge run`; its log is `<dir>/controller.log`.
-    fn spawn(
-        kubeconfig: &Path,
-        ns: &str,
-        argocd_ns: &str,
-        backstop: &str,
-        dir: &Path,
-    ) -> BenchResult<Self> {
-        let port = barge_testenv::process::free_port()?;
-        let http = format!("127.0.0.1:{port}");
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir)?;
-        let work_dir = dir.join("work");
-        let args: Vec<String> = [
-            "run",
-            "--kubeconfig",
-            &kubeconfig.display().to_string(),
-            "--namespace",
-            ns,
-            "--argocd-namespace",
-            argocd_ns,
-            "--argocd-all-namespaces",
-            "--backstop",
-            backstop,
-            "--http-addr",
-            &http,
-            "--webhook-addr",
-            "",
-            "--work-dir",
-            &work_dir.display().to_string(),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        let log = std::env::var("BARGE_BENCH_LOG").unwrap_or_else(|_| "warn".into());
-        let spawned = Instant::now();
-        let server = barge_testenv::process::Server::spawn_with_env(
-            dir,
-            "controller",
-            Path::new(env!("CARGO_BIN_EXE_barge")),
-            &args,
-            &[("RUST_LOG", log)],
-        )?;
-        Ok(Self {
-            server,
-            http,
-            spawned,
-            http_client: reqwest::Client::new(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.server.pid()
-    }
-
-    async fn get(&self, path: &str) -> BenchResult<(u16, String)> {
-        let response = self
-            .http_client
-            .get(format!("http://{}{path}", self.http))
-            .send()
-            .await?;
-        let code = response.status().as_u16();
-        Ok((code, response.text().await?))
-    }
-
-    /// Seconds from spawn to `/readyz` answering 200.
-    async fn wait_ready(&mut self) -> BenchResult<f64> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if !self.server.alive() {
-                return Err(self.server.exited_error().into());
-            }
-            if matches!(self.get("/readyz").await, Ok((200, _))) {
-                return Ok(self.spawned.elapsed().as_secs_f64());
-            }
-            if Instant::now() > deadline {
-                return Err("the controller was not ready in time".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// `barge_api_requests_total` by (verb, resource).
-    async fn requests(&self) -> BenchResult<BTreeMap<(String, String), f64>> {
-        let (_, text) = self.get("/metrics").await?;
-        let mut out = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("barge_api_requests_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.split_once("} ") else {
-                continue;
-            };
-            let label = |name: &str| label_of(labels, name);
-            out.insert((label("verb"), label("resource")), value.trim().parse()?);
-        }
-        Ok(out)
-    }
-
-    fn proc_status(&self, field: &str) -> BenchResult<f64> {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("no {field} in /proc/{}/status", self.pid()))?;
-        Ok(kib / 1024.0)
-    }
-
-    fn rss_mib(&self) -> BenchResult<f64> {
-        self.proc_status("VmRSS")
-    }
-
-    fn peak_rss_mib(&self) -> BenchResult<f64> {
-        self.proc_status("VmHWM")
-    }
-
-    /// User plus system CPU time, in milliseconds.
-    fn cpu_ms(&self) -> BenchResult<f64> {
-        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // The command name may hold spaces: fields count from after its ')'.
-        let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        Ok((ticks(11) + ticks(12)) * 1000.0 / clock_ticks())
-    }
-
-    /// Waits until the controller's start-up work has settled: no request
-    /// sent (watches aside) for `quiet`.
-    async fn settle(&self, quiet: Duration) -> BenchResult<f64> {
-        let started = Instant::now();
-        let mut last = non_watch_total(&self.requests().await?);
-        let mut since = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let now = non_watch_total(&self.requests().await?);
-            if now != last {
-                last = now;
-                since = Instant::now();
-            } else if since.elapsed() >= quiet {
-                return Ok(started.elapsed().as_secs_f64());
-            }
-            if started.elapsed() > PATIENCE {
-                return Err("the controller never went quiet".into());
-            }
-        }
-    }
-}
-
-/// The value of label `name` in a Prometheus sample's `a="x",b="y"`.
-fn label_of(labels: &str, name: &str) -> String {
-    labels
-        .split(',')
-        .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
-        .map(|v| v.trim_end_matches('"').to_string())
-        .unwrap_or_default()
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn non_watch_total(requests: &BTreeMap<(String, String), f64>) -> f64 {
-    requests
-        .iter()
-        .filter(|((verb, _), _)| verb != "watch")
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// `after - before`, by verb.
 fn by_verb(
     before: &BTreeMap<(String, String), f64>,
@@ -811,9 +618,10 @@ fn main() -> BenchResult<()> {
         let shared = Shared::default();
         let watches = watch_all(&client, &ns, &argocd_ns, shared.clone());
 
-        let mut controller = ControllerProcess::spawn(
-            env.kubeconfig_path(), &ns, &argocd_ns, "1h", &out_dir.join("scale-controller"),
-        )?;
+        let mut controller = ControllerProcess::spawn(&ControllerArgs {
+            backstop: "1h",
+            ..ControllerArgs::new(env.kubeconfig_path(), &ns, &argocd_ns, &out_dir.join("scale-controller"))
+        })?;
         let ready_s = controller.wait_ready().await?;
         let settle_s = controller.settle(Duration::from_secs(3)).await?;
         let rss_loaded = controller.rss_mib()?;
@@ -883,7 +691,7 @@ fn main() -> BenchResult<()> {
         eprintln!("scale: API requests per Promotion: {per_resource:?}");
         eprintln!("scale: client vs API server counts: {cross_check}");
 
-        controller.server.stop();
+        controller.kill();
 
         // Idle: the production backstop, 1,000 Promotions waiting on syncs that do not end.
         let apps = dynamic(&client, &argocd_ns, "argoproj.io", "Application", "applications");
@@ -907,9 +715,10 @@ fn main() -> BenchResult<()> {
         let api_addr = env.control_plane().api_addr()?;
         let proxy = proxy_runtime.spawn(async move { TcpProxy::start(api_addr).await }).await??;
         let kubeconfig = env.control_plane().kubeconfig_via(proxy.addr())?;
-        let mut controller = ControllerProcess::spawn(
-            &kubeconfig, &ns, &argocd_ns, "5m", &out_dir.join("scale-controller-idle"),
-        )?;
+        let mut controller = ControllerProcess::spawn(&ControllerArgs {
+            backstop: "5m",
+            ..ControllerArgs::new(&kubeconfig, &ns, &argocd_ns, &out_dir.join("scale-controller-idle"))
+        })?;
         let ready_again_s = controller.wait_ready().await?;
         let waiting: Vec<String> = (0..sizes.waiting).map(|k| format!("w{k}")).collect();
         let specs = waiting_stages
@@ -950,7 +759,7 @@ fn main() -> BenchResult<()> {
         let peak_rss_mib = controller.peak_rss_mib()?;
         // The heap, and the pages of the binary and libraries it touched.
         let (rss_anon_mib, rss_file_mib) =
-            (controller.proc_status("RssAnon")?, controller.proc_status("RssFile")?);
+            (controller.rss_anon_mib()?, controller.rss_file_mib()?);
         eprintln!(
             "scale: {} Promotions waiting, backstop 5 min: {idle_requests} requests in {} s besides watches ({idle:?}); the API server saw {server_idle} on those resources; RSS {rss_mib:.1} MiB (peak {peak_rss_mib:.1})",
             sizes.waiting, sizes.idle_window.as_secs()
@@ -967,7 +776,7 @@ fn main() -> BenchResult<()> {
         let relisted = by_verb(&lists_before, &lists_after);
         eprintln!("scale: connections cut; a new Promotion Succeeded {resume_ms:.0} ms later (requests meanwhile: {relisted:?})");
 
-        controller.server.stop();
+        controller.kill();
         for task in watches {
             task.abort();
         }

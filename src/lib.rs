@@ -18,6 +18,7 @@ pub mod controller;
 pub mod crdgen;
 mod expand;
 pub mod expr;
+pub mod fault;
 mod git;
 pub mod inflate;
 mod metrics;

@@ -1,9 +1,14 @@
 //! What the benchmarks share: percentiles of latency samples, and what
 //! their watches saw.
 
-// Not every benchmark watches.
+// Not every benchmark runs a controller process, or watches.
+#[allow(dead_code)]
+pub mod controller;
 #[allow(dead_code)]
 pub mod watched;
+
+#[allow(dead_code)]
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 use std::time::Instant;
 

@@ -231,6 +231,7 @@ async fn try_request_sync(
         .await
     {
         Ok(_) => {
+            crate::fault::point(crate::fault::AFTER_SYNC_REQUEST);
             tracing::info!(application = %name, app_namespace = %namespace, promotion = %ctx.subject.promotion, again = again.is_some(), "requested Argo CD sync");
             Ok(Some(match again {
                 None => SyncDecision::Running {

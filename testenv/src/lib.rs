@@ -160,7 +160,9 @@ pub struct ControlPlane {
     client_ca: pki::Authorities,
     etcd: Mutex<Server>,
     apiserver: Mutex<Server>,
-    pids: (u32, u32),
+    /// Command lines, to start a server again after a restart.
+    etcd_args: Vec<String>,
+    api_args: Vec<String>,
     startup: Duration,
     watchdog: Mutex<Watchdog>,
 }
@@ -263,8 +265,6 @@ impl ControlPlane {
             drop(watchdog);
             return Err(e);
         }
-        let pids = (etcd.pid(), apiserver.pid());
-
         Ok(Self {
             dir,
             bin_dir,
@@ -274,7 +274,8 @@ impl ControlPlane {
             client_ca: authorities,
             etcd: Mutex::new(etcd),
             apiserver: Mutex::new(apiserver),
-            pids,
+            etcd_args,
+            api_args,
             startup: started.elapsed(),
             watchdog: Mutex::new(watchdog),
         })
@@ -367,12 +368,58 @@ impl ControlPlane {
 
     /// Resident memory of etcd and kube-apiserver, in KiB.
     pub fn rss_kib(&self) -> (Option<u64>, Option<u64>) {
-        (rss_kib(self.pids.0), rss_kib(self.pids.1))
+        let (etcd, apiserver) = self.pids();
+        (rss_kib(etcd), rss_kib(apiserver))
     }
 
     /// Process ids of etcd and kube-apiserver.
     pub fn pids(&self) -> (u32, u32) {
-        self.pids
+        let pid = |server: &Mutex<Server>| server.lock().map(|s| s.pid()).unwrap_or(0);
+        (pid(&self.etcd), pid(&self.apiserver))
+    }
+
+    /// Kills kube-apiserver (SIGKILL) and starts it again on the same port
+    /// and storage, as a crashed or upgraded API server comes back; returns
+    /// once it answers `/readyz` again. Open watches and connections break.
+    pub async fn restart_apiserver(&self) -> Result<(), Error> {
+        self.restart(&self.apiserver, "kube-apiserver", &self.api_args)
+            .await
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on its data directory; the
+    /// API server stays up, failing requests until etcd is back. Returns once
+    /// the API server answers `/readyz` again.
+    pub async fn restart_etcd(&self) -> Result<(), Error> {
+        self.restart(&self.etcd, "etcd", &self.etcd_args).await
+    }
+
+    async fn restart(
+        &self,
+        server: &Mutex<Server>,
+        name: &str,
+        args: &[String],
+    ) -> Result<(), Error> {
+        let program = self.bin_dir.join(name);
+        {
+            let mut running = server
+                .lock()
+                .map_err(|_| Error::Wait(name.into(), "its lock was poisoned".into()))?;
+            running.stop();
+            *running = Server::spawn(&self.dir, name, &program, args)?;
+        }
+        let client = self.client();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !ready(&client).await {
+            if Instant::now() > deadline {
+                return Err(Error::NotReady {
+                    name: name.into(),
+                    timeout: START_TIMEOUT,
+                    log: process::log_tail(&self.dir, name, 30),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Runs kubectl against this control plane as the admin.

@@ -1,23 +1,36 @@
 //! A TCP proxy on loopback between a client and a server (the controller and
-//! the kube-apiserver): bytes pass through untouched (TLS included), and
-//! [`TcpProxy::cut`] drops every open connection at once, as a network
-//! fault or a load balancer would.
+//! the kube-apiserver): bytes pass through untouched (TLS included), and the
+//! network faults a production cluster has can be switched on:
+//! [`TcpProxy::cut`] drops every open connection at once, as a load balancer
+//! would; [`TcpProxy::refuse`] keeps dropping every connection until turned
+//! off (an outage); [`TcpProxy::stall`] holds every byte in both directions,
+//! on open and new connections, until turned off (a black hole that keeps
+//! connections open).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::Error;
 
+/// The faults switched on now.
+#[derive(Clone, Copy, Debug, Default)]
+struct Faults {
+    /// Bumped by every cut; each connection ends when it changes.
+    generation: u64,
+    refusing: bool,
+    stalled: bool,
+}
+
 /// Stops accepting and drops every connection when dropped.
 pub struct TcpProxy {
     addr: SocketAddr,
-    /// Bumped by every cut; each connection ends when it changes.
-    generation: watch::Sender<u64>,
+    faults: watch::Sender<Faults>,
     connections: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -32,17 +45,17 @@ impl TcpProxy {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io(Path::new("proxy listener"), e))?;
-        let (generation, _) = watch::channel(0u64);
+        let (faults, _) = watch::channel(Faults::default());
         let connections = Arc::new(AtomicU64::new(0));
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream,
-            generation.clone(),
+            faults.clone(),
             connections.clone(),
         ));
         Ok(Self {
             addr,
-            generation,
+            faults,
             connections,
             accept,
         })
@@ -54,7 +67,24 @@ impl TcpProxy {
 
     /// Drops every connection open now; new ones are accepted as before.
     pub fn cut(&self) {
-        self.generation.send_modify(|g| *g += 1);
+        self.faults.send_modify(|f| f.generation += 1);
+    }
+
+    /// From `true` until `false`: every open connection is dropped, and every
+    /// new one is closed as soon as it is accepted.
+    pub fn refuse(&self, on: bool) {
+        self.faults.send_modify(|f| {
+            f.refusing = on;
+            if on {
+                f.generation += 1;
+            }
+        });
+    }
+
+    /// From `true` until `false`: no byte passes in either direction, on
+    /// open connections and new ones; held bytes flow on when turned off.
+    pub fn stall(&self, on: bool) {
+        self.faults.send_modify(|f| f.stalled = on);
     }
 
     /// Connections accepted since the proxy started.
@@ -73,25 +103,64 @@ impl Drop for TcpProxy {
 async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
-    generation: watch::Sender<u64>,
+    faults: watch::Sender<Faults>,
     connections: Arc<AtomicU64>,
 ) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
+        let Ok((client, _)) = listener.accept().await else {
             continue;
         };
         connections.fetch_add(1, Ordering::Relaxed);
-        let mut cut = generation.subscribe();
-        tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                _ = cut.changed() => {}
-            }
-        });
+        if faults.borrow().refusing {
+            drop(client);
+            continue;
+        }
+        tokio::spawn(forward(client, upstream, faults.subscribe()));
     }
+}
+
+/// Copies both ways until either side closes or the connection is cut.
+async fn forward(client: TcpStream, upstream: SocketAddr, mut faults: watch::Receiver<Faults>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let generation = faults.borrow_and_update().generation;
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    // Each direction ends on its own (a half-close passes through).
+    let (up, down) = (faults.clone(), faults.clone());
+    let both = async move {
+        tokio::join!(
+            pump(client_read, server_write, up),
+            pump(server_read, client_write, down),
+        )
+    };
+    tokio::select! {
+        _ = both => {}
+        _ = faults.wait_for(|f| f.generation != generation) => {}
+    }
+}
+
+/// One direction: each chunk read waits while the proxy is stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut faults: watch::Receiver<Faults>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if faults.wait_for(|f| !f.stalled).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
 }
