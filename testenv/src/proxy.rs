@@ -164,3 +164,80 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::TcpProxy;
+
+    /// An echo server on loopback: what a connection sends comes back.
+    async fn echo() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = conn.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn round_trip(conn: &mut TcpStream, byte: u8) -> u8 {
+        conn.write_all(&[byte]).await.unwrap();
+        let mut buf = [0u8; 1];
+        conn.read_exact(&mut buf).await.unwrap();
+        buf[0]
+    }
+
+    #[tokio::test]
+    async fn a_stalled_proxy_holds_the_bytes_until_released_and_then_delivers_them() {
+        let proxy = TcpProxy::start(echo().await).await.unwrap();
+        let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut conn, 1).await, 1);
+
+        proxy.stall(true);
+        conn.write_all(&[2]).await.unwrap();
+        let mut buf = [0u8; 1];
+        let held =
+            tokio::time::timeout(Duration::from_millis(300), conn.read_exact(&mut buf)).await;
+        assert!(held.is_err(), "a byte passed a stalled proxy");
+
+        proxy.stall(false);
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf[0], 2);
+    }
+
+    #[tokio::test]
+    async fn a_refusing_proxy_drops_open_and_new_connections_until_turned_off() {
+        let proxy = TcpProxy::start(echo().await).await.unwrap();
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut open, 1).await, 1);
+
+        proxy.refuse(true);
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            open.read(&mut buf).await.unwrap_or(0),
+            0,
+            "the open connection was kept"
+        );
+        let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+        let _ = new.write_all(&[3]).await;
+        assert_eq!(
+            new.read(&mut buf).await.unwrap_or(0),
+            0,
+            "a new connection was served"
+        );
+
+        proxy.refuse(false);
+        let mut after = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut after, 4).await, 4);
+    }
+}

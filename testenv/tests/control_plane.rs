@@ -233,3 +233,29 @@ async fn servers_are_stopped_when_a_test_binary_panics() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn restarted_apiserver_and_etcd_come_back_with_the_data_and_new_processes() -> TestResult {
+    // A control plane of its own: the restarts would break other tests' watches.
+    let cp = barge_testenv::ControlPlane::start().await?;
+    let api = Api::<ConfigMap>::namespaced(cp.client(), "default");
+    let kept: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "kept"}, "data": {"k": "v"}}))?;
+    api.create(&PostParams::default(), &kept).await?;
+    let (etcd, apiserver) = cp.pids();
+
+    cp.restart_apiserver().await?;
+    assert_ne!(cp.pids().1, apiserver, "the apiserver was not restarted");
+    assert_eq!(cp.pids().0, etcd);
+    cp.restart_etcd().await?;
+    assert_ne!(cp.pids().0, etcd, "etcd was not restarted");
+
+    let read = Api::<ConfigMap>::namespaced(cp.client(), "default")
+        .get("kept")
+        .await?;
+    assert_eq!(
+        read.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("v")
+    );
+    Ok(())
+}
