@@ -40,6 +40,7 @@ test-gitops:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --features fault-hooks --bench chaos -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -89,6 +90,23 @@ bench-smoke:
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	registry=$$(bash hack/registry/build.sh | tail -n 1); \
 	BARGE_BENCH_SMOKE=1 BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_REGISTRY_DIR=$$registry $(CARGO) test --bench wakeup --bench discovery --bench scale
+
+.PHONY: chaos chaos-argocd chaos-short
+## chaos: 500 Promotions over 50 Stages (the Argo CD double) through two leader-elected replicas while kube-apiserver and etcd restart, the leader is killed (also between its Argo CD write and status write) or fails over, and the network is cut or stalled; prints lost, double syncs, stuck and time to resume per fault (writes target/bench/chaos.json)
+chaos:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	BARGE_CHAOS_RUN=full BARGE_K8S_BIN=$$bin $(CARGO) test --features fault-hooks --bench chaos
+
+## chaos-argocd: the same faults, fewer Promotions, against real Argo CD (writes target/bench/chaos-argocd.json)
+chaos-argocd:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
+	BARGE_CHAOS_RUN=argocd BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd $(CARGO) test --features fault-hooks --bench chaos
+
+## chaos-short: one fault of each kind over 20 Promotions, as CI runs it
+chaos-short:
+	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	BARGE_CHAOS_RUN=short BARGE_K8S_BIN=$$bin $(CARGO) test --features fault-hooks --bench chaos
 
 .PHONY: chart-crds chart-lint
 ## chart-crds: copy crds/ into the Helm chart (charts/barge/files/crds; tests/chart.rs fails when they differ)

@@ -20,8 +20,10 @@
 //!   dropped, and new ones refused, for 5–30 s;
 //! - `proxy-stall`: every byte held, both ways, for 5–30 s.
 //!
-//! After each fault a probe Promotion (a Stage of its own) is created; the
-//! time from the fault's end to the probe's Succeeded is the time to resume.
+//! After each fault a probe Promotion (a Stage of its own) is created. The
+//! time to resume is from the fault's end to the first Promotion seen
+//! ending after it; the probe's time to Succeeded adds working off what
+//! piled up meanwhile.
 //! At the end every Promotion must have Succeeded ("lost" counts those that
 //! ended otherwise or vanished, "stuck" those not ended), each must have
 //! synced its Application exactly once ("double syncs" counts the extra
@@ -29,7 +31,7 @@
 //!
 //! Runs (`BARGE_CHAOS_RUN`): `full` (`make chaos`: 500 Promotions over 50
 //! Stages, against the Argo CD double), `argocd` (`make chaos-argocd`:
-//! smaller, against real Argo CD) and `short` (CI: a few faults of each
+//! smaller, against real Argo CD) and `short` (CI: two faults of each
 //! kind). Writes target/bench/chaos[-<run>].json; the last line reads
 //! `chaos: <n> promotions, <l> lost, <d> double syncs, <s> stuck, <f> faults`,
 //! and the run fails unless the first three counts after `<n>` are 0.
@@ -67,7 +69,8 @@ struct Plan {
     name: &'static str,
     stages: usize,
     rounds: usize,
-    /// Between two rounds of Promotions.
+    /// How long one round of Promotions takes to create: one per Stage,
+    /// evenly spaced, so that work is in flight through the faults.
     round_interval: Duration,
     real_argocd: bool,
     /// How many of each fault.
@@ -79,16 +82,36 @@ struct Plan {
 }
 
 impl Plan {
+    /// The run `BARGE_CHAOS_RUN` names; `BARGE_CHAOS_FAULTS`
+    /// (`kind:count,...`) replaces its faults, to chase one kind.
     fn from_env() -> BenchResult<Self> {
+        let mut plan =
+            Self::named(&std::env::var("BARGE_CHAOS_RUN").unwrap_or_else(|_| "full".into()))?;
+        if let Ok(list) = std::env::var("BARGE_CHAOS_FAULTS") {
+            plan.faults = list
+                .split(',')
+                .map(|entry| {
+                    let (kind, n) = entry.split_once(':').unwrap_or((entry, "1"));
+                    let kind = FaultKind::ALL
+                        .into_iter()
+                        .find(|k| k.name() == kind.trim())
+                        .ok_or_else(|| format!("BARGE_CHAOS_FAULTS: no fault kind {kind}"))?;
+                    Ok((kind, n.trim().parse()?))
+                })
+                .collect::<BenchResult<_>>()?;
+        }
+        Ok(plan)
+    }
+
+    fn named(run: &str) -> BenchResult<Self> {
         use FaultKind::*;
-        let run = std::env::var("BARGE_CHAOS_RUN").unwrap_or_else(|_| "full".into());
         let secs = Duration::from_secs;
-        Ok(match run.as_str() {
+        Ok(match run {
             "full" => Self {
                 name: "full",
                 stages: 50,
                 rounds: 10,
-                round_interval: secs(20),
+                round_interval: secs(36),
                 real_argocd: false,
                 faults: vec![
                     (ApiserverRestart, 3),
@@ -106,7 +129,7 @@ impl Plan {
                 name: "argocd",
                 stages: 5,
                 rounds: 8,
-                round_interval: secs(15),
+                round_interval: secs(25),
                 real_argocd: true,
                 faults: vec![
                     (ApiserverRestart, 1),
@@ -123,17 +146,17 @@ impl Plan {
             "short" => Self {
                 name: "short",
                 stages: 5,
-                rounds: 4,
-                round_interval: secs(10),
+                rounds: 6,
+                round_interval: secs(18),
                 real_argocd: false,
                 faults: vec![
-                    (ApiserverRestart, 1),
-                    (EtcdRestart, 1),
-                    (ControllerKill, 1),
-                    (KillMidSync, 1),
-                    (LeaderFailover, 1),
-                    (ProxyCut, 1),
-                    (ProxyStall, 1),
+                    (ApiserverRestart, 2),
+                    (EtcdRestart, 2),
+                    (ControllerKill, 2),
+                    (KillMidSync, 2),
+                    (LeaderFailover, 2),
+                    (ProxyCut, 2),
+                    (ProxyStall, 2),
                 ],
                 outage: (secs(5), secs(6)),
                 patience: secs(300),
@@ -165,6 +188,16 @@ enum FaultKind {
 }
 
 impl FaultKind {
+    const ALL: [Self; 7] = [
+        Self::ApiserverRestart,
+        Self::EtcdRestart,
+        Self::ControllerKill,
+        Self::KillMidSync,
+        Self::LeaderFailover,
+        Self::ProxyCut,
+        Self::ProxyStall,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::ApiserverRestart => "apiserver-restart",
@@ -339,6 +372,8 @@ async fn create(client: &Client, ns: &str, object: Value) -> BenchResult<()> {
 struct Seen {
     phases: HashMap<String, PromotionPhase>,
     ended_at: HashMap<String, Instant>,
+    /// Every first end, in the order seen.
+    ends: Vec<Instant>,
 }
 
 fn watch_promotions(
@@ -352,8 +387,9 @@ fn watch_promotions(
         "Promotion",
         |p: &Promotion, at, s: &mut Seen| {
             let phase = p.phase();
-            if phase.is_terminal() {
-                s.ended_at.entry(p.name_any()).or_insert(at);
+            if phase.is_terminal() && !s.ended_at.contains_key(&p.name_any()) {
+                s.ended_at.insert(p.name_any(), at);
+                s.ends.push(at);
             }
             s.phases.insert(p.name_any(), phase);
         },
@@ -511,8 +547,13 @@ struct FaultRecord {
     /// How long the fault itself lasted (the outage, or until the
     /// component was back).
     fault_ms: f64,
-    /// From the fault's end to the probe Promotion's Succeeded.
+    /// From the fault's end to the first Promotion seen ending after it:
+    /// the controller works again. (No Promotion can end while the API
+    /// server, etcd or the network is down: its status write is the end.)
     resume_ms: f64,
+    /// From the fault's end to the probe Promotion's Succeeded: includes
+    /// working off what piled up during the fault.
+    probe_ms: f64,
 }
 
 impl Cluster<'_> {
@@ -607,30 +648,29 @@ struct Syncs {
     revisions: HashMap<String, Vec<String>>,
 }
 
-fn syncs_of_double(journal: &Journal, argocd_ns: &str) -> Syncs {
-    let mut per_promotion = HashMap::new();
-    let mut revisions: HashMap<String, Vec<String>> = HashMap::new();
+/// The double's own journal: sync operations it started, per Promotion. A
+/// second operation for one Promotion is a double sync. (The journal can
+/// miss a sync whose start was written but whose answer was lost in an API
+/// server restart, so the history is what counts syncs and their order.)
+fn double_syncs_in_journal(journal: &Journal, argocd_ns: &str) -> usize {
+    let mut per_promotion: HashMap<String, usize> = HashMap::new();
     for sync in journal.syncs() {
-        if sync.app.namespace != argocd_ns {
-            continue;
-        }
-        if let Some(p) = sync.promotion() {
+        if sync.app.namespace == argocd_ns
+            && let Some(p) = sync.promotion()
+        {
             *per_promotion.entry(p.to_string()).or_default() += 1;
         }
-        revisions
-            .entry(sync.app.name.clone())
-            .or_default()
-            .extend(sync.requested_revisions.iter().cloned());
     }
-    Syncs {
-        per_promotion,
-        revisions,
-    }
+    per_promotion.values().map(|n| n.saturating_sub(1)).sum()
 }
 
-/// Real Argo CD: each Application's `status.history`, one entry per sync,
-/// in order; a revision twice is a Promotion synced twice.
-async fn syncs_of_real(
+/// Syncs per Promotion (`<stage>@<revision index>`: each round's revision is
+/// new), from each Application's `status.history` as the API server holds
+/// it: one entry per sync, in order, whoever plays Argo CD. An entry written
+/// twice for one operation (the answer to its write lost in an API server
+/// restart, then written again) has the same `deployStartedAt` and counts
+/// once.
+async fn syncs_from_history(
     client: &Client,
     argocd_ns: &str,
     ns: &str,
@@ -656,8 +696,15 @@ async fn syncs_of_real(
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let mut entries = std::collections::HashSet::new();
         let list: Vec<String> = history
             .iter()
+            .filter(|h| {
+                entries.insert((
+                    h.get("revision").cloned(),
+                    h.get("deployStartedAt").cloned(),
+                ))
+            })
             .filter_map(|h| h.get("revision").and_then(Value::as_str).map(String::from))
             .collect();
         for revision in &list {
@@ -844,6 +891,7 @@ async fn run(
     let creator = {
         let (client, ns, plan) = (client.clone(), ns.clone(), plan.clone());
         tokio::spawn(async move {
+            let spacing = plan.round_interval / plan.stages.max(1) as u32;
             for round in 0..plan.rounds {
                 for s in 0..plan.stages {
                     create(
@@ -856,8 +904,8 @@ async fn run(
                         ),
                     )
                     .await?;
+                    tokio::time::sleep(spacing).await;
                 }
-                tokio::time::sleep(plan.round_interval).await;
             }
             BenchResult::Ok(())
         })
@@ -908,32 +956,36 @@ async fn run(
             progress,
         )
         .await?;
-        let (phase, ended) = seen.with(|s| {
+        let (phase, ended, first_end) = seen.with(|s| {
             (
                 s.phases.get(&probe_name).copied(),
                 s.ended_at.get(&probe_name).copied(),
+                s.ends.iter().find(|e| **e >= fault_end).copied(),
             )
         })?;
         if phase != Some(PromotionPhase::Succeeded) {
             return Err(format!("{probe_name} after {} ended {phase:?}", kind.name()).into());
         }
-        let resume_ms = ended
-            .map(|e| support::signed_ms(fault_end, e))
-            .unwrap_or_default();
+        let since_end = |at: Option<Instant>| {
+            at.map(|e| support::signed_ms(fault_end, e))
+                .unwrap_or_default()
+        };
         let record = FaultRecord {
             kind: kind.name(),
             at_s: round3(fault_start.duration_since(started).as_secs_f64()),
             fault_ms: round3(support::signed_ms(fault_start, fault_end)),
-            resume_ms: round3(resume_ms),
+            resume_ms: round3(since_end(first_end)),
+            probe_ms: round3(since_end(ended)),
         };
         eprintln!(
-            "chaos: fault {}/{}: {} at {:.1} s, lasted {:.0} ms, resumed {:.0} ms later ({})",
+            "chaos: fault {}/{}: {} at {:.1} s, lasted {:.0} ms, resumed {:.0} ms later, probe done {:.0} ms later ({})",
             probe + 1,
             kinds.len(),
             record.kind,
             record.at_s,
             record.fault_ms,
             record.resume_ms,
+            record.probe_ms,
             seen.with(|s| progress(s))?
         );
         records.push(record);
@@ -978,15 +1030,17 @@ async fn run(
             .collect();
         (lost, stuck)
     })?;
-    let syncs = match &argocd {
-        ArgoCd::Double(double) => syncs_of_double(&double.journal(), &argocd_ns),
-        ArgoCd::Real { .. } => syncs_of_real(&client, &argocd_ns, &ns, &revisions, &stages).await?,
+    let syncs = syncs_from_history(&client, &argocd_ns, &ns, &revisions, &stages).await?;
+    let journal_double_syncs = match &argocd {
+        ArgoCd::Double(double) => double_syncs_in_journal(&double.journal(), &argocd_ns),
+        ArgoCd::Real { .. } => 0,
     };
     let double_syncs: usize = syncs
         .per_promotion
         .values()
         .map(|n| n.saturating_sub(1))
-        .sum();
+        .sum::<usize>()
+        + journal_double_syncs;
     let twice: Vec<&String> = syncs
         .per_promotion
         .iter()
@@ -1005,14 +1059,17 @@ async fn run(
             out_of_order.push(format!("{app}: {got:?}"));
         }
     }
-    let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for r in &records {
-        by_kind.entry(r.kind).or_default().push(r.resume_ms);
-    }
-    let resume: BTreeMap<&str, support::Summary> = by_kind
-        .iter()
-        .map(|(k, v)| (*k, summarize(v.clone())))
-        .collect();
+    let per_kind = |ms: fn(&FaultRecord) -> f64| -> BTreeMap<&str, support::Summary> {
+        let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for r in &records {
+            by_kind.entry(r.kind).or_default().push(ms(r));
+        }
+        by_kind
+            .into_iter()
+            .map(|(k, v)| (k, summarize(v)))
+            .collect()
+    };
+    let (resume, probe) = (per_kind(|r| r.resume_ms), per_kind(|r| r.probe_ms));
     let total = names.len();
     let report = json!({
         "run": plan.name,
@@ -1022,11 +1079,13 @@ async fn run(
         "stages": plan.stages,
         "lost": lost.len(),
         "double_syncs": double_syncs,
+        "journal_double_syncs": journal_double_syncs,
         "stuck": stuck.len(),
         "out_of_order": out_of_order.len(),
         "faults": records.len(),
         "replica_restarts": restarts,
         "resume_ms": resume,
+        "probe_ms": probe,
         "fault_log": records,
         "duration_s": round3(started.elapsed().as_secs_f64()),
     });
@@ -1040,12 +1099,15 @@ async fn run(
     std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
     println!("{}", serde_json::to_string(&report)?);
     println!();
-    println!("| fault | count | resume p50 (ms) | resume max (ms) |");
-    println!("|---|---|---|---|");
+    println!(
+        "| fault | count | resume p50 (ms) | resume max (ms) | probe p50 (ms) | probe max (ms) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (kind, summary) in &resume {
+        let p = &probe[kind];
         println!(
-            "| {kind} | {} | {:.0} | {:.0} |",
-            summary.n, summary.p50_ms, summary.max_ms
+            "| {kind} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            summary.n, summary.p50_ms, summary.max_ms, p.p50_ms, p.max_ms
         );
     }
     println!();
@@ -1058,7 +1120,7 @@ async fn run(
     for (what, list) in [
         ("lost", &lost),
         ("stuck", &stuck),
-        ("out of order", &out_of_order),
+        ("synced out of order or not at all", &out_of_order),
     ] {
         if !list.is_empty() {
             println!("{what}: {}", list.join(", "));

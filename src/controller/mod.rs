@@ -12,6 +12,7 @@ mod last_promotions;
 pub mod project;
 mod project_data;
 pub mod promotion;
+mod relist;
 pub mod stage;
 pub mod warehouse;
 
@@ -310,13 +311,14 @@ pub async fn run(
     let sharded_for_warehouses = sharded.clone();
     // Stages: their own cache, read to fan Freight changes out.
     let (stages, stage_writer) = reflector::store::<Stage>();
-    let stage_events = watcher(
-        scoped::<Stage>(&client, &settings.namespace),
-        sharded.clone(),
+    let stage_events = relist::reflect(
+        relist::watch(
+            scoped::<Stage>(&client, &settings.namespace),
+            sharded.clone(),
+        )
+        .modify(slim),
+        stage_writer,
     )
-    .default_backoff()
-    .modify(slim)
-    .reflect(stage_writer)
     .touched_objects();
     let (applications, app_task) = watch_applications(
         &client,
@@ -453,11 +455,11 @@ pub async fn run(
             };
             // Backed off like every other watch: the CRD may not be installed yet.
             let (store, writer) = reflector::store::<crate::api::Warehouse>();
-            let events = watcher(warehouse_api, sharded_for_warehouses)
-                .default_backoff()
-                .modify(slim)
-                .reflect(writer)
-                .touched_objects();
+            let events = relist::reflect(
+                relist::watch(warehouse_api, sharded_for_warehouses).modify(slim),
+                writer,
+            )
+            .touched_objects();
             Controller::for_stream(events, store)
                 .with_config(
                     controller::Config::default()
@@ -475,11 +477,11 @@ pub async fn run(
         "warehouse",
     );
     let (freight_store, freight_writer) = reflector::store::<Freight>();
-    let freight_events = watcher(freight_api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(slim)
-        .reflect(freight_writer)
-        .touched_objects();
+    let freight_events = relist::reflect(
+        relist::watch(freight_api, watcher::Config::default().any_semantic()).modify(slim),
+        freight_writer,
+    )
+    .touched_objects();
     let freight_controller = bounded_shutdown(
         Controller::for_stream(freight_events, freight_store)
             .graceful_shutdown_on(shutdown.clone())
@@ -580,14 +582,14 @@ fn watch_applications(
         Api::namespaced(client.clone(), &settings.argocd_namespace)
     };
     let wake_on_events = settings.wake_on_application_events;
-    let events = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|app| {
+    let events = relist::reflect(
+        relist::watch(api, watcher::Config::default().any_semantic()).modify(|app| {
             slim(app);
             app.slim_for_cache();
-        })
-        .reflect(writer)
-        .touched_objects();
+        }),
+        writer,
+    )
+    .touched_objects();
     let task = tokio::spawn(events.for_each(move |event| {
         match event {
             Ok(app) if wake_on_events => {
@@ -659,13 +661,14 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store::<K>();
-    let events = watcher(
-        scoped::<K>(client, &settings.namespace),
-        watcher::Config::default().any_semantic(),
+    let events = relist::reflect(
+        relist::watch(
+            scoped::<K>(client, &settings.namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .modify(slim),
+        writer,
     )
-    .default_backoff()
-    .modify(slim)
-    .reflect(writer)
     .touched_objects();
     let mut seen = std::collections::HashSet::<ObjectRef<K>>::new();
     let cached = store.clone();
@@ -718,23 +721,25 @@ fn watch_promotions(
     impl futures::Stream<Item = Result<Promotion, watcher::Error>> + Send + 'static,
 ) {
     let (promotions, writer) = reflector::store::<Promotion>();
-    let events = watcher(scoped::<Promotion>(client, &settings.namespace), config)
-        .default_backoff()
-        .map_ok(move |event| {
-            match &event {
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    last_promotions.observe(p)
-                }
-                watcher::Event::Delete(p) => last_promotions.forget(p),
-                watcher::Event::Init | watcher::Event::InitDone => {}
+    let events = relist::watch(scoped::<Promotion>(client, &settings.namespace), config).map_ok({
+        let last_promotions = last_promotions.clone();
+        move |event| {
+            if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = &event {
+                last_promotions.observe(p)
             }
             event.modify(slim_promotion)
-        })
-        .reflect(writer)
+        }
+    });
+    let events = relist::reflect(events, writer)
         .inspect(move |event| {
             let (promotion, deleted) = match event {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
-                Ok(watcher::Event::Delete(p)) => (p, true),
+                // After the cache: a Promotion deleted while the watch was
+                // down is only reported by the relist.
+                Ok(watcher::Event::Delete(p)) => {
+                    last_promotions.forget(p);
+                    (p, true)
+                }
                 _ => return,
             };
             let effects = promotion_event_effects(promotion, deleted);
