@@ -949,13 +949,19 @@ async fn run(
         };
         let fault_end = cluster.inject(*kind, outage, &mut rng, arm_probe).await?;
         let name = probe_name.clone();
-        seen.wait_for(
-            &format!("{probe_name} after {}", kind.name()),
-            plan.patience,
-            move |s| Ok(s.ended_at.contains_key(&name)),
-            progress,
-        )
-        .await?;
+        // A probe that does not end is counted stuck at the end; the faults
+        // go on.
+        if let Err(e) = seen
+            .wait_for(
+                &format!("{probe_name} after {}", kind.name()),
+                plan.patience,
+                move |s| Ok(s.ended_at.contains_key(&name)),
+                progress,
+            )
+            .await
+        {
+            eprintln!("chaos: {e}");
+        }
         let (phase, ended, first_end) = seen.with(|s| {
             (
                 s.phases.get(&probe_name).copied(),
@@ -964,7 +970,7 @@ async fn run(
             )
         })?;
         if phase != Some(PromotionPhase::Succeeded) {
-            return Err(format!("{probe_name} after {} ended {phase:?}", kind.name()).into());
+            eprintln!("chaos: {probe_name} after {} is {phase:?}", kind.name());
         }
         let since_end = |at: Option<Instant>| {
             at.map(|e| support::signed_ms(fault_end, e))
