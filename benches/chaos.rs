@@ -77,6 +77,8 @@ struct Plan {
     faults: Vec<(FaultKind, usize)>,
     /// The range of a proxy fault's length.
     outage: (Duration, Duration),
+    /// The range of the quiet time before each fault.
+    gap: (Duration, Duration),
     /// How long the last Promotions may take to end after the last fault.
     patience: Duration,
 }
@@ -123,6 +125,7 @@ impl Plan {
                     (ProxyStall, 3),
                 ],
                 outage: (secs(5), secs(30)),
+                gap: (secs(2), secs(6)),
                 patience: secs(600),
             },
             "argocd" => Self {
@@ -141,6 +144,7 @@ impl Plan {
                     (ProxyStall, 1),
                 ],
                 outage: (secs(5), secs(15)),
+                gap: (secs(2), secs(6)),
                 patience: secs(600),
             },
             "short" => Self {
@@ -159,6 +163,7 @@ impl Plan {
                     (ProxyStall, 2),
                 ],
                 outage: (secs(5), secs(6)),
+                gap: (secs(1), secs(2)),
                 patience: secs(300),
             },
             other => {
@@ -303,6 +308,11 @@ fn application(ns: &str, stage: &str, repo_url: &str, destination: &str) -> Valu
         "metadata": {"name": format!("{ns}-{stage}"), "annotations": {"barge.dev/authorized-stage": format!("{ns}:{stage}")}},
         "spec": {"project": "default", "source": {"repoURL": repo_url, "path": ".", "targetRevision": "main"},
                  "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+                 // Argo CD's own writes fail while the API server or etcd is
+                 // down, and a sync it cannot record ends in Error; Barge
+                 // reports that as the step's failure, as Kargo does. Argo
+                 // CD retries it, as production Applications are set to.
+                 "syncPolicy": {"retry": {"limit": 5, "backoff": {"duration": "1s", "factor": 2, "maxDuration": "10s"}}},
                  // Every sync of the run stays in the history that is checked.
                  "revisionHistoryLimit": 1000},
     })
@@ -928,7 +938,7 @@ async fn run(
     };
     let mut records = Vec::new();
     for (probe, kind) in kinds.iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(2000 + rng.below(4000))).await;
+        tokio::time::sleep(rng.between(plan.gap)).await;
         let outage = rng.between(plan.outage);
         let fault_start = Instant::now();
         let probe_name = format!("probe-{probe:02}");
