@@ -51,8 +51,10 @@ use support::{Error, TestResult, succeeded};
 
 /// Long enough that a missed wake-up fails instead of hiding behind a timer.
 const BACKSTOP: Duration = Duration::from_secs(3600);
-/// How long the run with the chart's full RBAC may take.
-const BASELINE_PATIENCE: Duration = Duration::from_secs(90);
+/// How long the run with the chart's full RBAC may take: it ends as soon as
+/// every behaviour holds, so this only bounds a failing run. 90 s was once
+/// not enough with the whole suite and other builds on the 2-core machine.
+const BASELINE_PATIENCE: Duration = Duration::from_secs(240);
 /// How long a run with one rule removed is given to show every behaviour.
 const REMOVED_RULE_PATIENCE: Duration = Duration::from_secs(20);
 /// Runs with one rule removed that run at once.
