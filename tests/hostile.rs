@@ -36,6 +36,8 @@
 //!
 //! In the fixtures' text, `${NS}`, `${ARGOCD_NS}`, `${CASE}` and `${REPO}`
 //! are replaced before parsing.
+//!
+//! `HOSTILE_CASES=<name>,<name>` runs only those fixtures (to look into one).
 
 #![allow(clippy::unwrap_used)]
 
@@ -166,6 +168,9 @@ fn load(h: &Harness, repo_url: &str) -> Result<Vec<Case>, support::Error> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
+    let only: Option<Vec<String>> = std::env::var("HOSTILE_CASES")
+        .ok()
+        .map(|names| names.split(',').map(|n| n.trim().to_string()).collect());
     let mut cases = Vec::new();
     for file in files {
         let name = file
@@ -173,6 +178,9 @@ fn load(h: &Harness, repo_url: &str) -> Result<Vec<Case>, support::Error> {
             .and_then(|s| s.to_str())
             .ok_or("fixture name")?
             .to_string();
+        if only.as_ref().is_some_and(|only| !only.contains(&name)) {
+            continue;
+        }
         let text = std::fs::read_to_string(&file)?
             .replace("${NS}", &h.ns)
             .replace("${ARGOCD_NS}", &h.argocd_ns)
@@ -454,7 +462,7 @@ fn short(text: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let mut cut: String = one_line.chars().take(160).collect();
+    let mut cut: String = one_line.chars().take(240).collect();
     if cut.len() < one_line.len() {
         cut.push('…');
     }
@@ -498,7 +506,7 @@ async fn verify(h: &Harness, case: &Case, refused: Option<String>) -> (String, O
         Err(e) => {
             return (
                 format!("{} | did not finish |", case.name),
-                Some(format!("{}: {e}", case.name)),
+                Some(format!("{}: {}", case.name, short(&e.to_string()))),
             );
         }
     };
