@@ -395,6 +395,33 @@ async fn a_step_that_fails_for_good_errors_the_promotion_with_its_message() {
 }
 
 #[tokio::test]
+async fn a_status_too_large_for_the_api_server_errors_the_promotion_naming_the_step() {
+    let p1 = running(update_steps()).build();
+    let api = FakeApi::default().with(&p1).refusing_writes_over(4096);
+    let kinds = vec![succeeds("test-update", json!({"blob": "x".repeat(10_000)}))];
+    let (ctx, _) = promotion_context(&api, registry(kinds), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    // Not retried: the same write would be refused again.
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "step \"update\": its output is 10011 bytes, more than the Promotion's status can hold"
+        ) && message.ends_with("(the API server refused it: etcdserver: request is too large)"),
+        "{message}"
+    );
+    assert_eq!(status["state"]["update"], Value::Null);
+    assert_eq!(api.event_reasons(), ["PromotionErrored"]);
+}
+
+#[tokio::test]
 async fn a_step_kind_nobody_registered_errors_the_promotion_naming_uses() {
     let plan = json!([{"uses": "git-clone", "as": "clone"}]);
     let run = RunOnce::of(running(plan), vec![succeeds("test-update", json!({}))]).await;
