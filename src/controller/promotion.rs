@@ -346,6 +346,10 @@ enum PlanError {
         stage: String,
         at: Timestamp,
     },
+    /// The object is there but cannot be decoded (nested deeper than the
+    /// JSON reader allows, say): reading it again would not help.
+    #[error("{what} cannot be read: {reason}")]
+    Unreadable { what: String, reason: String },
     #[error(transparent)]
     Inflate(#[from] inflate::InflateError),
     /// The API server did not answer: not the Promotion's fault, so retried.
@@ -354,7 +358,13 @@ enum PlanError {
 }
 
 fn read_error(what: String) -> impl FnOnce(kube::Error) -> PlanError {
-    move |source| PlanError::Api(Error::Read { what, source })
+    move |source| match source {
+        kube::Error::SerdeError(e) => PlanError::Unreadable {
+            what,
+            reason: e.to_string(),
+        },
+        source => PlanError::Api(Error::Read { what, source }),
+    }
 }
 
 /// The plan, the Freight and the freight collection of a Promotion.

@@ -167,6 +167,37 @@ async fn a_stage_the_api_server_cannot_read_is_retried_and_nothing_is_written() 
 }
 
 #[tokio::test]
+async fn a_stage_nested_deeper_than_can_be_read_errors_the_promotion_naming_it() {
+    let mut deep = json!("leaf");
+    for _ in 0..200 {
+        deep = json!({ "a": deep });
+    }
+    let steps = json!([{"uses": "test-update", "as": "update", "config": {"v": deep}}]);
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default()
+        .with(&stage(steps).build())
+        .with(&freight("f1", 0).build())
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    // Not retried: reading it again would fail the same way.
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert!(
+        status["message"].as_str().is_some_and(
+            |m| m.starts_with("Stage \"dev\" cannot be read: recursion limit exceeded")
+        ),
+        "{status}"
+    );
+}
+
+#[tokio::test]
 async fn a_promotion_queued_behind_a_running_one_waits_pending_on_it() {
     let p0 = promotion("p0", 0).running(update_steps()).build();
     let p1 = promotion("p1", 10).build();
