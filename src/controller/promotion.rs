@@ -638,10 +638,15 @@ async fn write_status(
 }
 
 /// Whether the API server refused a write for what it held: too large
-/// (413, or etcd's "request is too large") or not valid against the CRD
-/// (422). Unlike a conflict or an outage, writing it again cannot succeed.
+/// (413; or 500 with etcd's "request is too large", or with its gRPC
+/// client's "trying to send message larger than max") or not valid against
+/// the CRD (422). Unlike a conflict or an outage, writing it again cannot
+/// succeed.
 fn refused_for_content(refusal: &kube::core::Status) -> bool {
-    refusal.code == 413 || refusal.code == 422 || refusal.message.contains("too large")
+    refusal.code == 413
+        || refusal.code == 422
+        || refusal.message.contains("too large")
+        || refusal.message.contains("message larger than max")
 }
 
 /// The message of a Promotion whose status was refused: for a status too
@@ -674,7 +679,14 @@ fn refusal_message(
         let what = format!("step \"{}\": its message", meta.alias);
         parts.push((meta.message.len(), what));
     }
-    parts.push((after.message.len(), "the Promotion's message".to_string()));
+    // The Promotion's message ends with the step's that ended it: name the step.
+    let from_a_step = after
+        .step_execution_metadata
+        .iter()
+        .any(|m| !m.message.is_empty() && after.message.ends_with(&m.message));
+    if !from_a_step {
+        parts.push((after.message.len(), "the Promotion's message".to_string()));
+    }
     let (bytes, what) = parts
         .into_iter()
         .max_by_key(|(bytes, _)| *bytes)

@@ -453,6 +453,29 @@ async fn a_status_too_large_for_the_api_server_errors_the_promotion_naming_the_s
 }
 
 #[tokio::test]
+async fn a_step_message_too_large_for_the_status_is_named_by_its_step() {
+    let p1 = running(update_steps()).build();
+    let api = FakeApi::default().with(&p1).refusing_writes_over(4096);
+    let message: &'static str = Box::leak("m".repeat(10_000).into_boxed_str());
+    let kinds = registry(vec![fails("test-update", message)]);
+    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    let text = status["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("step \"update\": its message is 100"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_step_kind_nobody_registered_errors_the_promotion_naming_uses() {
     let plan = json!([{"uses": "git-clone", "as": "clone"}]);
     let run = RunOnce::of(running(plan), vec![succeeds("test-update", json!({}))]).await;
