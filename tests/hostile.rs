@@ -37,7 +37,8 @@
 //! In the fixtures' text, `${NS}`, `${ARGOCD_NS}`, `${CASE}` and `${REPO}`
 //! are replaced before parsing.
 //!
-//! `HOSTILE_CASES=<name>,<name>` runs only those fixtures (to look into one).
+//! `HOSTILE_CASES=<name>,<name>` runs only those fixtures (to look into one),
+//! and `HOSTILE_LOG=<filter>` (as `RUST_LOG`) prints the controller's log.
 
 #![allow(clippy::unwrap_used)]
 
@@ -538,6 +539,12 @@ async fn verify(h: &Harness, case: &Case, refused: Option<String>) -> (String, O
 #[tokio::test]
 async fn hostile_inputs_end_with_a_clear_message_while_ordinary_promotions_keep_going() -> TestResult
 {
+    if let Ok(filter) = std::env::var("HOSTILE_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init();
+    }
+    let began = Instant::now();
     let h = Harness::start(|c| c).await?;
     let repo = repository()?;
     let cases = load(&h, &repo.url())?;
@@ -550,6 +557,7 @@ async fn hostile_inputs_end_with_a_clear_message_while_ordinary_promotions_keep_
     for case in &cases {
         refusals.push(case.create(&h).await?);
     }
+    println!("{} cases created after {:?}", cases.len(), began.elapsed());
     let loaded = ordinary_round(&h, "loaded").await?;
 
     let checks = cases
@@ -557,6 +565,7 @@ async fn hostile_inputs_end_with_a_clear_message_while_ordinary_promotions_keep_
         .zip(refusals)
         .map(|(case, refused)| verify(&h, case, refused));
     let results = futures::future::join_all(checks).await;
+    println!("every case ended after {:?}", began.elapsed());
     println!("case | phase | message");
     let mut problems = Vec::new();
     for (row, problem) in results {
