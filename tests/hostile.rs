@@ -4,10 +4,10 @@
 //! message containing the expected text, or be refused by the API server
 //! when the fixture says it is (`expect.admission`). Meanwhile ordinary
 //! Promotions on other Stages must still succeed: they run once before the
-//! hostile cases (the baseline) and once while they run, and their
-//! latencies (created → seen Succeeded) are printed, not asserted. A last
-//! ordinary Promotion after every case has ended shows the controller
-//! survived them all.
+//! hostile cases (the baseline), after every 15 cases created and once
+//! more when all are (under load), and their latencies (created → seen
+//! Succeeded) are printed, not asserted. A last round after every case has
+//! ended shows the controller survived them all.
 //!
 //! A fixture holds:
 //!
@@ -470,7 +470,9 @@ fn short(text: &str) -> String {
     cut
 }
 
-/// What went wrong with a case, if anything, and its row of the table.
+/// What went wrong with a case, if anything, and its row of the table,
+/// with the time from the Promotion's creation to its end (the API
+/// server's clock, whole seconds; printed, not asserted).
 async fn verify(h: &Harness, case: &Case, refused: Option<String>) -> (String, Option<String>) {
     let expect = &case.fixture.expect;
     if let Some(admission) = &expect.admission {
@@ -513,7 +515,17 @@ async fn verify(h: &Harness, case: &Case, refused: Option<String>) -> (String, O
     };
     let phase = p.phase().to_string();
     let text = message(&p);
-    let row = format!("{} | {phase} | {}", case.name, short(&text));
+    let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let finished = p
+        .status
+        .as_ref()
+        .and_then(|s| s.finished_at.as_ref())
+        .map(|t| t.0);
+    let took = match (created, finished) {
+        (Some(c), Some(f)) => format!("{} s", f.duration_since(c).as_secs()),
+        _ => "?".to_string(),
+    };
+    let row = format!("{} | {phase} | {took} | {}", case.name, short(&text));
     let mut wrong = Vec::new();
     if let Some(want) = &expect.phase
         && *want != phase
@@ -554,11 +566,18 @@ async fn hostile_inputs_end_with_a_clear_message_while_ordinary_promotions_keep_
     let baseline = ordinary_round(&h, "baseline").await?;
 
     let mut refusals = Vec::new();
+    let mut loaded = Vec::new();
     for case in &cases {
         refusals.push(case.create(&h).await?);
+        // Ordinary Promotions every 15 cases, while the controller works
+        // through the cases created before them.
+        if refusals.len() % 15 == 0 {
+            let round = format!("loaded{}", refusals.len());
+            loaded.extend(ordinary_round(&h, &round).await?);
+        }
     }
     println!("{} cases created after {:?}", cases.len(), began.elapsed());
-    let loaded = ordinary_round(&h, "loaded").await?;
+    loaded.extend(ordinary_round(&h, "loaded").await?);
 
     let checks = cases
         .iter()
@@ -566,7 +585,7 @@ async fn hostile_inputs_end_with_a_clear_message_while_ordinary_promotions_keep_
         .map(|(case, refused)| verify(&h, case, refused));
     let results = futures::future::join_all(checks).await;
     println!("every case ended after {:?}", began.elapsed());
-    println!("case | phase | message");
+    println!("case | phase | created → finished | message");
     let mut problems = Vec::new();
     for (row, problem) in results {
         println!("{row}");
