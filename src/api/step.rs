@@ -103,7 +103,8 @@ pub struct PromotionStepRetry {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::api::validation::bounded_duration"
+        deserialize_with = "crate::api::validation::bounded_duration",
+        serialize_with = "crate::api::validation::serialize_go_duration"
     )]
     #[schemars(
         length(max = crate::api::validation::DURATION_MAX_LENGTH),

@@ -575,6 +575,30 @@ fn freight_items_are_a_json_object_in_key_order_and_the_last_of_a_key_wins() {
 }
 
 #[test]
+fn a_retry_timeout_is_written_back_as_go_writes_it_within_the_pattern() {
+    let pattern = regex::Regex::new(crate::api::validation::DURATION_PATTERN).unwrap();
+    for (read, written) in [
+        ("1h30m", "1h30m0s"),
+        ("90s", "1m30s"),
+        ("0", "0s"),
+        ("1.5s", "1.5s"),
+        ("250ms", "0.25s"),
+        ("1ns", "0.000000001s"),
+        ("9999999999h", "9999999999h0m0s"),
+        ("9999999999.999999999h", "9999999999h0m0s"),
+        ("9999999999h9999999999h", "9999999999h0m0s"),
+    ] {
+        let retry: PromotionStepRetry =
+            serde_json::from_value(serde_json::json!({ "timeout": read })).unwrap();
+        let value = serde_json::to_value(&retry).unwrap();
+        assert_eq!(value["timeout"], written, "{read}");
+        assert!(pattern.is_match(written), "{written}");
+        let again: PromotionStepRetry = serde_json::from_value(value).unwrap();
+        assert!(again.timeout.is_some(), "{written}");
+    }
+}
+
+#[test]
 fn a_duration_too_large_for_its_type_is_refused_when_read_instead_of_panicking() {
     let huge = format!("1h0m{}s", "5".repeat(90));
     let status: Result<crate::api::FreightStatus, _> = serde_json::from_value(serde_json::json!({

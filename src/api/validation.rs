@@ -57,6 +57,56 @@ where
     text.parse().map(Some).map_err(D::Error::custom)
 }
 
+/// The longest duration [`go_duration_text`] writes: 9,999,999,999 hours,
+/// the most hours [`DURATION_PATTERN`] allows in one number.
+const LONGEST_WRITTEN_HOURS: u64 = 9_999_999_999;
+
+/// Writes an optional duration as Go writes it (`1h30m0s`, `1.5s`, `0s`),
+/// which [`DURATION_PATTERN`] accepts: `kube::core::Duration` writes whole
+/// seconds (`35999999996400s` for `9999999999h`), more digits than the
+/// pattern allows, so the API server would refuse a Promotion's status
+/// holding a plan with a long retry timeout read from a Stage. Durations
+/// over 9,999,999,999 hours (over a million years, which `9999999999.9h`
+/// reaches) are written as that many hours.
+pub fn serialize_go_duration<S>(
+    duration: &Option<kube::core::Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+{
+    match duration {
+        Some(duration) => serializer.serialize_str(&go_duration_text((*duration).into())),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// `d` as Go's `time.Duration.String()` writes it, without its sign, at
+/// most [`LONGEST_WRITTEN_HOURS`].
+pub fn go_duration_text(d: std::time::Duration) -> String {
+    let hours = d.as_secs() / 3600;
+    if hours > LONGEST_WRITTEN_HOURS {
+        return format!("{LONGEST_WRITTEN_HOURS}h0m0s");
+    }
+    let (minutes, seconds) = ((d.as_secs() % 3600) / 60, d.as_secs() % 60);
+    let mut text = String::new();
+    if hours > 0 {
+        text.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        text.push_str(&format!("{minutes}m"));
+    }
+    text.push_str(&seconds.to_string());
+    let nanos = d.subsec_nanos();
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    text.push('s');
+    text
+}
+
 /// A Freight alias: usable as a label value (`kargo.akuity.io/alias` in Kargo).
 pub const FREIGHT_ALIAS_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
 

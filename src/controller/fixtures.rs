@@ -61,6 +61,8 @@ struct State {
     next_uid: u64,
     /// Object paths whose next write is refused with 409 Conflict.
     conflicting: BTreeSet<String>,
+    /// Writes whose body is larger are refused, as etcd refuses them.
+    largest_write: Option<usize>,
     /// Called with every write as it arrives, before it is answered.
     on_write: Option<Arc<WriteHook>>,
 }
@@ -117,6 +119,14 @@ impl FakeApi {
         self.state()
             .conflicting
             .insert(object_path::<K>(namespace, name));
+        self
+    }
+
+    /// Writes whose JSON body is more than `bytes` are refused as the API
+    /// server refuses an object too large for etcd (500, "etcdserver:
+    /// request is too large").
+    pub fn refusing_writes_over(self, bytes: usize) -> Self {
+        self.state().largest_write = Some(bytes);
         self
     }
 
@@ -241,6 +251,16 @@ impl State {
                 StatusCode::CONFLICT,
                 &status_body(409, "the object has been modified"),
             ),
+            "PATCH" | "POST"
+                if self
+                    .largest_write
+                    .is_some_and(|n| request.body.to_string().len() > n) =>
+            {
+                answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &status_body(500, "etcdserver: request is too large"),
+                )
+            }
             "POST" => self.create(path, &request.body),
             "PATCH" => self.patch(path, &request.content_type, &request.body),
             _ => answer(StatusCode::METHOD_NOT_ALLOWED, &status_body(405, path)),

@@ -57,6 +57,11 @@ pub enum Error {
     /// An object the reconciler writes could not be built.
     #[error("building an object: {0}")]
     Build(#[from] serde_json::Error),
+    /// The API server refused a Promotion's status for what it held (too
+    /// large, or not valid against the CRD): the same write would be
+    /// refused again, so the Promotion ends Errored with `message`.
+    #[error("{message}")]
+    StatusRefused { message: String },
 }
 
 /// Waits a little for a cache's first list; false if it has not come yet

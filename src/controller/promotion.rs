@@ -40,6 +40,13 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
             tracing::debug!(%what, "reconciled from a stale cache; waiting for the newer object");
             Ok(Action::requeue(ctx.backstop))
         }
+        // Retrying the same write cannot help: end with what the server has.
+        Err(Error::StatusRefused { message }) => {
+            let status = promotion.status.clone().unwrap_or_default();
+            finish(&promotion, &ctx, status, PromotionPhase::Errored, message)
+                .await
+                .map(|()| Action::await_change())
+        }
         other => other,
     };
     ctx.metrics
@@ -339,6 +346,10 @@ enum PlanError {
         stage: String,
         at: Timestamp,
     },
+    /// The object is there but cannot be decoded (nested deeper than the
+    /// JSON reader allows, say): reading it again would not help.
+    #[error("{what} cannot be read: {reason}")]
+    Unreadable { what: String, reason: String },
     #[error(transparent)]
     Inflate(#[from] inflate::InflateError),
     /// The API server did not answer: not the Promotion's fault, so retried.
@@ -347,7 +358,13 @@ enum PlanError {
 }
 
 fn read_error(what: String) -> impl FnOnce(kube::Error) -> PlanError {
-    move |source| PlanError::Api(Error::Read { what, source })
+    move |source| match source {
+        kube::Error::SerdeError(e) => PlanError::Unreadable {
+            what,
+            reason: e.to_string(),
+        },
+        source => PlanError::Api(Error::Read { what, source }),
+    }
 }
 
 /// The plan, the Freight and the freight collection of a Promotion.
@@ -611,8 +628,77 @@ async fn write_status(
         Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Stale {
             what: format!("Promotion {namespace}/{name}"),
         }),
+        Err(kube::Error::Api(refusal)) if refused_for_content(&refusal) => {
+            Err(Error::StatusRefused {
+                message: refusal_message(promotion.status.as_ref(), &status, &refusal),
+            })
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the API server refused a write for what it held: too large
+/// (413; or 500 with etcd's "request is too large", or with its gRPC
+/// client's "trying to send message larger than max") or not valid against
+/// the CRD (422). Unlike a conflict or an outage, writing it again cannot
+/// succeed.
+fn refused_for_content(refusal: &kube::core::Status) -> bool {
+    refusal.code == 413
+        || refusal.code == 422
+        || refusal.message.contains("too large")
+        || refusal.message.contains("message larger than max")
+}
+
+/// The message of a Promotion whose status was refused: for a status too
+/// large, the largest part the write added or changed (a step's output or
+/// message, the plan, the status message), which names the step when it is
+/// a step's; for an invalid one, the API server's reason, which names the
+/// field.
+fn refusal_message(
+    before: Option<&PromotionStatus>,
+    after: &PromotionStatus,
+    refusal: &kube::core::Status,
+) -> String {
+    let reason: String = refusal.message.chars().take(400).collect();
+    if refusal.code == 422 {
+        return format!("the API server refused the Promotion's status: {reason}");
+    }
+    let mut parts: Vec<(usize, String)> = Vec::new();
+    if let Some(plan) = &after.plan
+        && before.and_then(|b| b.plan.as_ref()) != Some(plan)
+    {
+        let what = format!("the plan of {} steps", plan.steps.len());
+        parts.push((json_size(plan), what));
+    }
+    for (alias, output) in &after.state {
+        if before.and_then(|b| b.state.get(alias)) != Some(output) {
+            parts.push((json_size(output), format!("step \"{alias}\": its output")));
+        }
+    }
+    for meta in &after.step_execution_metadata {
+        let what = format!("step \"{}\": its message", meta.alias);
+        parts.push((meta.message.len(), what));
+    }
+    // The Promotion's message ends with the step's that ended it: name the step.
+    let from_a_step = after
+        .step_execution_metadata
+        .iter()
+        .any(|m| !m.message.is_empty() && after.message.ends_with(&m.message));
+    if !from_a_step {
+        parts.push((after.message.len(), "the Promotion's message".to_string()));
+    }
+    let (bytes, what) = parts
+        .into_iter()
+        .max_by_key(|(bytes, _)| *bytes)
+        .unwrap_or_default();
+    format!(
+        "{what} is {bytes} bytes, more than the Promotion's status can hold (the API server refused it: {reason})"
+    )
+}
+
+/// The size of a value as JSON.
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |bytes| bytes.len())
 }
 
 /// The JSON merge patch (RFC 7386) that turns `from` into `to`, `None` when

@@ -167,6 +167,37 @@ async fn a_stage_the_api_server_cannot_read_is_retried_and_nothing_is_written() 
 }
 
 #[tokio::test]
+async fn a_stage_nested_deeper_than_can_be_read_errors_the_promotion_naming_it() {
+    let mut deep = json!("leaf");
+    for _ in 0..200 {
+        deep = json!({ "a": deep });
+    }
+    let steps = json!([{"uses": "test-update", "as": "update", "config": {"v": deep}}]);
+    let p1 = promotion("p1", 0).build();
+    let api = FakeApi::default()
+        .with(&stage(steps).build())
+        .with(&freight("f1", 0).build())
+        .with(&p1);
+    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    // Not retried: reading it again would fail the same way.
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    assert!(
+        status["message"].as_str().is_some_and(
+            |m| m.starts_with("Stage \"dev\" cannot be read: recursion limit exceeded")
+        ),
+        "{status}"
+    );
+}
+
+#[tokio::test]
 async fn a_promotion_queued_behind_a_running_one_waits_pending_on_it() {
     let p0 = promotion("p0", 0).running(update_steps()).build();
     let p1 = promotion("p1", 10).build();
@@ -392,6 +423,56 @@ async fn a_step_that_fails_for_good_errors_the_promotion_with_its_message() {
         "{status}"
     );
     assert_eq!(run.api.event_reasons(), ["PromotionErrored"]);
+}
+
+#[tokio::test]
+async fn a_status_too_large_for_the_api_server_errors_the_promotion_naming_the_step() {
+    let p1 = running(update_steps()).build();
+    let api = FakeApi::default().with(&p1).refusing_writes_over(4096);
+    let kinds = vec![succeeds("test-update", json!({"blob": "x".repeat(10_000)}))];
+    let (ctx, _) = promotion_context(&api, registry(kinds), vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    // Not retried: the same write would be refused again.
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "step \"update\": its output is 10011 bytes, more than the Promotion's status can hold"
+        ) && message.ends_with("(the API server refused it: etcdserver: request is too large)"),
+        "{message}"
+    );
+    assert_eq!(status["state"]["update"], Value::Null);
+    assert_eq!(api.event_reasons(), ["PromotionErrored"]);
+}
+
+#[tokio::test]
+async fn a_step_message_too_large_for_the_status_is_named_by_its_step() {
+    let p1 = running(update_steps()).build();
+    let api = FakeApi::default().with(&p1).refusing_writes_over(4096);
+    let message: &'static str = Box::leak("m".repeat(10_000).into_boxed_str());
+    let kinds = registry(vec![fails("test-update", message)]);
+    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
+
+    let action = reconcile(Arc::new(p1), ctx).await;
+
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    let status = api.promotion_status("p1");
+    assert_eq!(status["phase"], "Errored");
+    let text = status["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("step \"update\": its message is 100"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -201,6 +201,18 @@ pub enum Reason {
         /// The alias.
         alias: String,
     },
+    /// The plan would have more steps than a Promotion may run, once tasks
+    /// are expanded: a step runs through every earlier step's outputs, so
+    /// a plan of ten thousand would keep the controller busy for minutes.
+    #[error(
+        "the plan would have {steps} steps once tasks are expanded, more than the {max} a Promotion may run"
+    )]
+    TooManySteps {
+        /// The steps planned so far, this one's included.
+        steps: usize,
+        /// The most a plan may have ([`crate::inflate::MAX_PLAN_STEPS`]).
+        max: usize,
+    },
     /// A variable name does not match `^[a-zA-Z_]\w*$`.
     #[error("invalid variable name {name:?}: must match ^[a-zA-Z_]\\w*$")]
     InvalidVarName {

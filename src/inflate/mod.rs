@@ -45,6 +45,11 @@ pub use error::{InflateError, Location, Reason};
 /// `<taskAlias>::<innerAlias>`.
 pub const ALIAS_SEPARATOR: &str = "::";
 
+/// The most steps a plan may have once tasks are expanded (a list of steps
+/// holds at most 100 at admission, so a template of task references could
+/// reach 10,000).
+pub const MAX_PLAN_STEPS: usize = 1000;
+
 /// What inflation needs from a PromotionTask or ClusterPromotionTask: its
 /// `spec` (`vars` and `steps`). A `ClusterPromotionTaskSpec` converts with
 /// `into()`.
@@ -241,6 +246,16 @@ where
                 ));
             }
             planned.insert(alias, index);
+        }
+        if steps.len() > MAX_PLAN_STEPS {
+            return Err(InflateError::new(
+                location,
+                "",
+                Reason::TooManySteps {
+                    steps: steps.len(),
+                    max: MAX_PLAN_STEPS,
+                },
+            ));
         }
     }
     Ok(PromotionPlan::new(vars, steps))

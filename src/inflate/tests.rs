@@ -903,3 +903,29 @@ fn a_promotion_with_its_own_steps_runs_them_without_the_templates_vars() {
     assert_eq!(from_template.template_vars[0].name, "t");
     assert_eq!(from_template.stage_vars[0].name, "s");
 }
+
+// ---- size ----
+
+#[test]
+fn a_plan_of_more_than_a_thousand_steps_is_refused_at_the_reference_that_passes_it() {
+    let mut tasks = TaskMap::new();
+    let hundred = (1..=100)
+        .map(|i| named(uses("compose-output"), &format!("s{i}")))
+        .collect();
+    tasks.insert(TaskKind::PromotionTask, "hundred", spec(&[], hundred));
+    let reference = |n: usize| named(task(TaskKind::PromotionTask, "hundred"), &format!("t{n}"));
+
+    let ten: Vec<_> = (1..=10).map(reference).collect();
+    let plan = inflate(&request(&ten), &tasks).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.steps.len(), MAX_PLAN_STEPS);
+
+    let eleven: Vec<_> = (1..=11).map(reference).collect();
+    let err = match inflate(&request(&eleven), &tasks) {
+        Ok(plan) => panic!("expected an error, got {} steps", plan.steps.len()),
+        Err(err) => err,
+    };
+    assert_eq!(
+        err.to_string(),
+        "steps[11] (alias \"t11\"): the plan would have 1100 steps once tasks are expanded, more than the 1000 a Promotion may run"
+    );
+}
