@@ -50,7 +50,11 @@ pub struct FreightSpec {
 
     /// When this Freight was discovered or created. Informational; defaults
     /// to the object's creation time when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub discovered_at: Option<Time>,
 
     /// Where this Freight comes from: the Warehouse whose subscriptions
@@ -288,7 +292,11 @@ pub struct FreightStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CurrentStage {
     /// When the Stage most recently started using the Freight.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub since: Option<Time>,
 }
 
@@ -297,7 +305,11 @@ pub struct CurrentStage {
 #[serde(rename_all = "camelCase")]
 pub struct VerifiedStage {
     /// When the Freight was first verified in the Stage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub verified_at: Option<Time>,
 
     /// The longest completed period during which the Stage used the Freight
@@ -319,7 +331,11 @@ pub struct VerifiedStage {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovedStage {
     /// When the Freight was approved for the Stage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub approved_at: Option<Time>,
 }
 

@@ -297,11 +297,19 @@ pub struct PromotionStatus {
     pub freight_collection: Option<FreightCollection>,
 
     /// When the Promotion started running.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub started_at: Option<Time>,
 
     /// When the Promotion ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub finished_at: Option<Time>,
 
     /// The Promotion's conditions.
@@ -327,11 +335,19 @@ pub struct StepExecutionMetadata {
     pub alias: String,
 
     /// When the step first started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub started_at: Option<Time>,
 
     /// When the step ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub finished_at: Option<Time>,
 
     /// Consecutive errors so far; the step ends Errored when this reaches its
@@ -389,12 +405,20 @@ pub struct AwaitedObject {
     pub message: String,
 
     /// Since when the step waits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub since: Option<Time>,
 
     /// When the step will next be looked at without an event: its timeout or
     /// the controller's backstop, whichever is sooner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub deadline: Option<Time>,
 }
 

@@ -421,7 +421,11 @@ pub struct PromotionReference {
     pub status: Option<Box<PromotionStatus>>,
 
     /// When the Promotion finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub finished_at: Option<Time>,
 }
 
@@ -438,7 +442,11 @@ pub struct VerificationInfo {
     pub actor: String,
 
     /// When it started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub start_time: Option<Time>,
 
     /// Its phase.
@@ -454,7 +462,11 @@ pub struct VerificationInfo {
     pub analysis_run: Option<AnalysisRunReference>,
 
     /// When it finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::validation::saturating_time"
+    )]
     pub finish_time: Option<Time>,
 }
 

@@ -619,3 +619,20 @@ fn a_duration_too_large_for_its_type_is_refused_when_read_instead_of_panicking()
         Some(5400)
     );
 }
+
+#[test]
+fn a_freight_discovered_at_the_end_of_year_9999_is_still_read() {
+    // Anyone who may create Freight may write this; the API server takes it.
+    let freight: Freight = serde_json::from_value(serde_json::json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+        "metadata": {"name": "late", "namespace": "demo"},
+        "origin": {"kind": "Warehouse", "name": "w"},
+        "discoveredAt": "9999-12-31T23:59:59Z",
+        "commits": [{"repoURL": "https://git.example.com/a.git", "id": "abc"}],
+    }))
+    .unwrap_or_else(|e| panic!("unreadable: {e}"));
+    assert_eq!(
+        freight.spec.discovered_at.map(|t| t.0),
+        Some(jiff::Timestamp::MAX)
+    );
+}

@@ -413,6 +413,35 @@ pub fn conditions(schema: &mut Schema) {
     schema.insert("x-kubernetes-list-map-keys".into(), json!(["type"]));
 }
 
+/// A time read from the API server without failing: the API server takes any RFC 3339 time up to
+/// 9999-12-31T23:59:59Z, but the last hours of year 9999 are past what a
+/// timestamp here can hold. Failing would make the whole Application
+/// object unreadable, and with it the list of every object of its kind
+/// the controller watches (a Freight's `discoveredAt` is anyone's to
+/// write; an Application's times are anyone's who may edit it). Such a time reads as the latest one there is; one that is not
+/// a time at all reads as absent.
+pub fn saturating_time<'de, D>(
+    deserializer: D,
+) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(text) = <Option<serde_json::Value> as serde::Deserialize>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    let Some(text) = text.as_str() else {
+        return Ok(None);
+    };
+    Ok(match text.parse::<jiff::Timestamp>() {
+        Ok(at) => Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at)),
+        Err(_) if text.starts_with("9999-") => Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::MAX),
+        ),
+        Err(_) => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

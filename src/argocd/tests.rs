@@ -545,3 +545,38 @@ fn the_cache_keeps_the_spec_only_of_applications_a_stage_may_update() {
         assert_eq!(managed.spec, spec, "{key}");
     }
 }
+
+#[test]
+fn an_application_with_times_at_the_end_of_year_9999_is_still_read() {
+    // The API server accepts them; a timestamp here ends two days earlier.
+    let a = app(json!({
+        "metadata": {"name": "odd", "namespace": "argocd"},
+        "status": {
+            "reconciledAt": "9999-12-31T23:59:59Z",
+            "operationState": {"phase": "Succeeded", "startedAt": "2026-11-25T10:00:00Z",
+                               "finishedAt": "9999-12-31T23:59:59Z"},
+        },
+    }));
+    let status = a.status.unwrap_or_default();
+    assert_eq!(
+        status.reconciled_at.map(|t| t.0),
+        Some(jiff::Timestamp::MAX)
+    );
+    let state = status.operation_state.unwrap_or_default();
+    assert_eq!(state.finished_at.map(|t| t.0), Some(jiff::Timestamp::MAX));
+    assert_eq!(
+        state.started_at.map(|t| t.0.to_string()),
+        Some("2026-11-25T10:00:00Z".to_string())
+    );
+}
+
+#[test]
+fn an_application_time_that_is_not_a_time_reads_as_absent() {
+    let a = app(json!({
+        "metadata": {"name": "odd", "namespace": "argocd"},
+        "status": {"reconciledAt": "yesterday", "operationState": {"phase": "Running", "startedAt": 17}},
+    }));
+    let status = a.status.unwrap_or_default();
+    assert_eq!(status.reconciled_at, None);
+    assert_eq!(status.operation_state.unwrap_or_default().started_at, None);
+}
