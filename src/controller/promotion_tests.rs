@@ -425,21 +425,30 @@ async fn a_step_that_fails_for_good_errors_the_promotion_with_its_message() {
     assert_eq!(run.api.event_reasons(), ["PromotionErrored"]);
 }
 
-#[tokio::test]
-async fn a_status_too_large_for_the_api_server_errors_the_promotion_naming_the_step() {
+/// One reconcile of a running Promotion whose step kinds are `kinds`,
+/// against an API server that refuses any write over 4 KiB as too large
+/// for etcd; what was written, once it is known the refusal is not
+/// retried (the same write would be refused again).
+async fn reconcile_refusing_large_writes(kinds: Vec<ScriptedStep>) -> (FakeApi, Value) {
     let p1 = running(update_steps()).build();
     let api = FakeApi::default().with(&p1).refusing_writes_over(4096);
-    let kinds = vec![succeeds("test-update", json!({"blob": "x".repeat(10_000)}))];
     let (ctx, _) = promotion_context(&api, registry(kinds), vec![p1.clone()], vec![]);
 
     let action = reconcile(Arc::new(p1), ctx).await;
 
-    // Not retried: the same write would be refused again.
     assert!(
         matches!(&action, Ok(a) if *a == Action::await_change()),
         "{action:?}"
     );
     let status = api.promotion_status("p1");
+    (api, status)
+}
+
+#[tokio::test]
+async fn a_status_too_large_for_the_api_server_errors_the_promotion_naming_the_step() {
+    let kinds = vec![succeeds("test-update", json!({"blob": "x".repeat(10_000)}))];
+    let (api, status) = reconcile_refusing_large_writes(kinds).await;
+
     assert_eq!(status["phase"], "Errored");
     let message = status["message"].as_str().unwrap_or_default();
     assert!(
@@ -454,19 +463,9 @@ async fn a_status_too_large_for_the_api_server_errors_the_promotion_naming_the_s
 
 #[tokio::test]
 async fn a_step_message_too_large_for_the_status_is_named_by_its_step() {
-    let p1 = running(update_steps()).build();
-    let api = FakeApi::default().with(&p1).refusing_writes_over(4096);
     let message: &'static str = Box::leak("m".repeat(10_000).into_boxed_str());
-    let kinds = registry(vec![fails("test-update", message)]);
-    let (ctx, _) = promotion_context(&api, kinds, vec![p1.clone()], vec![]);
+    let (_, status) = reconcile_refusing_large_writes(vec![fails("test-update", message)]).await;
 
-    let action = reconcile(Arc::new(p1), ctx).await;
-
-    assert!(
-        matches!(&action, Ok(a) if *a == Action::await_change()),
-        "{action:?}"
-    );
-    let status = api.promotion_status("p1");
     assert_eq!(status["phase"], "Errored");
     let text = status["message"].as_str().unwrap_or_default();
     assert!(
