@@ -394,6 +394,141 @@ async fn explicit_nulls_count_as_absent() -> TestResult {
     Ok(())
 }
 
+/// The table `kubectl get <resource>` prints, as rows of cells keyed by
+/// column header (cells are separated by runs of two or more spaces, since
+/// headers such as "CURRENT FREIGHT" hold one).
+fn kubectl_table(
+    cluster: &Cluster,
+    resource: &str,
+) -> Result<Vec<std::collections::BTreeMap<String, String>>, Box<dyn std::error::Error>> {
+    let output = cluster
+        .env
+        .kubectl(&["get", resource, "-n", &cluster.namespace])?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "kubectl get {resource}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    // Column starts from the header: a cell may be empty, so split rows by position.
+    let mut starts = Vec::new();
+    let bytes = header.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b' ' && (i == 0 || (i >= 2 && bytes[i - 1] == b' ' && bytes[i - 2] == b' ')) {
+            starts.push(i);
+        }
+    }
+    let cell = |line: &str, k: usize| -> String {
+        let start = starts[k].min(line.len());
+        let end = starts
+            .get(k + 1)
+            .map_or(line.len(), |e| (*e).min(line.len()));
+        line[start..end].trim().to_string()
+    };
+    Ok(lines
+        .map(|line| {
+            (0..starts.len())
+                .map(|k| (cell(header, k), cell(line, k)))
+                .collect()
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn kubectl_shows_the_step_a_promotion_is_on_and_what_a_stage_is_promoting() -> TestResult {
+    let cluster = Cluster::start().await;
+    cluster.apply(&promotion("to-dev", "dev")).await?;
+    cluster
+        .apply_status::<api::Promotion>(
+            "to-dev",
+            json!({
+                "phase": "Running",
+                "currentStep": 1,
+                "stepExecutionMetadata": [
+                    {"alias": "clone", "status": "Succeeded"},
+                    {"alias": "sync-dev", "status": "Running"},
+                ],
+            }),
+        )
+        .await?;
+    cluster.apply(&stage_with_requested_freight("dev")).await?;
+    cluster
+        .apply_status::<api::Stage>(
+            "dev",
+            json!({
+                "freightSummary": "demo-8f3c2a9",
+                "health": {"status": "Healthy"},
+                "currentPromotion": {"name": "to-dev"},
+                "lastPromotion": {"name": "earlier", "status": {"phase": "Failed"}},
+            }),
+        )
+        .await?;
+
+    let promotions = kubectl_table(&cluster, "promotions")?;
+    assert_eq!(promotions.len(), 1, "{promotions:?}");
+    assert_eq!(promotions[0]["PHASE"], "Running", "{promotions:?}");
+    assert_eq!(promotions[0]["STEP"], "sync-dev", "{promotions:?}");
+
+    let stages = kubectl_table(&cluster, "stages")?;
+    assert_eq!(stages.len(), 1, "{stages:?}");
+    assert_eq!(stages[0]["CURRENT FREIGHT"], "demo-8f3c2a9", "{stages:?}");
+    assert_eq!(stages[0]["HEALTH"], "Healthy", "{stages:?}");
+    assert_eq!(stages[0]["PROMOTING"], "to-dev", "{stages:?}");
+    assert_eq!(stages[0]["LAST PROMOTION"], "Failed", "{stages:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn kubectl_shows_a_warehouses_interval_last_freight_and_readiness() -> TestResult {
+    let cluster = Cluster::start().await;
+    cluster
+        .apply(&json!({
+            "apiVersion": api::API_VERSION,
+            "kind": "Warehouse",
+            "metadata": {"name": "demo"},
+            "spec": {
+                "interval": "10m0s",
+                "subscriptions": [{"git": {"repoURL": "https://example.com/demo.git"}}],
+            },
+        }))
+        .await?;
+    cluster
+        .apply_status::<api::Warehouse>(
+            "demo",
+            json!({
+                "lastFreightID": "8f3c2a9",
+                "conditions": [{
+                    "type": "Ready", "status": "True", "reason": "Discovered",
+                    "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }],
+            }),
+        )
+        .await?;
+
+    let warehouses = kubectl_table(&cluster, "warehouses")?;
+    assert_eq!(warehouses.len(), 1, "{warehouses:?}");
+    assert_eq!(warehouses[0]["INTERVAL"], "10m0s", "{warehouses:?}");
+    assert_eq!(warehouses[0]["LAST FREIGHT"], "8f3c2a9", "{warehouses:?}");
+    assert_eq!(warehouses[0]["READY"], "True", "{warehouses:?}");
+    Ok(())
+}
+
+fn stage_with_requested_freight(name: &str) -> Value {
+    json!({
+        "apiVersion": api::API_VERSION,
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "demo"}, "sources": {"direct": true}}],
+            "promotionTemplate": {"spec": {"steps": [{"uses": "argocd-update"}]}},
+        }
+    })
+}
+
 fn promotion(name: &str, stage: &str) -> Value {
     json!({
         "apiVersion": api::API_VERSION,
@@ -563,7 +698,7 @@ async fn kubectl_shows_kargos_columns_and_explains_fields() -> TestResult {
         .collect();
     assert_eq!(
         header,
-        ["NAME", "SHARD", "STAGE", "FREIGHT", "PHASE", "AGE"],
+        ["NAME", "SHARD", "STAGE", "FREIGHT", "PHASE", "STEP", "AGE"],
         "{table}"
     );
     assert!(table.contains("shown"), "{table}");

@@ -39,6 +39,13 @@ use crate::api::validation;
     printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
     printcolumn(name = "Freight", type_ = "string", json_path = ".spec.freight"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    // Steps are recorded as they are reached, so the last record is the step
+    // running now, or the one the Promotion ended on.
+    printcolumn(
+        name = "Step",
+        type_ = "string",
+        json_path = ".status.stepExecutionMetadata[-1:].alias"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -51,6 +51,16 @@ pub const CONDITION_VERIFIED: &str = "Verified";
     ),
     printcolumn(name = "Health", type_ = "string", json_path = ".status.health.status"),
     printcolumn(
+        name = "Promoting",
+        type_ = "string",
+        json_path = ".status.currentPromotion.name"
+    ),
+    printcolumn(
+        name = "Last Promotion",
+        type_ = "string",
+        json_path = ".status.lastPromotion.status.phase"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"

@@ -15,6 +15,8 @@ use serde_json::Value;
 
 use crate::api::validation;
 
+// kube's attributes repeat keys such as `type_` across printer columns.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[kube(
     group = "barge.dev",
@@ -26,7 +28,30 @@ use crate::api::validation;
     derive = "PartialEq",
     derive = "Default",
     doc = "Warehouse discovers Freight: new commits, images and chart versions of the \
-           repositories it subscribes to."
+           repositories it subscribes to.",
+    printcolumn(name = "Shard", type_ = "string", json_path = ".spec.shard"),
+    printcolumn(name = "Interval", type_ = "string", json_path = ".spec.interval"),
+    printcolumn(
+        name = "Last Freight",
+        type_ = "string",
+        json_path = ".status.lastFreightID"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WarehouseSpec {
