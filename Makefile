@@ -28,7 +28,7 @@ test:
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	gitea=$$(bash hack/gitea/build.sh | tail -n 1); \
 	registry=$$(bash hack/registry/build.sh | tail -n 1); \
-	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_GITEA_DIR=$$gitea BARGE_REGISTRY_DIR=$$registry $(CARGO) test --workspace
+	BARGE_K8S_BIN=$$bin BARGE_ARGOCD_DIR=$$argocd BARGE_GITEA_DIR=$$gitea BARGE_REGISTRY_DIR=$$registry CARGO=$(CARGO) bash hack/test.sh
 
 ## test-gitops: examples/gitops end to end against real Argo CD and a git repository, with the time per Stage
 test-gitops:

@@ -845,10 +845,14 @@ async fn run(
     )
     .spawn();
     let journal = double.journal();
+    // Its own work directory: the controller sweeps those of Promotions it
+    // does not know, which would include other tests' (support::Harness).
+    let work_dir = tempfile::tempdir()?;
     let settings = Settings {
         backstop: BACKSTOP,
         argocd_namespace: argocd_ns.clone(),
         namespace: scoped.then(|| ns.clone()),
+        work_dir: work_dir.path().to_path_buf(),
         receivers: endpoint.receivers.clone(),
         wakers: Some(endpoint.wakers.clone()),
         ..Settings::default()

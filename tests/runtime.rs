@@ -70,10 +70,13 @@ async fn readyz_answers_503_until_the_caches_sync_then_200() -> TestResult {
     let metrics = Arc::new(Metrics::default());
     let addr = free_addr();
     let server = tokio::spawn(runtime::serve_http(addr, metrics.clone()));
+    // Its own work directory, as support::Harness gives each controller.
+    let work_dir = tempfile::tempdir()?;
     let settings = Settings {
         backstop: support::BACKSTOP,
         argocd_namespace: "not-installed-yet".into(),
         namespace: Some(ns.clone()),
+        work_dir: work_dir.path().to_path_buf(),
         ..Settings::default()
     };
     let controller = StoppableTask::spawn(|stopped| {

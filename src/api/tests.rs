@@ -340,10 +340,14 @@ fn names_scopes_and_columns_are_kargos() {
             "stages".into(),
             vec![],
             "Namespaced".into(),
+            // Kargo's columns, with what the Stage is promoting and how
+            // its last Promotion ended.
             s(&[
                 "Shard",
                 "Current Freight",
                 "Health",
+                "Promoting",
+                "Last Promotion",
                 "Ready",
                 "Status",
                 "Age"
@@ -357,7 +361,8 @@ fn names_scopes_and_columns_are_kargos() {
             "promotions".into(),
             s(&["promo", "promos"]),
             "Namespaced".into(),
-            s(&["Shard", "Stage", "Freight", "Phase", "Age"]),
+            // Kargo's columns, with the step the Promotion is on.
+            s(&["Shard", "Stage", "Freight", "Phase", "Step", "Age"]),
             true
         )
     );
@@ -388,6 +393,16 @@ fn names_scopes_and_columns_are_kargos() {
             vec![],
             "Namespaced".into(),
             s(&["Alias", "Origin (Kind)", "Origin (Name)", "Age"]),
+            true
+        )
+    );
+    assert_eq!(
+        names(&Warehouse::crd()),
+        (
+            "warehouses".into(),
+            vec![],
+            "Namespaced".into(),
+            s(&["Shard", "Interval", "Last Freight", "Ready", "Age"]),
             true
         )
     );

@@ -42,6 +42,10 @@ pub struct Harness {
     pub settings: Settings,
     /// The running controller's metrics.
     pub metrics: Arc<Metrics>,
+    /// The controller's work directory, its own: a controller sweeps the
+    /// directories of Promotions it does not know, which would include those
+    /// of controllers in other tests (other namespaces, other API servers).
+    _work_dir: tempfile::TempDir,
 }
 
 async fn install_crds(env: &TestEnv) -> TestResult {
@@ -99,11 +103,13 @@ impl Harness {
                 (env.argocd_namespace().await?, None, Journal::default())
             }
         };
+        let work_dir = tempfile::tempdir()?;
         let settings = Settings {
             backstop: BACKSTOP,
             argocd_namespace: argocd_ns.clone(),
             namespace: Some(ns.clone()),
             tools: rendering_tools(),
+            work_dir: work_dir.path().to_path_buf(),
             ..Settings::default()
         };
         let mut harness = Self {
@@ -116,6 +122,7 @@ impl Harness {
             controller: None,
             settings,
             metrics: Arc::new(Metrics::default()),
+            _work_dir: work_dir,
         };
         harness.start_controller();
         Ok(harness)
