@@ -324,3 +324,120 @@ pub fn with_namespaces(table: Table, namespaces: &[String]) -> Table {
         .collect();
     (headers, rows)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn now() -> Timestamp {
+        "2026-01-01T10:05:00Z".parse().unwrap()
+    }
+
+    fn promotion(name: &str, phase: &str, current: i64, ran: Value) -> Promotion {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": name, "namespace": "demo", "creationTimestamp": "2026-01-01T10:00:00Z"},
+            "spec": {"stage": "dev", "freight": "f1"},
+            "status": {
+                "phase": phase, "currentStep": current,
+                "plan": {"steps": [{"as": "a", "uses": "x"}, {"as": "b", "uses": "y"}]},
+                "stepExecutionMetadata": ran,
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_running_promotion_shows_its_step_and_an_ended_one_how_many_ran() {
+        let running = promotion(
+            "p",
+            "Running",
+            1,
+            json!([{"alias": "a", "status": "Succeeded"}, {"alias": "b", "status": "Running"}]),
+        );
+        assert_eq!(step_progress(&running), "2/2 b");
+        let failed = promotion(
+            "p",
+            "Failed",
+            0,
+            json!([{"alias": "a", "status": "Failed"}]),
+        );
+        assert_eq!(step_progress(&failed), "1/2");
+    }
+
+    #[test]
+    fn promotions_list_stage_freight_phase_step_and_age() {
+        let p = promotion(
+            "p1",
+            "Running",
+            0,
+            json!([{"alias": "a", "status": "Running"}]),
+        );
+        let (headers, rows) = promotions(&[p], false, now());
+        assert_eq!(
+            headers,
+            ["name", "stage", "freight", "phase", "step", "age"]
+        );
+        assert_eq!(rows, [["p1", "dev", "f1", "Running", "1/2 a", "5m"]]);
+    }
+
+    #[test]
+    fn a_stage_shows_the_phase_of_its_running_promotion_else_its_last() {
+        let stage = |status: Value| -> Stage {
+            serde_json::from_value(json!({
+                "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+                "metadata": {"name": "dev", "namespace": "demo"},
+                "spec": {"requestedFreight": [{"origin": {"kind": "Warehouse", "name": "w"}, "sources": {"direct": true}}]},
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let running = promotion("p2", "Running", 0, json!([]));
+        let with_current = stage(
+            json!({"currentPromotion": {"name": "p2"}, "lastPromotion": {"name": "p1", "status": {"phase": "Succeeded"}}}),
+        );
+        assert_eq!(
+            stage_promotion(&with_current, std::slice::from_ref(&running)),
+            Some(("p2".into(), "Running".into()))
+        );
+        let only_last =
+            stage(json!({"lastPromotion": {"name": "p1", "status": {"phase": "Failed"}}}));
+        assert_eq!(
+            stage_promotion(&only_last, &[]),
+            Some(("p1".into(), "Failed".into()))
+        );
+        let (_, rows) = stages(&[only_last], &[], true, now());
+        assert_eq!(rows[0][..4], ["dev", "<none>", "<none>", "Failed"]);
+        assert_eq!(rows[0][5], "p1");
+    }
+
+    #[test]
+    fn freight_shows_its_alias_origin_and_stages() {
+        let f: Freight = serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+            "metadata": {"name": "f1", "namespace": "demo", "creationTimestamp": "2026-01-01T09:05:00Z"},
+            "alias": "brave-otter",
+            "origin": {"kind": "Warehouse", "name": "w"},
+            "commits": [{"repoURL": "https://git.example.com/demo/app.git", "id": "8f3c2a9bd41e"}],
+            "images": [{"repoURL": "registry.example.com/app", "tag": "1.2.0"}],
+            "status": {"currentlyIn": {"dev": {}}, "verifiedIn": {"dev": {}, "staging": {}}},
+        }))
+        .unwrap();
+        let (_, rows) = freight(&[f], true, now());
+        assert_eq!(
+            rows,
+            [[
+                "f1",
+                "brave-otter",
+                "Warehouse/w",
+                "dev",
+                "dev,staging",
+                "60m",
+                "<none>",
+                "app@8f3c2a9,app:1.2.0"
+            ]]
+        );
+    }
+}

@@ -265,3 +265,112 @@ pub fn stage(s: &Stage, promotions: &[Promotion], now: Timestamp) -> String {
     out.push_str(&indent(&conditions(&status.conditions, now), "  "));
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2026-01-01T10:05:00Z".parse().unwrap()
+    }
+
+    fn waiting() -> Promotion {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": "p1", "namespace": "demo", "creationTimestamp": "2026-01-01T10:00:00Z"},
+            "spec": {"stage": "dev", "freight": "f1"},
+            "status": {
+                "phase": "Running",
+                "startedAt": "2026-01-01T10:00:00Z",
+                "plan": {"freightAlias": "brave-otter", "steps": [
+                    {"as": "render", "uses": "compose-output"},
+                    {"as": "update", "uses": "argocd-update"},
+                    {"as": "check", "uses": "http"},
+                ]},
+                "currentStep": 1,
+                "stepExecutionMetadata": [
+                    {"alias": "render", "status": "Succeeded",
+                     "startedAt": "2026-01-01T10:00:00Z", "finishedAt": "2026-01-01T10:00:01Z"},
+                    {"alias": "update", "status": "Running", "startedAt": "2026-01-01T10:00:01Z"},
+                ],
+                "awaiting": [{"alias": "update", "kind": "Application", "namespace": "argocd", "name": "app",
+                              "message": "sync of revision abc1234 to finish",
+                              "since": "2026-01-01T10:00:01Z", "deadline": "2026-01-01T11:00:01Z"}],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_waiting_promotion_shows_its_plan_its_steps_and_what_it_waits_on() {
+        let want = "\
+Name:      p1
+Namespace: demo
+Stage:     dev
+Freight:   f1 (brave-otter)
+Phase:     Running
+Message:   <none>
+Created:   2026-01-01T10:00:00Z (5m ago)
+Started:   2026-01-01T10:00:00Z (5m ago)
+Finished:  <none>
+Steps:
+  #   ALIAS    USES             STATUS      TOOK    ERRORS   MESSAGE
+  1   render   compose-output   Succeeded   1s      0
+  2   update   argocd-update    Running     4m59s   0
+  3   check    http             -           -       0
+Waiting:
+  update: Application argocd/app
+    for:        sync of revision abc1234 to finish
+    since:      2026-01-01T10:00:01Z (4m59s ago)
+    next check: 2026-01-01T11:00:01Z (in 55m)
+";
+        assert_eq!(promotion(&waiting(), now()), want);
+    }
+
+    #[test]
+    fn an_ended_promotion_has_no_waiting_section() {
+        let mut p = waiting();
+        if let Some(s) = p.status.as_mut() {
+            s.phase = Some(crate::api::PromotionPhase::Succeeded);
+        }
+        assert!(!promotion(&p, now()).contains("Waiting:"));
+    }
+
+    #[test]
+    fn a_promotion_not_yet_picked_up_says_so() {
+        let p: Promotion = serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": "p1"}, "spec": {"stage": "dev", "freight": "f1"},
+        }))
+        .unwrap();
+        let text = promotion(&p, now());
+        assert!(text.contains("Phase:     Pending"), "{text}");
+        assert!(text.contains("<not planned yet"), "{text}");
+    }
+
+    #[test]
+    fn a_stage_shows_where_its_freight_comes_from_and_its_steps() {
+        let s: Stage = serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": "prod", "namespace": "demo"},
+            "spec": {
+                "requestedFreight": [{"origin": {"kind": "Warehouse", "name": "w"}, "sources": {"direct": true, "stages": ["staging"]}}],
+                "promotionTemplate": {"spec": {"steps": [{"as": "update", "uses": "argocd-update"}, {"as": "t", "task": {"name": "verify"}}]}},
+            },
+            "status": {"freightSummary": "f1", "lastPromotion": {"name": "p1", "status": {"phase": "Failed"}}},
+        }))
+        .unwrap();
+        let text = stage(&s, &[], now());
+        for want in [
+            "Freight:   f1",
+            "Promotion: p1 (Failed)",
+            "  Warehouse/w from direct, stage staging",
+            "  1. update (argocd-update)",
+            "  2. t (task verify)",
+        ] {
+            assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+    }
+}

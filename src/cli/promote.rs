@@ -200,3 +200,41 @@ mod tests {
         assert!(!first.ends_with('-') && !first.is_empty(), "{name}");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod choice_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn freight(name: &str, discovered: &str, origin: &str) -> Freight {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Freight",
+            "metadata": {"name": name, "namespace": "demo"},
+            "origin": {"kind": "Warehouse", "name": origin},
+            "discoveredAt": discovered,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_newest_freight_of_an_origin_the_stage_takes_directly_is_chosen() {
+        let stage: Stage = serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": "dev", "namespace": "demo"},
+            "spec": {"requestedFreight": [{"origin": {"kind": "Warehouse", "name": "w"}, "sources": {"direct": true}}]},
+        }))
+        .unwrap();
+        let all = [
+            freight("old", "2026-01-01T09:00:00Z", "w"),
+            freight("new", "2026-01-01T10:00:00Z", "w"),
+            freight("other", "2026-01-01T11:00:00Z", "elsewhere"),
+        ];
+        let now = "2026-01-01T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            newest_available(&stage, &all, now).map(|f| f.name_any()),
+            Some("new".into())
+        );
+        assert!(newest_available(&stage, &all[2..], now).is_none());
+    }
+}
