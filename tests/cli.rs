@@ -300,11 +300,20 @@ async fn get_lists_each_kind_with_the_columns_users_look_for() -> TestResult {
         await_condition(freight_api, "f1", in_dev),
     )
     .await??;
+    h.stage_until("dev", "f1 current", support::healthy_with("f1"))
+        .await?;
 
     let stages = barge_ok(&h, &["get", "stages"]).await?;
     assert!(stages.starts_with("NAME   FREIGHT"), "{stages}");
-    assert!(
-        stages.contains("PROMOTION") && stages.contains("Succeeded"),
+    let row: Vec<&str> = stages
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..4),
+        Some(&["dev", "brave-otter", "Healthy", "Succeeded"][..]),
         "{stages}"
     );
     let promotions = barge_ok(&h, &["get", "promotions"]).await?;

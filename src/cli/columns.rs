@@ -57,12 +57,27 @@ pub fn stage_promotion(stage: &Stage, promotions: &[Promotion]) -> Option<(Strin
     Some((last.name.clone(), phase))
 }
 
-/// Stages: the Freight each uses, its health, and how its running or last
-/// Promotion goes.
-pub fn stages(stages: &[Stage], promotions: &[Promotion], wide: bool, now: Timestamp) -> Table {
+/// A Freight's alias when it has one, else `name` itself.
+fn alias_of(name: &str, namespace: Option<String>, freight: &[Freight]) -> String {
+    freight
+        .iter()
+        .find(|f| f.name_any() == name && f.namespace() == namespace)
+        .and_then(|f| f.spec.alias.clone())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Stages: the Freight each uses (by alias, as people know it), its
+/// health, and how its running or last Promotion goes.
+pub fn stages(
+    stages: &[Stage],
+    promotions: &[Promotion],
+    freight: &[Freight],
+    wide: bool,
+    now: Timestamp,
+) -> Table {
     let mut headers = vec!["name", "freight", "health", "promotion", "age"];
     if wide {
-        headers.extend(["promotion name", "ready", "auto-promotion"]);
+        headers.extend(["freight name", "promotion name", "ready", "auto-promotion"]);
     }
     let rows = stages
         .iter()
@@ -76,7 +91,7 @@ pub fn stages(stages: &[Stage], promotions: &[Promotion], wide: bool, now: Times
             let promotion = stage_promotion(s, promotions);
             let mut row = vec![
                 s.name_any(),
-                cell(&status.freight_summary),
+                cell(&alias_of(&status.freight_summary, s.namespace(), freight)),
                 health,
                 promotion
                     .as_ref()
@@ -85,6 +100,7 @@ pub fn stages(stages: &[Stage], promotions: &[Promotion], wide: bool, now: Times
             ];
             if wide {
                 row.extend([
+                    cell(&status.freight_summary),
                     promotion.map_or_else(|| "<none>".to_string(), |(name, _)| name),
                     condition_status(&status.conditions, "Ready"),
                     status.auto_promotion_enabled.to_string(),
@@ -408,9 +424,9 @@ mod tests {
             stage_promotion(&only_last, &[]),
             Some(("p1".into(), "Failed".into()))
         );
-        let (_, rows) = stages(&[only_last], &[], true, now());
+        let (_, rows) = stages(&[only_last], &[], &[], true, now());
         assert_eq!(rows[0][..4], ["dev", "<none>", "<none>", "Failed"]);
-        assert_eq!(rows[0][5], "p1");
+        assert_eq!(rows[0][6], "p1");
     }
 
     #[test]

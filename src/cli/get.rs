@@ -107,7 +107,8 @@ pub async fn main(args: GetArgs) -> Result<ExitCode, CliError> {
             let all: Vec<Stage> = list(client, namespace).await?;
             let (found, missing) = pick(&all, &args.names, |_| None);
             let promotions: Vec<Promotion> = list(client, namespace).await?;
-            let table = || columns::stages(&found, &promotions, wide, now);
+            let freight: Vec<Freight> = list(client, namespace).await?;
+            let table = || columns::stages(&found, &promotions, &freight, wide, now);
             (render(&found, &args, table)?, found.is_empty(), missing)
         }
         Kind::Promotions => {
