@@ -392,29 +392,61 @@ async fn get_all_namespaces_adds_a_namespace_column() -> TestResult {
     Ok(())
 }
 
-/// A copy of the control plane's kubeconfig whose current context has
-/// namespace `ns`.
-fn kubeconfig_in(h: &Harness, dir: &Path, ns: &str) -> Result<PathBuf, Error> {
+/// A copy of the control plane's kubeconfig with one more context,
+/// `project`, of namespace `ns`, made the current one if `current`.
+fn kubeconfig_with_project(
+    h: &Harness,
+    dir: &Path,
+    ns: &str,
+    current: bool,
+) -> Result<PathBuf, Error> {
     let text = std::fs::read_to_string(h.env.kubeconfig_path())?;
     let mut config: Value = serde_saphyr::from_str(&text)?;
+    let mut project = config["contexts"][0].clone();
+    project["name"] = json!("project");
+    project["context"]["namespace"] = json!(ns);
     if let Some(contexts) = config["contexts"].as_array_mut() {
-        for c in contexts {
-            c["context"]["namespace"] = json!(ns);
-        }
+        contexts.push(project);
+    }
+    if current {
+        config["current-context"] = json!("project");
     }
     let path = dir.join("kubeconfig");
     std::fs::write(&path, serde_json::to_string(&config)?)?;
     Ok(path)
 }
 
+/// `barge get stages` with `kubeconfig` and `flags`, and no namespace flag.
+async fn stages_with(kubeconfig: &Path, flags: &[&str]) -> Result<String, Error> {
+    let mut get = bare(&["get", "stages"]);
+    get.args(flags).arg("--kubeconfig").arg(kubeconfig);
+    support::succeeded("get stages", get.output().await?)
+}
+
 #[tokio::test]
-async fn without_a_namespace_flag_the_contexts_namespace_is_used() -> TestResult {
+async fn without_a_namespace_flag_the_current_contexts_namespace_is_used() -> TestResult {
     let h = Harness::start(|c| c).await?;
     dev_that_fails(&h).await?;
     let dir = tempfile::tempdir()?;
-    let kubeconfig = kubeconfig_in(&h, dir.path(), &h.ns)?;
-    let mut get = bare(&["get", "stages", "--kubeconfig"]);
-    let out = support::succeeded("get stages", get.arg(&kubeconfig).output().await?)?;
+    let kubeconfig = kubeconfig_with_project(&h, dir.path(), &h.ns, true)?;
+    let out = stages_with(&kubeconfig, &[]).await?;
+    assert!(out.lines().any(|l| l.starts_with("dev ")), "{out}");
+    h.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn context_chooses_another_context_of_the_kubeconfig_and_its_namespace() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    dev_that_fails(&h).await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = kubeconfig_with_project(&h, dir.path(), &h.ns, false)?;
+    let elsewhere = stages_with(&kubeconfig, &[]).await?;
+    assert!(
+        !elsewhere.lines().any(|l| l.starts_with("dev ")),
+        "{elsewhere}"
+    );
+    let out = stages_with(&kubeconfig, &["--context", "project"]).await?;
     assert!(out.lines().any(|l| l.starts_with("dev ")), "{out}");
     h.shutdown().await;
     Ok(())
