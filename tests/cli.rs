@@ -144,6 +144,43 @@ async fn promote_without_freight_takes_the_newest_available_and_wait_exits_0_on_
 }
 
 #[tokio::test]
+async fn promote_wait_on_a_terminal_draws_in_place() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    dev_with_app(&h, json!({})).await?;
+    let kubeconfig = h.env.kubeconfig_path().display().to_string();
+    let words = [
+        env!("CARGO_BIN_EXE_barge"),
+        "promote",
+        "--stage",
+        "dev",
+        "--wait",
+        "-n",
+        &h.ns,
+        "--kubeconfig",
+        &kubeconfig,
+    ];
+    let line = words.map(|w| format!("'{w}'")).join(" ");
+    // util-linux's script runs the command on a pseudo-terminal.
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("KUBECONFIG")
+        .output()
+        .await?;
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", stderr(&out));
+    assert!(
+        said.contains("\x1b[?7l"),
+        "not drawn as on a terminal: {said:?}"
+    );
+    assert!(
+        said.contains("update (argocd-update): Succeeded"),
+        "{said:?}"
+    );
+    h.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn promote_wait_exits_3_when_a_step_fails() -> TestResult {
     let h = Harness::start(|c| c).await?;
     dev_that_fails(&h).await?;

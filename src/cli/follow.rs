@@ -106,9 +106,13 @@ impl<W: Write> Display<W> {
                 // Up to the first line drawn, then clear to the end.
                 write!(self.out, "\x1b[{}A\x1b[J", self.shown.len())?;
             }
+            // Without line wrapping while drawing, each line takes one row
+            // (a long one is cut at the edge), so the count above holds.
+            write!(self.out, "\x1b[?7l")?;
             for line in &lines {
                 writeln!(self.out, "{line}")?;
             }
+            write!(self.out, "\x1b[?7h")?;
         } else {
             for line in lines.iter().filter(|l| !self.shown.contains(l)) {
                 writeln!(self.out, "{line}")?;
@@ -210,7 +214,7 @@ mod tests {
         display.show(vec!["a".into(), "c".into()]).unwrap();
         assert_eq!(
             String::from_utf8(display.out).unwrap(),
-            "a\nb\n\x1b[2A\x1b[Ja\nc\n"
+            "\x1b[?7la\nb\n\x1b[?7h\x1b[2A\x1b[J\x1b[?7la\nc\n\x1b[?7h"
         );
     }
 
