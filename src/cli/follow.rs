@@ -42,6 +42,10 @@ pub fn progress_lines(p: &Promotion) -> Vec<String> {
         p.spec.stage,
         p.phase()
     )];
+    // Why a Promotion is not running yet (its turn, a soak).
+    if p.phase() == PromotionPhase::Pending && !status.message.is_empty() {
+        lines.push(format!("  {}", status.message));
+    }
     let steps = status
         .plan
         .as_ref()
@@ -186,6 +190,23 @@ mod tests {
                 "  [1/2] update (argocd-update): Running",
                 "        waiting on Application argocd/app: sync to finish (since 10:00:00Z)",
                 "  [2/2] check (http): Pending",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_promotion_says_why() {
+        let p: Promotion = serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": "p2"}, "spec": {"stage": "dev", "freight": "f2"},
+            "status": {"phase": "Pending", "message": "waiting for p1 to finish"},
+        }))
+        .unwrap();
+        assert_eq!(
+            progress_lines(&p),
+            [
+                "Promotion p2 of f2 to dev: Pending",
+                "  waiting for p1 to finish"
             ]
         );
     }
