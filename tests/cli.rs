@@ -489,16 +489,37 @@ async fn context_chooses_another_context_of_the_kubeconfig_and_its_namespace() -
     Ok(())
 }
 
+/// The refresh token `barge refresh` reports ("… (TOKEN)").
+fn refresh_token(said: &str) -> Result<String, Error> {
+    said.rsplit_once('(')
+        .and_then(|(_, t)| t.trim().strip_suffix(')'))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no token in {said:?}").into())
+}
+
+#[tokio::test]
+async fn refresh_of_a_waiting_promotion_is_handled_by_the_controller() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    h.promote_app(json!({"double.barge.dev/outcome": "hang"}))
+        .await?;
+    h.until_awaiting("p1").await?;
+    let token = refresh_token(&barge_ok(&h, &["refresh", "--promotion", "p1"]).await?)?;
+    h.until("p1", "the refresh handled", move |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.last_handled_refresh == token)
+    })
+    .await?;
+    h.abort("p1").await?;
+    h.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn refresh_of_a_stage_is_handled_by_the_controller() -> TestResult {
     let h = Harness::start(|c| c).await?;
     dev_that_fails(&h).await?;
-    let said = barge_ok(&h, &["refresh", "--stage", "dev"]).await?;
-    let token = said
-        .rsplit_once('(')
-        .and_then(|(_, t)| t.trim().strip_suffix(')'))
-        .ok_or("no token")?
-        .to_string();
+    let token = refresh_token(&barge_ok(&h, &["refresh", "--stage", "dev"]).await?)?;
     h.stage_until("dev", "the refresh handled", move |s| {
         s.status
             .as_ref()
