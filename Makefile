@@ -51,6 +51,13 @@ deny:
 	@deny=$$(bash hack/cargo-deny/install.sh | tail -n 1); \
 	$$deny check licenses bans sources
 
+.PHONY: install-plugin
+PREFIX ?= $(HOME)/.local
+## install-plugin: install barge into $(PREFIX)/bin (default ~/.local/bin) with a kubectl-barge link beside it, so `kubectl barge …` runs it
+install-plugin:
+	$(CARGO) install --locked --path . --bin barge --root $(PREFIX)
+	ln -sf barge $(PREFIX)/bin/kubectl-barge
+
 .PHONY: sandbox
 ## sandbox: Barge end to end: control plane, real Argo CD (SANDBOX_ARGOCD=double: the double), controller, the quickstart promoted live (SANDBOX_EXIT=1 exits when done)
 sandbox:

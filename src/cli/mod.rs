@@ -1,11 +1,26 @@
 //! The `barge` command line.
 
+mod abort;
+mod approve;
+mod columns;
+mod completion;
+mod describe;
+mod error;
+mod follow;
+mod get;
+mod kube_args;
+mod output;
+mod plugin;
+mod promote;
+mod refresh;
+mod table;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::controller::{Metrics, Settings};
 
@@ -52,30 +67,20 @@ enum Command {
     AdmissionPolicy,
     /// Approve a Freight for a Stage: the Stage may take it without it
     /// passing the upstream Stages (Kargo's manual approval).
-    Approve {
-        /// The Freight, by name or alias.
-        #[arg(long)]
-        freight: String,
-        /// The Stage (repeat for several).
-        #[arg(long, required = true)]
-        stage: Vec<String>,
-        /// The Freight's namespace (the project).
-        #[arg(short = 'n', long, alias = "project", default_value = "default")]
-        namespace: String,
-        /// Kubeconfig to use; without it, $KUBECONFIG or ~/.kube/config.
-        #[arg(long, env = "BARGE_KUBECONFIG", value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-    },
-    /// Ask a Warehouse to discover now (sets barge.dev/refresh).
-    Refresh {
-        /// The Warehouse.
-        #[arg(long)]
-        warehouse: String,
-        #[arg(short = 'n', long, alias = "project", default_value = "default")]
-        namespace: String,
-        #[arg(long, env = "BARGE_KUBECONFIG", value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-    },
+    Approve(approve::ApproveArgs),
+    /// Ask a Warehouse to discover, or a Stage or Promotion to be looked at,
+    /// now (sets barge.dev/refresh).
+    Refresh(refresh::RefreshArgs),
+    /// Promote Freight to a Stage (a new Promotion); --wait follows it.
+    Promote(promote::PromoteArgs),
+    /// List Stages, Promotions, Freight or Warehouses.
+    Get(get::GetArgs),
+    /// Show one Promotion (plan, steps, what it waits on) or Stage.
+    Describe(describe::DescribeArgs),
+    /// Abort a running Promotion.
+    Abort(abort::AbortArgs),
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -234,7 +239,9 @@ impl std::fmt::Display for GoDuration {
 
 /// Parses the command line and runs the chosen subcommand.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Named as invoked, so help says `kubectl barge` when run as a plugin.
+    let matches = plugin::named(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Expand {
@@ -274,44 +281,13 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Approve {
-            freight,
-            stage,
-            namespace,
-            kubeconfig,
-        } => one_shot("approve", async move {
-            let client = client(kubeconfig.as_deref()).await?;
-            let Some(found) = crate::approval::find(&client, &namespace, &freight).await? else {
-                return Err(format!(
-                    "no Freight named or aliased {freight:?} in namespace {namespace:?}"
-                )
-                .into());
-            };
-            let name = found.metadata.name.clone().unwrap_or_default();
-            crate::approval::approve(&client, &namespace, &name, &stage, jiff::Timestamp::now())
-                .await?;
-            println!("Freight {name} approved for {}", stage.join(", "));
-            Ok(())
-        }),
-        Command::Refresh {
-            warehouse,
-            namespace,
-            kubeconfig,
-        } => one_shot("refresh", async move {
-            let client = client(kubeconfig.as_deref()).await?;
-            let api: kube::Api<crate::api::Warehouse> = kube::Api::namespaced(client, &namespace);
-            let token = jiff::Timestamp::now().to_string();
-            api.patch(
-                &warehouse,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(serde_json::json!({
-                    "metadata": {"annotations": {crate::api::ANNOTATION_REFRESH: token}}
-                })),
-            )
-            .await?;
-            println!("Warehouse {warehouse} asked to discover ({token})");
-            Ok(())
-        }),
+        Command::Approve(args) => error::run("approve", approve::main(args)),
+        Command::Refresh(args) => error::run("refresh", refresh::main(args)),
+        Command::Promote(args) => error::run("promote", promote::main(args)),
+        Command::Get(args) => error::run("get", get::main(args)),
+        Command::Describe(args) => error::run("describe", describe::main(args)),
+        Command::Abort(args) => error::run("abort", abort::main(args)),
+        Command::Completion(args) => completion::main(args, plugin::named(Cli::command())),
         Command::AdmissionPolicy => match crate::admission::render() {
             Ok(text) => {
                 print!("{text}");
@@ -493,29 +469,6 @@ fn default_identity() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("barge-{}", std::process::id()))
-}
-
-/// Runs one API call of a command on a fresh runtime; errors go to stderr.
-fn one_shot(
-    command: &str,
-    work: impl std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
-) -> ExitCode {
-    let result = tokio::runtime::Runtime::new()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(work).map_err(|e| e.to_string()));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("barge {command}: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn client(
-    kubeconfig: Option<&std::path::Path>,
-) -> Result<kube::Client, Box<dyn std::error::Error>> {
-    Ok(kube::Client::try_from(client_config(kubeconfig).await?)?)
 }
 
 async fn client_config(
