@@ -50,7 +50,13 @@ enum Error {
 
 /// Runs `barge dashboard` until interrupted.
 pub(super) fn run(args: DashboardArgs) -> ExitCode {
-    super::init_logging(super::LogFormat::Text);
+    // Logs on stderr: stdout carries only the URL.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let served = tokio::runtime::Runtime::new()
         .map_err(Error::from)
         .and_then(|rt| rt.block_on(serve(args)));

@@ -10,7 +10,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{
-    Freight, FreightCollection, FreightReference, Promotion, PromotionStatus, Stage, Warehouse,
+    Freight, FreightCollection, FreightReference, Promotion, PromotionReference, PromotionStatus,
+    Stage, Warehouse,
 };
 
 /// Promotions shown per Stage, newest first: enough to see the last failure
@@ -339,12 +340,12 @@ fn stage_node(
         issues: health.map(|h| h.issues.clone()).unwrap_or_default(),
         current,
         history: history.collect(),
-        promoting: status.current_promotion.map(|p| p.name).or(running),
         promotions: mine
             .iter()
             .take(PROMOTIONS_PER_STAGE)
-            .map(|p| promotion_view(p))
+            .map(|p| promotion_view(p, status.last_promotion.as_ref()))
             .collect(),
+        promoting: status.current_promotion.map(|p| p.name).or(running),
     }
 }
 
@@ -394,8 +395,18 @@ fn time(t: &Option<Time>) -> Option<String> {
     t.as_ref().map(|t| t.0.to_string())
 }
 
-fn promotion_view(p: &Promotion) -> PromotionView {
-    let status = p.status.clone().unwrap_or_default();
+/// `last` is the Stage's copy of its last Promotion's status: the
+/// controller's cache keeps ended Promotions without their steps, so a
+/// Stage's newest ended one shows its steps from there.
+fn promotion_view(p: &Promotion, last: Option<&PromotionReference>) -> PromotionView {
+    let mut status = p.status.clone().unwrap_or_default();
+    if status.step_execution_metadata.is_empty()
+        && let Some(copy) = last
+            .filter(|l| l.name == p.name_any())
+            .and_then(|l| l.status.as_deref())
+    {
+        status.step_execution_metadata = copy.step_execution_metadata.clone();
+    }
     PromotionView {
         name: p.name_any(),
         phase: p.phase().to_string(),

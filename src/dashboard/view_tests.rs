@@ -218,3 +218,29 @@ fn warehouses_list_their_repositories_and_each_namespace_is_its_own_pipeline() {
     );
     assert!(view.projects[0].stages.is_empty());
 }
+
+#[test]
+fn an_ended_promotion_cached_without_its_steps_shows_those_its_stage_copied() {
+    let mut snapshot = pipeline();
+    snapshot.stages[0] = stage(
+        "dev",
+        json!({"direct": true}),
+        json!({"lastPromotion": {"name": "p1", "status": {
+            "phase": "Succeeded",
+            "stepExecutionMetadata": [{"alias": "update", "status": "Succeeded"}],
+        }}}),
+    );
+    snapshot.promotions = vec![promotion(
+        "p1",
+        "dev",
+        "2026-11-30T09:00:00Z",
+        json!({"phase": "Succeeded"}),
+    )];
+    let view = build(&snapshot);
+    let steps = &view.projects[0].stages[0].promotions[0].steps;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        (steps[0].alias.as_str(), steps[0].status.as_str()),
+        ("update", "Succeeded")
+    );
+}

@@ -4,6 +4,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
+const ENDED_BADLY = ["Failed", "Errored", "Aborted"];
 const NODE_W = 200, NODE_H = 74, COL_W = 260, ROW_H = 100, PAD = 16;
 
 // When each promotion phase and step status was first drawn (ms since the
@@ -100,7 +101,8 @@ function steps(promotion) {
       el("td", {},
         s.message ? el("div", {}, s.message) : null,
         s.waiting_on.map((w) => el("div", { class: "waiting" },
-          `waiting on ${w.target}` + (w.message ? `: ${w.message}` : "") + (w.since ? ` (since ${w.since})` : ""))),
+          `waiting on ${w.target}` + (w.message && w.message !== s.message ? `: ${w.message}` : "")
+            + (w.since ? ` (since ${w.since})` : ""))),
       ))));
 }
 
@@ -115,7 +117,8 @@ function card(stage) {
     stage.promotions.map((p) => el("div", { class: "promotion", "data-promotion": p.name, "data-phase": p.phase },
       el("div", {}, el("strong", {}, p.name), " ", badge(p.phase), " ",
         el("span", { class: "muted" }, `Freight ${p.freight.slice(0, 12)}`)),
-      p.message && p.phase !== "Succeeded" ? el("div", { class: "message" }, p.message) : null,
+      // A running Promotion's message repeats its step's: shown there.
+      p.message && ENDED_BADLY.includes(p.phase) ? el("div", { class: "message" }, p.message) : null,
       steps(p))));
 }
 
