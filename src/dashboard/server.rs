@@ -137,3 +137,78 @@ fn updates(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures::StreamExt;
+    use kube::runtime::reflector::{self, store::Writer};
+    use kube::runtime::watcher;
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::{Freight, Promotion, Stage, Warehouse};
+    use crate::dashboard::Caches;
+
+    fn stage(name: &str) -> Stage {
+        serde_json::from_value(json!({
+            "apiVersion": "barge.dev/v1alpha1", "kind": "Stage",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"requestedFreight": [{"origin": {"kind": "Warehouse", "name": "app"}, "sources": {"direct": true}}]},
+        }))
+        .unwrap()
+    }
+
+    fn feed() -> (Feed, Writer<Stage>) {
+        let (stages, writer) = reflector::store::<Stage>();
+        let feed = Feed::default();
+        feed.attach(Caches {
+            stages,
+            promotions: reflector::store::<Promotion>().0,
+            freight: reflector::store::<Freight>().0,
+            warehouses: reflector::store::<Warehouse>().0,
+        });
+        (feed, writer)
+    }
+
+    async fn next_view(stream: &mut (impl Stream<Item = Result<Event, Infallible>> + Unpin)) {
+        let _view = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_the_view_at_once_then_one_update_per_burst_of_changes() {
+        let (feed, mut writer) = feed();
+        let mut updates = Box::pin(updates(feed.clone()));
+        next_view(&mut updates).await;
+
+        // A burst: two Stages in a row, one update.
+        writer.apply_watcher_event(&watcher::Event::Apply(stage("dev")));
+        feed.changed();
+        writer.apply_watcher_event(&watcher::Event::Apply(stage("prod")));
+        feed.changed();
+        next_view(&mut updates).await;
+        assert!(view_json(&feed).contains("\"prod\""));
+
+        // A change that changes nothing shown sends nothing.
+        feed.changed();
+        let quiet = tokio::time::timeout(COALESCE * 20, updates.next()).await;
+        assert!(quiet.is_err(), "an update with nothing new was sent");
+    }
+
+    #[tokio::test]
+    async fn the_page_is_served_from_the_binary_and_says_when_no_caches_are_attached() {
+        let feed = Feed::default();
+        assert!(view_json(&feed).contains("\"attached\":false"));
+        assert!(INDEX.contains("/app.js") && SCRIPT.contains("EventSource"));
+        let (addr, task) = serve(([127, 0, 0, 1], 0).into(), feed, std::future::ready(()))
+            .await
+            .unwrap();
+        assert_ne!(addr.port(), 0);
+        task.await.unwrap();
+    }
+}
