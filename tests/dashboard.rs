@@ -85,13 +85,21 @@ async fn the_controller_serves_the_pipeline_as_a_graph_with_each_stages_health_a
     let mut objects = pipeline(&h);
     objects.push(h.dev_application(json!({})));
     objects.push(promotion("p1", "dev", "f1"));
+    // Its discovery fails at once (nothing listens there): only its place
+    // in the graph matters here.
+    objects.push(json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
+        "metadata": {"name": "demo"},
+        "spec": {"subscriptions": [{"git": {"repoURL": "http://127.0.0.1:1/demo/app.git"}}]},
+    }));
     h.apply(Value::Array(objects)).await?;
     let mut browser = Browser::start().await?;
     browser.open(&url).await?;
 
     browser
         .wait_for(
-            "document.querySelector('svg .node.warehouse[data-warehouse=\"demo\"]') \
+            "document.querySelector('svg .node.warehouse[data-warehouse=\"demo\"]:not(.missing)') \
+             && document.querySelector('svg .node.warehouse[data-warehouse=\"demo\"]').textContent.includes('1 Freight') \
              && document.querySelector('svg .node.stage[data-stage=\"staging\"]') \
              && document.querySelector('svg path.edge[data-from=\"demo\"][data-to=\"dev\"]') \
              && document.querySelector('svg path.edge[data-from=\"dev\"][data-to=\"staging\"]')",
