@@ -92,11 +92,13 @@ function graph(project) {
 
 function steps(promotion) {
   if (!promotion.steps.length) return null;
+  // Steps copied from a Stage's last Promotion come without their kind.
+  const uses = promotion.steps.some((s) => s.uses);
   return el("table", { class: "steps" },
-    el("tr", {}, el("th", {}, "step"), el("th", {}, "uses"), el("th", {}, "status"), el("th", {}, "details")),
+    el("tr", {}, el("th", {}, "step"), uses ? el("th", {}, "uses") : null, el("th", {}, "status"), el("th", {}, "details")),
     promotion.steps.map((s) => el("tr", { "data-step": s.alias, "data-status": s.status },
       el("td", {}, s.alias),
-      el("td", {}, s.uses),
+      uses ? el("td", {}, s.uses) : null,
       el("td", {}, badge(s.status)),
       el("td", {},
         s.message ? el("div", {}, s.message) : null,
