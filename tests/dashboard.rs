@@ -342,6 +342,13 @@ async fn barge_dashboard_shows_a_failed_promotion_with_its_message() -> TestResu
             "step update ended the same way",
         )
         .await?;
+    // The graph marks the Stage whose latest Promotion ended badly.
+    browser
+        .wait_for(
+            "document.querySelector('svg .node.stage[data-stage=\"dev\"] text.failed')",
+            "dev's node marking p1's failure",
+        )
+        .await?;
     browser.screenshot("dashboard-promotion-failed").await?;
     h.shutdown().await;
     Ok(())

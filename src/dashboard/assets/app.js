@@ -85,6 +85,10 @@ function graph(project) {
     const current = s.current.map(freightText).join(", ") || "no Freight yet";
     g.append(svg("text", { class: "freight", x: 10, y: 40 }, current.slice(0, 32)));
     if (running) g.append(svg("text", { class: "promoting", x: 10, y: 60 }, `⟳ ${running.name}: ${running.phase}`.slice(0, 32)));
+    const latest = s.promotions[0];
+    if (!running && latest && ENDED_BADLY.includes(latest.phase)) {
+      g.append(svg("text", { class: "failed", x: 10, y: 60 }, `✗ ${latest.name}: ${latest.phase}`.slice(0, 32)));
+    }
     root.append(g);
   }
   return root;
