@@ -22,9 +22,15 @@ gitea:
 registry:
 	@bash hack/registry/build.sh
 
-## test: build the control plane, Argo CD and Gitea if needed, then run every test against them
+## chromium: install headless Chromium (Debian's chromium package) for the dashboard's browser tests, if missing
+.PHONY: chromium
+chromium:
+	@bash hack/chromium/install.sh >/dev/null
+
+## test: build the control plane, Argo CD and Gitea if needed, install Chromium if missing, then run every test against them
 test:
-	@bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
+	@bash hack/chromium/install.sh >/dev/null; \
+	bin=$$(bash hack/control-plane/build.sh | tail -n 1); \
 	argocd=$$(bash hack/argocd/build.sh | tail -n 1); \
 	gitea=$$(bash hack/gitea/build.sh | tail -n 1); \
 	registry=$$(bash hack/registry/build.sh | tail -n 1); \

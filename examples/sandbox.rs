@@ -169,7 +169,14 @@ async fn run() -> Result<ExitCode, Error> {
     );
 
     let double = (kind == ArgoCdKind::Double).then(|| spawn_double(&client));
+    let dashboard = barge::dashboard::Feed::default();
+    let dashboard_url = serve_dashboard(dashboard.clone()).await?;
+    say(
+        started,
+        &format!("live view of the pipeline (from the controller's caches): {dashboard_url}"),
+    );
     let settings = Settings {
+        dashboard: Some(dashboard),
         namespace: Some(NAMESPACE.into()),
         argocd_namespace: argocd_namespace.clone(),
         // kustomize and helm as `make control-plane` built them.
@@ -229,7 +236,8 @@ async fn run() -> Result<ExitCode, Error> {
     }
     if interactive && code == ExitCode::SUCCESS {
         println!();
-        println!("The sandbox stays up. In another terminal:");
+        println!("The sandbox stays up. Live view: {dashboard_url}");
+        println!("In another terminal:");
         println!("  export KUBECONFIG={}", env.kubeconfig_path().display());
         println!("  export PATH={}:$PATH", env.bin_dir().display());
         println!("  kubectl get warehouses,freight,stages,promotions -n {NAMESPACE}");
@@ -740,4 +748,22 @@ fn draw(started: Instant, rows: &BTreeMap<&str, Row>) {
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+}
+
+/// Where the sandbox serves the dashboard: $SANDBOX_DASHBOARD_ADDR, else
+/// 127.0.0.1:8090, else (taken) a free port. Returns its URL.
+async fn serve_dashboard(
+    feed: barge::dashboard::Feed,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let wanted =
+        std::env::var("SANDBOX_DASHBOARD_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
+    let addr: std::net::SocketAddr = wanted.parse()?;
+    let served = match barge::dashboard::serve(addr, feed.clone(), std::future::pending()).await {
+        Ok(served) => served,
+        Err(_) => {
+            barge::dashboard::serve(([127, 0, 0, 1], 0).into(), feed, std::future::pending())
+                .await?
+        }
+    };
+    Ok(format!("http://{}/", served.0))
 }

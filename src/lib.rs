@@ -16,6 +16,7 @@ mod await_index;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod dashboard;
 mod expand;
 pub mod expr;
 pub mod fault;

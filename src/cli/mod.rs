@@ -24,6 +24,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::controller::{Metrics, Settings};
 
+mod dashboard;
+
 #[derive(Debug, Parser)]
 #[command(name = "barge", version, about = "A Kubernetes promotion controller")]
 struct Cli {
@@ -81,6 +83,9 @@ enum Command {
     Abort(abort::AbortArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
+    /// Serve a live, read-only view of the pipelines (Warehouses, Stages,
+    /// Freight, Promotions) with your own credentials.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -174,6 +179,11 @@ struct RunArgs {
     #[arg(long, env = "BARGE_WEBHOOK_BASE_URL", value_name = "URL")]
     webhook_base_url: Option<String>,
 
+    /// Address of the live view of the pipelines, served from the
+    /// controller's caches; "" (the default) turns it off.
+    #[arg(long, env = "BARGE_DASHBOARD_ADDR", default_value = "")]
+    dashboard_addr: String,
+
     /// Create each Kargo Project's namespace (labelled
     /// kargo.akuity.io/project=true) and an empty ProjectConfig, and delete
     /// the namespace with the Project unless it is annotated
@@ -244,6 +254,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Run(args) => run(*args),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Expand {
             files,
             stage,
@@ -378,7 +389,15 @@ fn run(args: RunArgs) -> ExitCode {
                 }
             }
         }
+        let dashboard = match dashboard::for_controller(&args.dashboard_addr).await {
+            Ok(feed) => feed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve the dashboard");
+                return ExitCode::FAILURE;
+            }
+        };
         let settings = Settings {
+            dashboard,
             backstop: args.backstop.0,
             argocd_namespace: args.argocd_namespace,
             argocd_all_namespaces: args.argocd_all_namespaces,

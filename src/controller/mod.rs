@@ -12,7 +12,7 @@ mod last_promotions;
 pub mod project;
 mod project_data;
 pub mod promotion;
-mod relist;
+pub(crate) mod relist;
 pub mod stage;
 pub mod warehouse;
 
@@ -119,6 +119,9 @@ pub struct Settings {
     pub manage_projects: bool,
     /// The longest one Warehouse subscription's discovery may take.
     pub discovery_timeout: Duration,
+    /// Where the dashboard (`--dashboard-addr`) reads: the controllers
+    /// attach their caches while they run and poke it on every change.
+    pub dashboard: Option<crate::dashboard::Feed>,
 }
 
 /// The backstop requeue when none is configured.
@@ -159,6 +162,7 @@ impl Default for Settings {
             wakers: None,
             manage_projects: false,
             discovery_timeout: crate::warehouse::discover::DEFAULT_TIMEOUT,
+            dashboard: None,
         }
     }
 }
@@ -324,7 +328,8 @@ pub async fn run(
         .modify(slim),
         stage_writer,
     )
-    .touched_objects();
+    .touched_objects()
+    .inspect(poke(&settings.dashboard));
     let (applications, app_task) = watch_applications(
         &client,
         &settings,
@@ -405,6 +410,15 @@ pub async fn run(
         ))
     });
     let warehouse_api = scoped::<crate::api::Warehouse>(&client, &settings.namespace);
+    // Backed off like every other watch: the CRD may not be installed yet.
+    let (warehouses, warehouse_writer) = reflector::store::<crate::api::Warehouse>();
+    let warehouse_events = relist::reflect(
+        relist::watch(warehouse_api, sharded_for_warehouses).modify(slim),
+        warehouse_writer,
+    )
+    .touched_objects()
+    .inspect(poke(&settings.dashboard));
+    let warehouse_store = warehouses.clone();
     let freight_ctx = Arc::new(freight::FreightContext {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(crate::CONTROLLER_NAME)),
@@ -436,6 +450,8 @@ pub async fn run(
         }));
     }
     let watch_metrics = metrics.clone();
+    let promotion_store = promotions.clone();
+    let promotion_events = promotion_events.inspect(poke(&settings.dashboard));
     let promotion_controller = Controller::for_stream(promotion_events, promotions)
         .reconcile_on(wake_rx)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
@@ -458,14 +474,7 @@ pub async fn run(
                     return;
                 }
             };
-            // Backed off like every other watch: the CRD may not be installed yet.
-            let (store, writer) = reflector::store::<crate::api::Warehouse>();
-            let events = relist::reflect(
-                relist::watch(warehouse_api, sharded_for_warehouses).modify(slim),
-                writer,
-            )
-            .touched_objects();
-            Controller::for_stream(events, store)
+            Controller::for_stream(warehouse_events, warehouse_store)
                 .with_config(
                     controller::Config::default()
                         .concurrency(settings.concurrency.min(WAREHOUSE_CONCURRENCY)),
@@ -486,7 +495,16 @@ pub async fn run(
         relist::watch(freight_api, watcher::Config::default().any_semantic()).modify(slim),
         freight_writer,
     )
-    .touched_objects();
+    .touched_objects()
+    .inspect(poke(&settings.dashboard));
+    if let Some(feed) = &settings.dashboard {
+        feed.attach(crate::dashboard::Caches {
+            stages: stages.clone(),
+            promotions: promotion_store,
+            freight: freight_store.clone(),
+            warehouses,
+        });
+    }
     let freight_controller = bounded_shutdown(
         Controller::for_stream(freight_events, freight_store)
             .graceful_shutdown_on(shutdown.clone())
@@ -535,6 +553,9 @@ pub async fn run(
     if let Some(wakers) = &settings.wakers {
         wakers.set_local(None);
     }
+    if let Some(feed) = &settings.dashboard {
+        feed.detach();
+    }
     // The watches outside the controllers end with them.
     for task in [
         app_task,
@@ -544,6 +565,17 @@ pub async fn run(
         sweep_task,
     ] {
         task.abort();
+    }
+}
+
+/// Tells the dashboard (when one is served) that a cache changed: called
+/// on a watch event after the cache has taken it.
+fn poke<T>(feed: &Option<crate::dashboard::Feed>) -> impl FnMut(&T) + use<T> {
+    let feed = feed.clone();
+    move |_| {
+        if let Some(feed) = &feed {
+            feed.changed();
+        }
     }
 }
 
