@@ -3,11 +3,12 @@
 //! which serves the same view from the controller's caches.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::error::CliError;
+use super::kube_args::KubeArgs;
 use crate::dashboard::Feed;
 
 #[derive(Debug, Args)]
@@ -15,33 +16,17 @@ pub(super) struct DashboardArgs {
     /// Where to serve the page (port 0 picks a free one; the URL is printed).
     #[arg(long, default_value = "127.0.0.1:8090")]
     addr: SocketAddr,
-    /// Kubeconfig to use; without it, $KUBECONFIG or ~/.kube/config.
-    #[arg(long, env = "BARGE_KUBECONFIG", value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use (its current one without it).
-    #[arg(long)]
-    context: Option<String>,
-    /// Show this namespace (project); without it, the context's namespace.
-    #[arg(
-        short = 'n',
-        long,
-        alias = "project",
-        conflicts_with = "all_namespaces"
-    )]
-    namespace: Option<String>,
+    #[command(flatten)]
+    kube: KubeArgs,
     /// Show every namespace.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
     all_namespaces: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
-    #[error("Kubernetes client: {0}")]
-    Infer(#[from] kube::config::InferConfigError),
-    #[error("Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
+    #[error(transparent)]
+    Connect(#[from] CliError),
     #[error(transparent)]
     Serve(#[from] crate::dashboard::server::Error),
     #[error("starting the runtime: {0}")]
@@ -70,13 +55,9 @@ pub(super) fn run(args: DashboardArgs) -> ExitCode {
 }
 
 async fn serve(args: DashboardArgs) -> Result<(), Error> {
-    let config = config(args.kubeconfig.as_deref(), args.context.clone()).await?;
-    let namespace = match (args.all_namespaces, args.namespace) {
-        (true, _) => None,
-        (false, Some(ns)) => Some(ns),
-        (false, None) => Some(config.default_namespace.clone()),
-    };
-    let client = kube::Client::try_from(config)?;
+    let target = args.kube.connect().await?;
+    let namespace = (!args.all_namespaces).then_some(target.namespace);
+    let client = target.client;
     let feed = Feed::default();
     let (bound, server) =
         crate::dashboard::serve(args.addr, feed.clone(), super::shutdown_signal()).await?;
@@ -88,24 +69,6 @@ async fn serve(args: DashboardArgs) -> Result<(), Error> {
         () = watches => {}
     }
     Ok(())
-}
-
-async fn config(
-    kubeconfig: Option<&std::path::Path>,
-    context: Option<String>,
-) -> Result<kube::Config, Error> {
-    let options = kube::config::KubeConfigOptions {
-        context,
-        ..Default::default()
-    };
-    Ok(match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(file, &options).await?
-        }
-        None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-        None => kube::Config::infer().await?,
-    })
 }
 
 /// `barge run --dashboard-addr`: serves the view from the feed the
