@@ -15,25 +15,7 @@ use barge::api::PromotionPhase;
 use barge::dashboard::Feed;
 use chromium::Browser;
 use serde_json::{Value, json};
-use support::{COMMIT, Harness, TestResult, promotion, stage};
-
-/// The double's knob that keeps a sync running until released.
-fn hang() -> Value {
-    json!({"double.barge.dev/outcome": "hang"})
-}
-
-/// Lets the held syncs of Application `app` succeed.
-async fn release(h: &Harness, app: &str) -> TestResult {
-    let apps = barge_argocd_double::fixtures::applications(h.client.clone(), &h.argocd_ns);
-    let patch = json!({"metadata": {"annotations": {"double.barge.dev/outcome": "succeed"}}});
-    apps.patch(
-        app,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
-}
+use support::{COMMIT, Harness, TestResult, hang, promotion, stage};
 
 /// A harness whose controller feeds a dashboard, served on a free port as
 /// `barge run --dashboard-addr` serves it. Returns the page's URL.
@@ -229,7 +211,7 @@ async fn promotion_goes_live(h: &Harness, url: &str, served_by: &str) -> TestRes
         ))
         .await?;
 
-    release(h, &app).await?;
+    h.release(&app).await?;
     let done = h.reaches("p1", PromotionPhase::Succeeded).await?;
     let seen_by_test = now_ms();
     browser

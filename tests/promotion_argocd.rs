@@ -9,31 +9,9 @@ use std::time::Duration;
 use barge::api::{PromotionPhase, PromotionStepStatus};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{COMMIT, Harness, PATIENCE, TestResult, message, promotion, step, step_status};
-
-/// The double's knob that keeps a sync running until the test ends.
-fn hang() -> Value {
-    json!({"double.barge.dev/outcome": "hang"})
-}
+use support::{COMMIT, Harness, PATIENCE, TestResult, hang, message, promotion, step, step_status};
 
 /// The double's knob that makes a sync take `delay`.
-/// Lets the held syncs of Application `app` succeed.
-async fn release(h: &Harness, app: &str) -> TestResult {
-    let apps: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        h.client.clone(),
-        &h.argocd_ns,
-        &barge_argocd_double::api_resource(),
-    );
-    let patch = json!({"metadata": {"annotations": {"double.barge.dev/outcome": "succeed"}}});
-    apps.patch(
-        app,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
 fn sync_delay(delay: &str) -> Value {
     json!({ "double.barge.dev/sync-delay": delay })
 }
@@ -174,7 +152,7 @@ async fn an_app_whose_labels_change_to_match_while_the_step_waits_is_synced_too(
     h.journal
         .wait_for(PATIENCE, |j| !j.syncs_for(&ns, &second).is_empty())
         .await?;
-    release(&h, &first).await?;
+    h.release(&first).await?;
 
     let p = h.finished("p1").await?;
     assert_eq!(p.phase(), PromotionPhase::Succeeded, "{:?}", p.status);
@@ -394,7 +372,7 @@ async fn promotions_of_one_stage_run_one_at_a_time_in_creation_order() -> TestRe
                 .is_some_and(|s| s.phase == Some(PromotionPhase::Pending) && !s.awaiting.is_empty())
         })
         .await?;
-    release(&h, &app).await?;
+    h.release(&app).await?;
     let awaited = waiting.status.map(|s| s.awaiting).unwrap_or_default();
     assert_eq!(
         awaited.first().and_then(|a| a.name.clone()).as_deref(),

@@ -429,6 +429,23 @@ pub struct AwaitedObject {
     pub deadline: Option<Time>,
 }
 
+impl AwaitedObject {
+    /// The selector's labels as `k=v,k=v`, as people read them (the CLI and
+    /// the live view show them).
+    pub fn selector_labels(&self) -> Option<String> {
+        let selector = self.selector.as_ref()?;
+        Some(
+            selector
+                .match_labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+}
+
 /// A health check contributed by a succeeded step.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -79,16 +79,11 @@ pub fn when(time: Option<&Time>, now: Timestamp) -> String {
 pub fn awaited_target(a: &AwaitedObject) -> String {
     let what = match (&a.name, &a.selector) {
         (Some(name), _) => format!("{}/{name}", a.namespace),
-        (None, Some(selector)) => {
-            let labels = selector
-                .match_labels
-                .iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            format!("{} matching {labels}", a.namespace)
-        }
+        (None, Some(_)) => format!(
+            "{} matching {}",
+            a.namespace,
+            a.selector_labels().unwrap_or_default()
+        ),
         (None, None) => a.namespace.clone(),
     };
     match &a.repo_url {

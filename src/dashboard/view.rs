@@ -485,16 +485,11 @@ fn wait_target(a: &crate::api::AwaitedObject) -> String {
     match (&a.name, &a.repo_url, &a.selector) {
         (Some(name), _, _) => format!("{} {scope}{name}", a.kind),
         (None, Some(repo), _) => format!("{} {repo}", a.kind),
-        (None, None, Some(selector)) => {
-            let labels = selector
-                .match_labels
-                .iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            format!("{} {scope}[{labels}]", a.kind)
-        }
+        (None, None, Some(_)) => format!(
+            "{} {scope}[{}]",
+            a.kind,
+            a.selector_labels().unwrap_or_default()
+        ),
         (None, None, None) => a.kind.clone(),
     }
 }

@@ -349,6 +349,20 @@ impl Harness {
     }
 
     /// Asks Barge to abort the Promotion (`barge.dev/abort: terminate`).
+    /// Lets the held syncs (see [`hang`]) of Application `app` succeed.
+    pub async fn release(&self, app: &str) -> TestResult {
+        let apps =
+            barge_argocd_double::fixtures::applications(self.client.clone(), &self.argocd_ns);
+        let patch = json!({"metadata": {"annotations": {"double.barge.dev/outcome": "succeed"}}});
+        apps.patch(
+            app,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn abort(&self, name: &str) -> TestResult {
         self.annotate::<Promotion>(name, "barge.dev/abort", "terminate")
             .await
@@ -389,6 +403,12 @@ impl Harness {
 }
 
 /// A step of a promotion template.
+/// The double's knob that keeps a sync running until released
+/// ([`Harness::release`]).
+pub fn hang() -> Value {
+    json!({"double.barge.dev/outcome": "hang"})
+}
+
 pub fn step(alias: &str, uses: &str, config: Value) -> Value {
     json!({"as": alias, "uses": uses, "config": config})
 }
