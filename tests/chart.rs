@@ -497,6 +497,22 @@ fn the_webhook_endpoint_has_a_service_an_optional_ingress_and_a_published_url() 
     );
     assert!(of_kind(&docs, "Ingress").is_empty());
 
+    // The live view is off unless asked for, then on its own port.
+    assert_eq!(
+        env_value(controller_container(&docs)?, "BARGE_DASHBOARD_ADDR"),
+        None
+    );
+    let docs = documents(&template(&["--set", "dashboard.enabled=true"])?)?;
+    let c = controller_container(&docs)?;
+    assert_eq!(env_value(c, "BARGE_DASHBOARD_ADDR"), Some("0.0.0.0:8090"));
+    let ports = c["ports"].as_array().cloned().unwrap_or_default();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "dashboard" && p["containerPort"] == 8090),
+        "{ports:?}"
+    );
+
     // An Ingress with a host publishes its URL: http without tls, the path
     // without its trailing slash.
     let docs = documents(&template(&[
