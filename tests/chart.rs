@@ -847,22 +847,38 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crds() -> Tes
 
 /// The image: built with the lock file, from a build context that holds
 /// every workspace member (a new member missing from `.dockerignore`'s
-/// allow-list would break `docker build`), run as the non-root user.
+/// allow-list would break `docker build`), run as the non-root user; the
+/// same static binary, user, entry point, command and environment as the
+/// image `make image` builds without Docker (`hack/image/build.sh`, run and
+/// checked by tests/image.rs).
 #[test]
-fn the_dockerfile_builds_the_release_binary_and_runs_it_as_non_root() -> TestResult {
+fn the_dockerfile_builds_the_image_make_image_builds() -> TestResult {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile"))?;
     let ignore = std::fs::read_to_string(root().join(".dockerignore"))?;
+    let script = std::fs::read_to_string(root().join("hack/image/build.sh"))?;
     let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
     let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
-    assert!(has("cargo build --release --locked --bin barge"));
-    assert!(has("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    assert!(has(
+        r#"cargo build --profile image --locked --target "$target" --bin barge"#
+    ));
     assert!(
-        has("-bookworm AS build"),
-        "build on Debian 12, the runtime image's glibc"
+        script.contains(r#"cargo build --locked --profile image --target "$target" --bin barge"#)
     );
+    assert!(has("apt-get install -y --no-install-recommends musl-tools"));
+    assert!(has("FROM gcr.io/distroless/static-debian12:nonroot"));
     assert!(lines.contains(&"USER 65532:65532"));
     assert!(lines.contains(&r#"ENTRYPOINT ["/barge"]"#));
     assert!(lines.contains(&r#"CMD ["run"]"#));
+    assert!(script.contains(r#"\"User\":\"65532:65532\""#));
+    assert!(script.contains(r#"\"Entrypoint\":[\"/barge\"],\"Cmd\":[\"run\"]"#));
+    for var in [
+        "BARGE_KUSTOMIZE=/usr/local/bin/kustomize",
+        "BARGE_HELM=/usr/local/bin/helm",
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(has(var), "the Dockerfile does not set {var}");
+        assert!(script.contains(var), "make image does not set {var}");
+    }
 
     let allowed: Vec<&str> = ignore
         .lines()
@@ -919,4 +935,36 @@ fn toml_like_members(cargo_toml: &str) -> Value {
         .and_then(|rest| rest.trim().strip_prefix('='))
         .and_then(|list| serde_json::from_str(list.trim()).ok())
         .unwrap_or(Value::Null)
+}
+
+/// The chart's default image is the one `make image` builds: the
+/// repository `hack/image/build.sh` names it by, tagged with the crate's
+/// version, which must be the chart's appVersion.
+#[test]
+fn the_default_image_is_the_one_make_image_builds() -> TestResult {
+    let chart_yaml = std::fs::read_to_string(chart().join("Chart.yaml"))?;
+    let app_version = chart_yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"'))
+        .ok_or("Chart.yaml has no appVersion")?;
+    assert_eq!(
+        app_version,
+        env!("CARGO_PKG_VERSION"),
+        "the chart's appVersion (its default image tag) is not the crate's version, the tag make image gives"
+    );
+    let script = std::fs::read_to_string(root().join("hack/image/build.sh"))?;
+    let repository = script
+        .lines()
+        .find_map(|l| l.strip_prefix("repository=${IMAGE_REPOSITORY:-"))
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or("hack/image/build.sh names no default repository")?;
+    let docs = documents(&template(&[])?)?;
+    let container = controller_container(&docs)?;
+    assert_eq!(
+        container["image"],
+        format!("{repository}:{app_version}"),
+        "the chart's default image"
+    );
+    Ok(())
 }
