@@ -180,27 +180,30 @@ async fn promote_wait_on_a_terminal_draws_in_place() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn promote_wait_exits_3_when_a_step_fails() -> TestResult {
-    let h = Harness::start(|c| c).await?;
-    dev_that_fails(&h).await?;
+/// Runs `barge promote --stage dev --freight <freight> --wait` and checks
+/// how it exits and that its display says `says`.
+async fn promote_wait_ends(h: &Harness, freight: &str, code: i32, says: &str) -> TestResult {
     let out = barge(
-        &h,
-        &["promote", "--stage", "dev", "--freight", "f1", "--wait"],
+        h,
+        &["promote", "--stage", "dev", "--freight", freight, "--wait"],
     )
     .await?;
     assert_eq!(
         out.status.code(),
-        Some(EXIT_FAILED),
+        Some(code),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
-    assert!(
-        stdout(&out).contains("stop (fail): Failed - not today"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains(says), "{}", stdout(&out));
+    Ok(())
+}
+
+#[tokio::test]
+async fn promote_wait_exits_3_when_a_step_fails() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    dev_that_fails(&h).await?;
+    promote_wait_ends(&h, "f1", EXIT_FAILED, "stop (fail): Failed - not today").await?;
     h.shutdown().await;
     Ok(())
 }
@@ -208,31 +211,9 @@ async fn promote_wait_exits_3_when_a_step_fails() -> TestResult {
 #[tokio::test]
 async fn promote_wait_exits_4_when_a_step_errors() -> TestResult {
     let h = Harness::start(|c| c).await?;
-    dev_with_app(
-        &h,
-        json!({"double.barge.dev/outcome": "fail:quota exceeded"}),
-    )
-    .await?;
-    let out = barge(
-        &h,
-        &[
-            "promote",
-            "--stage",
-            "dev",
-            "--freight",
-            "brave-otter",
-            "--wait",
-        ],
-    )
-    .await?;
-    assert_eq!(
-        out.status.code(),
-        Some(EXIT_ERRORED),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(stdout(&out).contains("quota exceeded"), "{}", stdout(&out));
+    let knobs = json!({"double.barge.dev/outcome": "fail:quota exceeded"});
+    dev_with_app(&h, knobs).await?;
+    promote_wait_ends(&h, "brave-otter", EXIT_ERRORED, "quota exceeded").await?;
     h.shutdown().await;
     Ok(())
 }
