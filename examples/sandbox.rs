@@ -241,6 +241,10 @@ async fn run() -> Result<ExitCode, Error> {
         println!("  export KUBECONFIG={}", env.kubeconfig_path().display());
         println!("  export PATH={}:$PATH", env.bin_dir().display());
         println!("  kubectl get warehouses,freight,stages,promotions -n {NAMESPACE}");
+        println!("  cargo run -q --bin barge -- get stages -n {NAMESPACE}");
+        println!(
+            "  cargo run -q --bin barge -- promote --stage dev --freight <alias> -n {NAMESPACE} --wait"
+        );
         println!(
             "  git -C {} commit --allow-empty -m 'a new version' && cargo run -q --bin barge -- refresh --warehouse {WAREHOUSE} -n {NAMESPACE}",
             repo.path().display()

@@ -66,11 +66,19 @@ pub fn progress_lines(p: &Promotion) -> Vec<String> {
             i + 1,
             step.uses.clone().unwrap_or_default()
         );
-        if let Some(m) = record.filter(|m| !m.message.is_empty()) {
+        let awaiting: Vec<_> = status
+            .awaiting
+            .iter()
+            .filter(|a| a.alias == alias)
+            .collect();
+        // A waiting step's message is what it waits for, shown below it.
+        if let Some(m) = record
+            .filter(|m| !m.message.is_empty() && !awaiting.iter().any(|a| a.message == m.message))
+        {
             line.push_str(&format!(" - {}", m.message));
         }
         lines.push(line);
-        for a in status.awaiting.iter().filter(|a| a.alias == alias) {
+        for a in awaiting {
             let since = a
                 .since
                 .as_ref()
@@ -173,7 +181,7 @@ mod tests {
             "status": {
                 "phase": "Running",
                 "plan": {"steps": [{"as": "update", "uses": "argocd-update"}, {"as": "check", "uses": "http"}]},
-                "stepExecutionMetadata": [{"alias": "update", "status": "Running"}],
+                "stepExecutionMetadata": [{"alias": "update", "status": "Running", "message": "sync to finish"}],
                 "awaiting": [{"alias": "update", "kind": "Application", "namespace": "argocd", "name": "app",
                               "message": "sync to finish", "since": "2026-01-01T10:00:00Z"}],
             },
