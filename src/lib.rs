@@ -15,6 +15,7 @@ mod availability;
 mod await_index;
 pub mod cli;
 pub mod controller;
+mod cpu_bound;
 pub mod crdgen;
 pub mod dashboard;
 mod expand;

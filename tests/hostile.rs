@@ -554,7 +554,9 @@ async fn verify(h: &Harness, case: &Case, refused: Option<String>) -> (String, O
     (row, problem)
 }
 
-#[tokio::test]
+// Multi-threaded, as `barge run` runs the controllers: heavy evaluation
+// hands the other Promotions to another thread (crate::cpu_bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_end_with_a_clear_message_while_ordinary_promotions_keep_going() -> TestResult
 {
     if let Ok(filter) = std::env::var("HOSTILE_LOG") {

@@ -430,7 +430,7 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<Planned, PlanError
             tasks.insert(task.kind, task.name.clone(), spec);
         }
     }
-    let mut plan = inflate::inflate(&request, &tasks)?;
+    let mut plan = crate::cpu_bound::cpu_bound(|| inflate::inflate(&request, &tasks))?;
     plan.freight_alias = freight.spec.alias.clone().unwrap_or_default();
     let collection = promotion_collection(&stage, freight.reference());
     Ok((plan, freight, collection))

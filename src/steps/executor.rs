@@ -80,8 +80,9 @@ pub async fn execute(
             Next::Resume(i) => (i, false),
         };
         let alias = engine::alias_of(steps, index);
-        let Some((runner, config)) = prepare(steps, index, starting, progress, registry, evaluator)
-        else {
+        let Some((runner, config)) = crate::cpu_bound::cpu_bound(|| {
+            prepare(steps, index, starting, progress, registry, evaluator)
+        }) else {
             continue;
         };
         let previous = progress.state.get(&alias).cloned();
