@@ -424,6 +424,11 @@ fn ordinary_objects(h: &Harness) -> Vec<Value> {
 
 /// Promotes `f1` to every ordinary Stage at once; each one's time from
 /// creation to Succeeded, as seen through a watch.
+/// How long a case may take to end. The cases are expensive by design (a
+/// chain of 10,000 vars, plans at the step limit), and CI runs this beside
+/// other test binaries and builds; each case's time is printed.
+const CASE_PATIENCE: Duration = Duration::from_secs(300);
+
 async fn ordinary_round(h: &Harness, round: &str) -> Result<Vec<Duration>, support::Error> {
     let names: Vec<String> = (1..=ORDINARY).map(|k| format!("{round}-{k}")).collect();
     let mut waits = Vec::new();
@@ -510,7 +515,7 @@ async fn verify(h: &Harness, case: &Case, refused: Option<String>) -> (String, O
         );
     }
     let promotion = case.promotion();
-    let p = match h.finished(&promotion).await {
+    let p = match h.finished_within(&promotion, CASE_PATIENCE).await {
         Ok(p) => p,
         Err(e) => {
             return (

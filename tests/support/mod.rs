@@ -157,9 +157,18 @@ impl Harness {
 
     /// Waits (on watch events) until the Promotion reaches a terminal phase.
     pub async fn finished(&self, name: &str) -> Result<Promotion, Error> {
+        self.finished_within(name, PATIENCE).await
+    }
+
+    /// [`Harness::finished`], for Promotions expensive by design.
+    pub async fn finished_within(
+        &self,
+        name: &str,
+        patience: Duration,
+    ) -> Result<Promotion, Error> {
         let api = Api::<Promotion>::namespaced(self.client.clone(), &self.ns);
         let done = |p: Option<&Promotion>| p.is_some_and(|p| p.is_terminal());
-        let promotion = tokio::time::timeout(PATIENCE, await_condition(api, name, done)).await;
+        let promotion = tokio::time::timeout(patience, await_condition(api, name, done)).await;
         match promotion {
             Ok(Ok(Some(p))) => Ok(p),
             Ok(Ok(None)) => Err(format!("Promotion {name} disappeared").into()),
@@ -169,7 +178,7 @@ impl Harness {
                     .get_opt(name)
                     .await?;
                 Err(format!(
-                    "Promotion {name} did not finish within {PATIENCE:?}; status: {:?}",
+                    "Promotion {name} did not finish within {patience:?}; status: {:?}",
                     now.and_then(|p| p.status)
                 )
                 .into())
