@@ -325,6 +325,15 @@ pub struct PromotionStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl PromotionStatus {
+    /// The execution record of the step with this alias, once it has started.
+    pub fn step_record(&self, alias: &str) -> Option<&StepExecutionMetadata> {
+        self.step_execution_metadata
+            .iter()
+            .find(|m| m.alias == alias)
+    }
+}
+
 fn is_zero_i64(n: &i64) -> bool {
     *n == 0
 }

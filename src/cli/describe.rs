@@ -131,10 +131,7 @@ pub fn promotion(p: &Promotion, now: Timestamp) -> String {
                 .enumerate()
                 .map(|(i, step)| {
                     let alias = step.alias.clone().unwrap_or_default();
-                    let record = status
-                        .step_execution_metadata
-                        .iter()
-                        .find(|m| m.alias == alias);
+                    let record = status.step_record(&alias);
                     let state = record
                         .and_then(|m| m.status)
                         .map_or_else(|| "-".to_string(), |s| s.to_string());

@@ -54,10 +54,7 @@ pub fn progress_lines(p: &Promotion) -> Vec<String> {
     let total = steps.len();
     for (i, step) in steps.iter().enumerate() {
         let alias = step.alias.clone().unwrap_or_default();
-        let record = status
-            .step_execution_metadata
-            .iter()
-            .find(|m| m.alias == alias);
+        let record = status.step_record(&alias);
         let state = record
             .and_then(|m| m.status)
             .map_or_else(|| "Pending".to_string(), |s| s.to_string());

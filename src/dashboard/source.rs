@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::view::Snapshot;
 use crate::api::{Freight, Promotion, Stage, Warehouse};
+use crate::controller::relist;
 
 /// The caches the view is built from.
 #[derive(Clone)]
@@ -135,10 +136,13 @@ where
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store::<K>();
-    let events = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|o| o.meta_mut().managed_fields = None)
-        .reflect(writer);
+    // The controller's watch: an expired watch (a restarted API server) lists
+    // again at once instead of after a backoff.
+    let events = relist::reflect(
+        relist::watch(api, watcher::Config::default().any_semantic())
+            .modify(|o| o.meta_mut().managed_fields = None),
+        writer,
+    );
     let feed = feed.clone();
     (store, drive(events, feed, K::kind(&()).to_string()))
 }
