@@ -34,7 +34,7 @@
 //! - `expect`: `phase` and `message` (a substring, or a list of them), or
 //!   `admission` (a substring of the API server's refusal).
 //!
-//! Fixtures in `pending/` are not run: each documents a defect not fixed
+//! Fixtures in `pending/` (none at present) are not run: each documents a defect not fixed
 //! yet (what was seen, what is expected).
 //!
 //! In the fixtures' text, `${NS}`, `${ARGOCD_NS}`, `${CASE}` and `${REPO}`

@@ -258,7 +258,11 @@ pub struct ArtifactReference {
     pub version: String,
 
     /// Free-form attributes of the artifact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub metadata: Option<serde_json::Value>,
 }
@@ -282,7 +286,11 @@ pub struct FreightStatus {
     pub approved_for: BTreeMap<String, ApprovedStage>,
 
     /// Free-form metadata shared by steps and Stages, by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::api::free_form::map"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_map")]
     pub metadata: BTreeMap<String, serde_json::Value>,
 }

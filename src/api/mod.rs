@@ -5,6 +5,7 @@
 //! admission by the CRDs' schemas and CEL rules ([`validation`]).
 
 pub mod cluster_promotion_task;
+pub mod free_form;
 pub mod freight;
 pub mod project;
 pub mod project_config;

@@ -60,7 +60,11 @@ pub struct PromotionPolicy {
     pub auto_promotion_enabled: bool,
 
     /// Kargo Enterprise's automatic rollback: accepted, not acted on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub auto_rollback: Option<serde_json::Value>,
 }

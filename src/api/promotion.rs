@@ -279,7 +279,11 @@ pub struct PromotionStatus {
 
     /// Step outputs by step alias (`outputs.<alias>` in expressions). A task's
     /// `compose-output` also writes under the task's alias.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::api::free_form::map"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub state: BTreeMap<String, serde_json::Value>,
 
@@ -463,7 +467,11 @@ pub struct HealthCheckStep {
     pub uses: String,
 
     /// The health check's configuration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub config: Option<serde_json::Value>,
 }

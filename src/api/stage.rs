@@ -336,7 +336,11 @@ pub struct StageStatus {
 
     /// Free-form metadata that `set-metadata` steps write and
     /// `stageMetadata()` reads, by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::api::free_form::map"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_map")]
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
@@ -354,12 +358,20 @@ pub struct Health {
     pub issues: Vec<String>,
 
     /// The health checks that produced this result.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::any_json")]
     pub config: Option<serde_json::Value>,
 
     /// The health checks' detailed output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::any_json")]
     pub output: Option<serde_json::Value>,
 }

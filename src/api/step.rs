@@ -52,7 +52,11 @@ pub struct PromotionStep {
 
     /// The step's configuration: free-form, specific to the step kind. String
     /// values may contain `${{ }}` expressions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub config: Option<serde_json::Value>,
 }

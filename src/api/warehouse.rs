@@ -78,6 +78,7 @@ pub struct WarehouseSpec {
     /// `chart`) with that subscription's fields, and an optional `name`.
     #[schemars(length(min = 1))]
     #[schemars(schema_with = "subscription_list")]
+    #[serde(deserialize_with = "crate::api::free_form::list")]
     pub subscriptions: Vec<Value>,
 
     /// An expression new Freight must satisfy to be made automatically.
@@ -135,7 +136,11 @@ pub struct WarehouseStatus {
     pub last_freight_id: String,
 
     /// What the last discovery found, per subscription.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub discovered_artifacts: Option<Value>,
 }
@@ -183,6 +188,12 @@ impl Warehouse {
 
 fn read_subscription(i: usize, raw: &Value) -> Result<Subscription, String> {
     let at = format!("spec.subscriptions[{i}]");
+    if crate::api::free_form::too_deep(raw) {
+        return Err(format!(
+            "{at}: {}",
+            crate::api::free_form::too_deep_message()
+        ));
+    }
     let object = raw
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
@@ -371,6 +382,28 @@ mod tests {
             CommitSelectionStrategy::SemVer
         );
         assert!(matches!(&subs[2], Subscription::Chart { chart, .. } if chart.name.is_empty()));
+    }
+
+    #[test]
+    fn a_warehouse_with_a_subscription_nested_past_the_bound_reads_and_names_it() {
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let text = format!(
+            r#"{{"items": [{{"apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
+                "metadata": {{"name": "w", "namespace": "ns"}},
+                "spec": {{"subscriptions": [{{"git": {{"repoURL": "https://x"}}}},
+                                            {{"git": {{"repoURL": "https://y", "includePaths": {deep}}}}}]}}}}]}}"#
+        );
+        #[derive(serde::Deserialize)]
+        struct List {
+            items: Vec<Warehouse>,
+        }
+        let list: List = serde_json::from_str(&text).unwrap();
+        let subs = list.items[0].subscriptions();
+        assert!(subs[0].is_ok());
+        assert_eq!(
+            subs[1].as_ref().unwrap_err(),
+            "spec.subscriptions[1]: nests deeper than 100 levels of arrays and objects"
+        );
     }
 
     #[test]

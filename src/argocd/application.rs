@@ -14,10 +14,14 @@ use serde::{Deserialize, Serialize};
 pub struct Application {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::free_form::value")]
     pub spec: serde_json::Value,
     /// The sync request a client wrote and Argo CD has not finished yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::free_form::option"
+    )]
     pub operation: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ApplicationStatus>,

@@ -71,6 +71,13 @@ pub enum SourceError {
     MissingDesiredRevision { index: usize },
     #[error("sources[{index}].kustomize.images[{image}] needs exactly one of tag and digest")]
     TagOrDigest { index: usize, image: usize },
+    /// Its spec was cut when read (see [`crate::api::free_form`]): writing
+    /// its sources back would lose what was cut.
+    #[error(
+        "spec {}: its sources are not rewritten",
+        crate::api::free_form::too_deep_message()
+    )]
+    TooDeep,
 }
 
 /// Whether an update is for this source: the same chart from the same
@@ -127,6 +134,9 @@ pub fn updated_sources(
     let before: Vec<Value> = app.sources().into_iter().cloned().collect();
     if sources == before {
         return Ok(None);
+    }
+    if crate::api::free_form::too_deep(&app.spec) {
+        return Err(SourceError::TooDeep);
     }
     Ok(Some(if app.has_multiple_sources() {
         Value::Array(sources)

@@ -580,3 +580,50 @@ fn an_application_time_that_is_not_a_time_reads_as_absent() {
     assert_eq!(status.reconciled_at, None);
     assert_eq!(status.operation_state.unwrap_or_default().started_at, None);
 }
+
+/// An Application as the controller reads one from the API server, its
+/// first source's Helm values nested `levels` deep.
+fn app_with_values_nested(levels: usize) -> Application {
+    let deep = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    let text = format!(
+        r#"{{"items": [{{"metadata": {{"name": "a", "namespace": "argocd"}},
+            "spec": {{"source": {{"repoURL": "https://git.example/app.git", "targetRevision": "main",
+                                  "helm": {{"valuesObject": {{"v": {deep}}}}}}}}}}}]}}"#
+    );
+    #[derive(serde::Deserialize)]
+    struct List {
+        items: Vec<Application>,
+    }
+    match serde_json::from_str::<List>(&text) {
+        Ok(mut list) => list.items.remove(0),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn an_application_nested_past_the_bound_reads_but_its_sources_are_not_rewritten() {
+    let update = SourceUpdate {
+        repo_url: "https://git.example/app".into(),
+        desired_revision: Some("abc".into()),
+        update_target_revision: true,
+        ..SourceUpdate::default()
+    };
+    let deep = app_with_values_nested(5_000);
+    assert_eq!(deep.metadata.name.as_deref(), Some("a"));
+    assert_eq!(
+        desired_revisions(&deep, std::slice::from_ref(&update)),
+        vec!["abc".to_string()]
+    );
+    let refused = updated_sources(&deep, std::slice::from_ref(&update));
+    assert_eq!(refused, Err(SourceError::TooDeep));
+    assert_eq!(
+        SourceError::TooDeep.to_string(),
+        "spec nests deeper than 100 levels of arrays and objects: its sources are not rewritten"
+    );
+    // Within the bound, the values are written back whole.
+    let within = app_with_values_nested(90);
+    let Ok(Some(new)) = updated_sources(&within, &[update]) else {
+        panic!("no sources")
+    };
+    assert_eq!(new["helm"], within.spec["source"]["helm"]);
+}

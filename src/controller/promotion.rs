@@ -19,7 +19,7 @@ use super::{Context, Error, cache_ready, project_data};
 use crate::api::{
     ABORT_TERMINATE, ANNOTATION_ABORT, AwaitedObject, ClusterPromotionTask, Freight,
     FreightCollection, HealthCheckStep, Promotion, PromotionPhase, PromotionPlan, PromotionStatus,
-    PromotionTask, Stage, StepExecutionMetadata, TaskKind,
+    PromotionTask, Stage, StepExecutionMetadata, TaskKind, free_form,
 };
 use crate::await_index::{AwaitTarget, PULL_REQUEST};
 use crate::inflate::{self, TaskMap, TaskSpec};
@@ -391,6 +391,18 @@ async fn plan(promotion: &Promotion, ctx: &Context) -> Result<Planned, PlanError
             namespace: namespace.clone(),
             name: freight_name.clone(),
         })?;
+    // Cut when read (see crate::api::free_form): expressions would see part of it.
+    if let Some(i) = freight
+        .spec
+        .artifacts
+        .iter()
+        .position(|a| a.metadata.as_ref().is_some_and(free_form::too_deep))
+    {
+        return Err(PlanError::Unreadable {
+            what: format!("Freight \"{freight_name}\""),
+            reason: format!("artifacts[{i}].metadata {}", free_form::too_deep_message()),
+        });
+    }
 
     // What Kargo's admission webhook refuses: Freight the Stage may not take.
     match crate::availability::availability(&stage, &freight, Timestamp::now()) {

@@ -166,34 +166,67 @@ async fn a_stage_the_api_server_cannot_read_is_retried_and_nothing_is_written() 
     assert!(api.writes().is_empty(), "wrote {:?}", api.writes());
 }
 
-#[tokio::test]
-async fn a_stage_nested_deeper_than_can_be_read_errors_the_promotion_naming_it() {
+/// `levels` objects, each `{"a": ...}`, around a string.
+fn nested_objects(levels: usize) -> serde_json::Value {
     let mut deep = json!("leaf");
-    for _ in 0..200 {
+    for _ in 0..levels {
         deep = json!({ "a": deep });
     }
-    let steps = json!([{"uses": "test-update", "as": "update", "config": {"v": deep}}]);
+    deep
+}
+
+/// Reconciles `p1` once against `api`; its status after.
+async fn planned_once(api: &FakeApi, p1: Promotion) -> serde_json::Value {
+    let (ctx, _) = promotion_context(api, registry(vec![]), vec![p1.clone()], vec![]);
+    let action = reconcile(Arc::new(p1), ctx).await;
+    // Not retried: reading it again would find the same.
+    assert!(
+        matches!(&action, Ok(a) if *a == Action::await_change()),
+        "{action:?}"
+    );
+    api.promotion_status("p1")
+}
+
+#[tokio::test]
+async fn a_stage_config_nested_deeper_than_the_controller_reads_errors_the_promotion_naming_the_step()
+ {
+    let steps =
+        json!([{"uses": "test-update", "as": "update", "config": {"v": nested_objects(200)}}]);
     let p1 = promotion("p1", 0).build();
     let api = FakeApi::default()
         .with(&stage(steps).build())
         .with(&freight("f1", 0).build())
         .with(&p1);
-    let (ctx, _) = promotion_context(&api, registry(vec![]), vec![p1.clone()], vec![]);
 
-    let action = reconcile(Arc::new(p1), ctx).await;
+    let status = planned_once(&api, p1).await;
 
-    // Not retried: reading it again would fail the same way.
-    assert!(
-        matches!(&action, Ok(a) if *a == Action::await_change()),
-        "{action:?}"
-    );
-    let status = api.promotion_status("p1");
     assert_eq!(status["phase"], "Errored");
-    assert!(
-        status["message"].as_str().is_some_and(
-            |m| m.starts_with("Stage \"dev\" cannot be read: recursion limit exceeded")
-        ),
-        "{status}"
+    assert_eq!(
+        status["message"],
+        "steps[1] (alias \"update\"): config: nests deeper than 100 levels of arrays and objects, the most a free-form value may",
+    );
+}
+
+#[tokio::test]
+async fn a_freight_whose_artifact_metadata_nests_too_deep_errors_the_promotion_naming_it() {
+    let p1 = promotion("p1", 0).build();
+    let freight = freight("f1", 0)
+        .set(
+            "/artifacts",
+            json!([{"subscriptionName": "s", "version": "1", "metadata": nested_objects(300)}]),
+        )
+        .build();
+    let api = FakeApi::default()
+        .with(&stage(update_steps()).build())
+        .with(&freight)
+        .with(&p1);
+
+    let status = planned_once(&api, p1).await;
+
+    assert_eq!(status["phase"], "Errored");
+    assert_eq!(
+        status["message"],
+        "Freight \"f1\" cannot be read: artifacts[0].metadata nests deeper than 100 levels of arrays and objects",
     );
 }
 

@@ -213,6 +213,13 @@ fn metadata(
         return Err(Fault::msg(empty_name.to_string()));
     }
     match objects.get(name.as_str()) {
+        // Written deeper than the controller reads, it was cut when read.
+        Some(fields) if fields.values().any(crate::api::free_form::too_deep) => {
+            Err(Fault::msg(format!(
+                "metadata of {name:?} {}",
+                crate::api::free_form::too_deep_message()
+            )))
+        }
         Some(fields) if !fields.is_empty() => {
             let json = Json::Object(fields.clone());
             // Converting walks the whole value: charge it like parsing.

@@ -213,6 +213,12 @@ pub enum Reason {
         /// The most a plan may have ([`crate::inflate::MAX_PLAN_STEPS`]).
         max: usize,
     },
+    /// A free-form field nests deeper than the controller reads.
+    #[error("nests deeper than {max} levels of arrays and objects, the most a free-form value may")]
+    TooDeep {
+        /// The most levels a free-form value may nest ([`crate::api::free_form::MAX_DEPTH`]).
+        max: usize,
+    },
     /// A variable name does not match `^[a-zA-Z_]\w*$`.
     #[error("invalid variable name {name:?}: must match ^[a-zA-Z_]\\w*$")]
     InvalidVarName {

@@ -223,6 +223,7 @@ where
             }
             (Some(_), None) => {
                 check_var_names(&step.vars, "vars", &location)?;
+                check_config(step, &location)?;
                 let mut step = step.clone();
                 step.alias = Some(alias);
                 steps.push(step);
@@ -390,7 +391,24 @@ fn check_task_step(inner: &PromotionStep, location: Location) -> Result<(), Infl
     if non_blank(&inner.uses).is_none() {
         return Err(InflateError::new(location, "uses", Reason::NestedTask));
     }
+    check_config(inner, &location)?;
     check_var_names(&inner.vars, "vars", &location)
+}
+
+/// A config nested deeper than a free-form value may was cut when read
+/// (see [`crate::api::free_form`]): running the step on what is left would
+/// act on part of what the user wrote.
+fn check_config(step: &PromotionStep, location: &Location) -> Result<(), InflateError> {
+    match &step.config {
+        Some(config) if crate::api::free_form::too_deep(config) => Err(InflateError::new(
+            location.clone(),
+            "config",
+            Reason::TooDeep {
+                max: crate::api::free_form::MAX_DEPTH,
+            },
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The task a step references, refusing the fields a reference may not set.

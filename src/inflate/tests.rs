@@ -929,3 +929,44 @@ fn a_plan_of_more_than_a_thousand_steps_is_refused_at_the_reference_that_passes_
         "steps[11] (alias \"t11\"): the plan would have 1100 steps once tasks are expanded, more than the 1000 a Promotion may run"
     );
 }
+
+/// A config as the controller reads one nested `levels` deep: cut past
+/// [`crate::api::free_form::MAX_DEPTH`].
+fn config_nested(levels: usize) -> serde_json::Value {
+    let text = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    crate::api::free_form::value(&mut serde_json::Deserializer::from_str(&text)).unwrap()
+}
+
+#[test]
+fn a_config_nested_past_the_bound_fails_naming_the_step_and_field() {
+    let deep = PromotionStep {
+        config: Some(config_nested(1_000)),
+        ..uses("compose-output")
+    };
+    let err = inflate_err(&request(&[named(deep, "own")]));
+    assert_eq!(
+        err.to_string(),
+        r#"steps[1] (alias "own"): config: nests deeper than 100 levels of arrays and objects, the most a free-form value may"#
+    );
+    let within = PromotionStep {
+        config: Some(config_nested(crate::api::free_form::MAX_DEPTH)),
+        ..uses("compose-output")
+    };
+    assert!(inflate(&request(&[within]), &tasks()).is_ok());
+}
+
+#[test]
+fn a_task_step_config_nested_past_the_bound_fails_naming_the_task_step() {
+    let mut tasks = tasks();
+    let deep = PromotionStep {
+        config: Some(config_nested(500)),
+        ..uses("compose-output")
+    };
+    tasks.insert(TaskKind::PromotionTask, "deep", spec(&[], vec![deep]));
+    let steps = [named(task(TaskKind::PromotionTask, "deep"), "d")];
+    let err = inflate(&request(&steps), &tasks).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).unwrap_or_default(),
+        r#"steps[1] (alias "d"): PromotionTask "deep": steps[1] (alias "d::step-1"): config: nests deeper than 100 levels of arrays and objects, the most a free-form value may"#
+    );
+}

@@ -105,6 +105,19 @@ pub async fn execute(
                 limit >> 20
             ))));
         }
+        // The status keeps outputs; one nested deeper than the controller
+        // reads back would come back cut (see crate::api::free_form).
+        if let Ok(result) = &run.result
+            && result
+                .output
+                .as_ref()
+                .is_some_and(crate::api::free_form::too_deep)
+        {
+            run = super::StepRun::done(Err(super::terminal(format!(
+                "output {}, the most a Promotion's status keeps",
+                crate::api::free_form::too_deep_message()
+            ))));
+        }
         let output = run.result.as_ref().ok().and_then(|r| r.output.clone());
         let recorded = engine::record(
             progress,

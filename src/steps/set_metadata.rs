@@ -61,6 +61,17 @@ async fn set(ctx: &StepContext<'_>) -> Result<(), StepError> {
                 "config.updates[{i}].values: at least one key is required"
             )));
         }
+        // Read back cut, it would lose part of what was set.
+        if let Some((key, _)) = update
+            .values
+            .iter()
+            .find(|(_, v)| crate::api::free_form::too_deep(v))
+        {
+            return Err(terminal(format!(
+                "config.updates[{i}].values.{key}: {}",
+                crate::api::free_form::too_deep_message()
+            )));
+        }
     }
     let namespace = ctx.subject.namespace;
     let client = ctx.services.client.clone();

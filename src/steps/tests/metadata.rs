@@ -50,6 +50,12 @@ async fn bad_set_metadata_updates_name_the_field_and_write_nothing() {
             "config.updates[1].values: at least one key is required",
         ),
         (
+            // Nested deeper than the controller reads back (but not so deep
+            // that the expression's JSON text stays a string).
+            json!({"kind": "Stage", "name": "dev", "values": {"deep": "${{ reduce(1..120, [#acc], 0) }}"}}),
+            "config.updates[1].values.deep: nests deeper than 100 levels of arrays and objects",
+        ),
+        (
             json!({"kind": "Freight", "name": "nope", "values": {"a": 1}}),
             "config.updates[1].name: Freight \"nope\" does not exist in namespace demo",
         ),
