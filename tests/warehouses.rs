@@ -172,9 +172,14 @@ async fn a_pushed_image_tag_reaches_the_dev_promotion_through_the_registrys_webh
     );
     assert_eq!(freight.spec.images[0].digest, second.digest);
     assert_eq!(freight.spec.images[0].repo_url, image);
-    let w: Warehouse = Api::namespaced(h.client.clone(), &h.ns).get("demo").await?;
+    // The Warehouse records its Freight after creating it, so the Stage may
+    // have started the Promotion first.
+    let w = until::<Warehouse>(&h, "the Warehouse recording the Freight of 1.1.0", |w| {
+        w.metadata.name.as_deref() == Some("demo")
+            && w.status.as_ref().is_some_and(|s| s.last_freight_id == name)
+    })
+    .await?;
     let status = w.status.clone().unwrap_or_default();
-    assert_eq!(status.last_freight_id, name);
     assert!(
         !status.last_handled_refresh.is_empty(),
         "the webhook's refresh was handled: {status:?}"
