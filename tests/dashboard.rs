@@ -67,8 +67,8 @@ async fn the_controller_serves_the_pipeline_as_a_graph_with_each_stages_health_a
     let mut objects = pipeline(&h);
     objects.push(h.dev_application(json!({})));
     objects.push(promotion("p1", "dev", "f1"));
-    // Its discovery fails at once (nothing listens there): only its place
-    // in the graph matters here.
+    // Its discovery fails at once (nothing listens there), and keeps
+    // failing: its node says why.
     objects.push(json!({
         "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
         "metadata": {"name": "demo"},
@@ -86,6 +86,21 @@ async fn the_controller_serves_the_pipeline_as_a_graph_with_each_stages_health_a
              && document.querySelector('svg path.edge[data-from=\"demo\"][data-to=\"dev\"]') \
              && document.querySelector('svg path.edge[data-from=\"dev\"][data-to=\"staging\"]')",
             "the Warehouse, both Stages and their edges",
+        )
+        .await?;
+    let problem = browser
+        .wait_for(
+            "(() => { const n = document.querySelector('svg .node.warehouse.failing[data-warehouse=\"demo\"]'); \
+              return n && n.querySelector('title').textContent.includes('127.0.0.1:1') \
+                && n.querySelector('text.problem').textContent; })()",
+            "the Warehouse's failing discovery",
+        )
+        .await?;
+    println!("warehouse node: {problem}");
+    browser
+        .wait_for(
+            "document.querySelector('.card[data-warehouse=\"demo\"] .message').textContent.includes('127.0.0.1:1')",
+            "the Warehouse's card with the whole message",
         )
         .await?;
     h.finished("p1").await?;

@@ -58,6 +58,9 @@ pub struct WarehouseNode {
     pub subscriptions: Vec<String>,
     /// How many Freight it has produced, as cached.
     pub freight_count: usize,
+    /// Why it is not Ready (discovery failing, a subscription written
+    /// wrong), from its `Ready` condition.
+    pub problem: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -177,6 +180,7 @@ fn project(snapshot: &Snapshot, namespace: &str) -> Project {
                 name: w.name_any(),
                 exists: true,
                 subscriptions: w.spec.subscriptions.iter().filter_map(repository).collect(),
+                problem: not_ready(w),
                 ..Default::default()
             };
             (node.name.clone(), node)
@@ -253,6 +257,22 @@ fn edges(stages: &[&Stage]) -> Vec<Edge> {
         }
     }
     edges.into_iter().collect()
+}
+
+/// The message of a Warehouse's `Ready` condition when it is `False` (its
+/// reason when it has no message).
+fn not_ready(w: &Warehouse) -> Option<String> {
+    let ready = w
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")?;
+    Some(if ready.message.is_empty() {
+        ready.reason.clone()
+    } else {
+        ready.message.clone()
+    })
 }
 
 /// Each Stage's column: one past its furthest upstream Stage, Warehouses

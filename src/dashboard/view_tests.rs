@@ -244,3 +244,56 @@ fn an_ended_promotion_cached_without_its_steps_shows_those_its_stage_copied() {
         ("update", "Succeeded")
     );
 }
+
+fn warehouse(conditions: Value) -> Arc<Warehouse> {
+    object(json!({
+        "apiVersion": "barge.dev/v1alpha1", "kind": "Warehouse",
+        "metadata": {"name": "app", "namespace": "shop"},
+        "spec": {"subscriptions": [{"image": {"repoURL": "registry.example.com/app"}}]},
+        "status": {"conditions": conditions},
+    }))
+}
+
+fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": message,
+           "lastTransitionTime": "2026-01-01T00:00:00Z"})
+}
+
+#[test]
+fn a_warehouse_that_is_not_ready_shows_why() {
+    let mut snapshot = pipeline();
+    snapshot.warehouses = vec![warehouse(json!([
+        condition(
+            "Healthy",
+            "False",
+            "DiscoveryFailed",
+            "ignored: Ready says it"
+        ),
+        condition(
+            "Ready",
+            "False",
+            "DiscoveryFailed",
+            "spec.subscriptions[0].image: registry.example.com: connection refused"
+        ),
+    ]))];
+    let node = &build(&snapshot).projects[0].warehouses[0];
+    assert!(node.exists);
+    assert_eq!(
+        node.problem.as_deref(),
+        Some("spec.subscriptions[0].image: registry.example.com: connection refused")
+    );
+
+    snapshot.warehouses = vec![warehouse(json!([condition(
+        "Ready", "False", "Pending", ""
+    )]))];
+    let node = &build(&snapshot).projects[0].warehouses[0];
+    assert_eq!(node.problem.as_deref(), Some("Pending"));
+
+    snapshot.warehouses = vec![warehouse(json!([condition(
+        "Ready",
+        "True",
+        "ArtifactsDiscovered",
+        ""
+    )]))];
+    assert_eq!(build(&snapshot).projects[0].warehouses[0].problem, None);
+}

@@ -68,11 +68,17 @@ function graph(project) {
   }
   for (const w of project.warehouses) {
     const p = place(w.place);
-    const g = svg("g", { class: "node warehouse" + (w.exists ? "" : " missing"), "data-warehouse": w.name, transform: `translate(${p.x},${p.y})` });
+    const g = svg("g", {
+      class: "node warehouse" + (w.exists ? "" : " missing") + (w.problem ? " failing" : ""),
+      "data-warehouse": w.name, transform: `translate(${p.x},${p.y})`,
+    });
+    // Why, on hover (and in its card below).
+    if (w.problem) g.append(svg("title", {}, w.problem));
     g.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 8 }));
     g.append(svg("text", { class: "title", x: 10, y: 20 }, "▣ " + w.name));
     g.append(svg("text", { x: 10, y: 40 }, w.exists ? `${w.freight_count} Freight` : "Warehouse not found"));
-    g.append(svg("text", { x: 10, y: 58 }, (w.subscriptions[0] || "").slice(0, 30)));
+    if (w.problem) g.append(svg("text", { class: "failed problem", x: 10, y: 58 }, "✗ Not Ready"));
+    else g.append(svg("text", { x: 10, y: 58 }, (w.subscriptions[0] || "").slice(0, 30)));
     root.append(g);
   }
   for (const s of project.stages) {
@@ -128,6 +134,14 @@ function card(stage) {
       steps(p))));
 }
 
+// A Warehouse that is not Ready gets a card too, saying why: the node has
+// no room for it, and a touch screen cannot hover.
+function warehouseCard(w) {
+  return el("div", { class: "card warehouse", "data-warehouse": w.name },
+    el("h3", {}, "▣ ", w.name, " ", badge("Not Ready")),
+    el("div", { class: "message" }, w.problem));
+}
+
 function render(page) {
   const app = document.getElementById("app");
   const parts = [];
@@ -137,7 +151,9 @@ function render(page) {
     parts.push(el("section", { class: "project", "data-namespace": project.namespace },
       el("h2", {}, "Project ", project.namespace),
       graph(project),
-      el("div", { class: "cards" }, project.stages.map(card))));
+      el("div", { class: "cards" },
+        project.warehouses.filter((w) => w.problem).map(warehouseCard),
+        project.stages.map(card))));
   }
   app.replaceChildren(...parts);
   const now = Date.now();
