@@ -132,6 +132,15 @@ async fn promote_without_freight_takes_the_newest_available_and_wait_exits_0_on_
         "{said}"
     );
     assert!(said.contains("update (argocd-update): Succeeded"), "{said}");
+    // The Freight by its alias throughout, also before the plan names it.
+    let phases: Vec<&str> = said.lines().filter(|l| l.contains(" to dev: ")).collect();
+    assert!(
+        !phases.is_empty()
+            && phases
+                .iter()
+                .all(|l| l.contains(" of brave-otter to dev: ")),
+        "{said}"
+    );
     let promotions = promotions_of(&h, "dev").await?;
     assert_eq!(promotions.len(), 1);
     let p = &promotions[0];

@@ -33,12 +33,20 @@ pub fn exit_code(phase: PromotionPhase) -> u8 {
 /// The lines showing where a Promotion is: its phase, then each planned
 /// step with its status and what a running step waits on. No ages: the
 /// lines change only when the Promotion does.
-pub fn progress_lines(p: &Promotion) -> Vec<String> {
+///
+/// `freight_alias` names the Freight until the plan does (a Pending
+/// Promotion has none), so the first lines do not show its long name.
+pub fn progress_lines(p: &Promotion, freight_alias: Option<&str>) -> Vec<String> {
     let status = p.status.clone().unwrap_or_default();
+    let freight = match (super::columns::promotion_freight(p), freight_alias) {
+        (planned, Some(alias)) if planned == p.spec.freight && !alias.is_empty() => {
+            alias.to_string()
+        }
+        (planned, _) => planned,
+    };
     let mut lines = vec![format!(
-        "Promotion {} of {} to {}: {}",
+        "Promotion {} of {freight} to {}: {}",
         p.name_any(),
-        super::columns::promotion_freight(p),
         p.spec.stage,
         p.phase()
     )];
@@ -135,7 +143,11 @@ impl<W: Write> Display<W> {
 
 /// Watches the Promotion until it ends, showing its progress; the exit code
 /// says how it ended.
-pub async fn follow(api: &Api<Promotion>, name: &str) -> Result<ExitCode, CliError> {
+pub async fn follow(
+    api: &Api<Promotion>,
+    name: &str,
+    freight_alias: Option<&str>,
+) -> Result<ExitCode, CliError> {
     let stdout = std::io::stdout();
     let terminal = stdout.is_terminal();
     let mut display = Display {
@@ -149,7 +161,7 @@ pub async fn follow(api: &Api<Promotion>, name: &str) -> Result<ExitCode, CliErr
     while let Some(event) = events.next().await {
         match event {
             Ok(Some(p)) => {
-                display.show(progress_lines(&p))?;
+                display.show(progress_lines(&p, freight_alias))?;
                 if p.is_terminal() {
                     return Ok(ExitCode::from(exit_code(p.phase())));
                 }
@@ -189,7 +201,7 @@ mod tests {
     #[test]
     fn progress_shows_each_step_and_what_the_running_one_waits_on() {
         assert_eq!(
-            progress_lines(&running()),
+            progress_lines(&running(), None),
             vec![
                 "Promotion dev.x.f1 of f1 to dev: Running",
                 "  [1/2] update (argocd-update): Running",
@@ -208,9 +220,9 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            progress_lines(&p),
+            progress_lines(&p, Some("quiet-otter")),
             [
-                "Promotion p2 of f2 to dev: Pending",
+                "Promotion p2 of quiet-otter to dev: Pending",
                 "  waiting for p1 to finish"
             ]
         );

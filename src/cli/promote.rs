@@ -127,19 +127,19 @@ pub async fn main(args: PromoteArgs) -> Result<ExitCode, CliError> {
     let api: Api<Promotion> = Api::namespaced(client.clone(), ns);
     let created = create(&api, &args.stage, &freight_name).await?;
     let name = created.name_any();
-    let alias = freight
-        .spec
-        .alias
-        .map(|a| format!(" ({a})"))
-        .unwrap_or_default();
+    let alias = freight.spec.alias.filter(|a| !a.is_empty());
     println!(
-        "Promotion {name} created: Freight {freight_name}{alias} to Stage {}",
+        "Promotion {name} created: Freight {freight_name}{} to Stage {}",
+        alias
+            .as_ref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default(),
         args.stage
     );
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    super::follow::follow(&api, &name).await
+    super::follow::follow(&api, &name, alias.as_deref()).await
 }
 
 /// Creates the Promotion; a name taken (a promote in the same instant)
