@@ -59,10 +59,11 @@ deny:
 
 .PHONY: install-plugin
 PREFIX ?= $(HOME)/.local
-## install-plugin: install barge into $(PREFIX)/bin (default ~/.local/bin) with a kubectl-barge link beside it, so `kubectl barge …` runs it
+## install-plugin: install barge into $(PREFIX)/bin (default ~/.local/bin) with kubectl-barge and kubectl_complete-barge links beside it, so `kubectl barge …` runs it and kubectl completes it
 install-plugin:
 	$(CARGO) install --locked --path . --bin barge --root $(PREFIX)
 	ln -sf barge $(PREFIX)/bin/kubectl-barge
+	ln -sf barge $(PREFIX)/bin/kubectl_complete-barge
 
 .PHONY: sandbox
 ## sandbox: Barge end to end: control plane, real Argo CD (SANDBOX_ARGOCD=double: the double), controller, the quickstart promoted live (SANDBOX_EXIT=1 exits when done)

@@ -581,6 +581,73 @@ async fn kubectl_runs_barge_as_a_plugin_named_kubectl_barge() -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn kubectl_completes_kubectl_barge_through_kubectl_complete_barge() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    dev_with_app(&h, json!({})).await?;
+    let dir = tempfile::tempdir()?;
+    for name in ["kubectl-barge", "kubectl_complete-barge"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_barge"), dir.path().join(name))?;
+    }
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = barge_testenv::bin_dir().join("kubectl");
+    // What the shell asks kubectl for `kubectl barge <words><TAB>`.
+    let complete = |words: &[&str]| {
+        tokio::process::Command::new(&kubectl)
+            .args(["__complete", "barge"])
+            .args(words)
+            .env("PATH", &path)
+            .env_remove("KUBECONFIG")
+            .output()
+    };
+    let candidates = |out: &str| -> Vec<String> {
+        out.lines()
+            .take_while(|l| !l.starts_with(':'))
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let subcommands = support::succeeded("complete pro", complete(&["pro"]).await?)?;
+    assert_eq!(candidates(&subcommands), ["promote"], "{subcommands}");
+    assert!(subcommands.contains("\n:4\n"), "{subcommands}");
+    let kubeconfig = h.env.kubeconfig_path().display().to_string();
+    let stages = support::succeeded(
+        "complete get stages",
+        complete(&[
+            "get",
+            "stages",
+            "-n",
+            &h.ns,
+            "--kubeconfig",
+            &kubeconfig,
+            "d",
+        ])
+        .await?,
+    )?;
+    assert_eq!(candidates(&stages), ["dev"], "{stages}");
+    let freight = support::succeeded(
+        "complete promote --freight",
+        complete(&[
+            "promote",
+            "--kubeconfig",
+            &kubeconfig,
+            "-n",
+            &h.ns,
+            "--stage",
+            "dev",
+            "--freight",
+            "",
+        ])
+        .await?,
+    )?;
+    assert_eq!(candidates(&freight), ["brave-otter", "f1"], "{freight}");
+    h.shutdown().await;
+    Ok(())
+}
+
 #[test]
 fn completion_prints_a_script_for_each_shell() {
     for (shell, marker) in [

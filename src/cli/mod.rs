@@ -3,6 +3,7 @@
 mod abort;
 mod approve;
 mod columns;
+mod complete;
 mod completion;
 mod describe;
 mod error;
@@ -249,6 +250,15 @@ impl std::fmt::Display for GoDuration {
 
 /// Parses the command line and runs the chosen subcommand.
 pub fn main() -> ExitCode {
+    // kubectl asking for completions of `kubectl barge …`: not a command a
+    // user types, so not part of the command-line definition.
+    let mut args = std::env::args().skip(1).peekable();
+    if plugin::invoked_as_completion() {
+        return complete::main(args.collect(), Cli::command());
+    }
+    if args.peek().map(String::as_str) == Some(complete::COMPLETE_COMMAND) {
+        return complete::main(args.skip(1).collect(), Cli::command());
+    }
     // Named as invoked, so help says `kubectl barge` when run as a plugin.
     let matches = plugin::named(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

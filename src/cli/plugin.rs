@@ -14,19 +14,33 @@ pub fn display_name() -> &'static str {
 }
 
 fn invoked_as_plugin() -> bool {
+    program_file().is_some_and(|name| is_plugin_file(&name))
+}
+
+/// Whether kubectl runs this binary to complete `kubectl barge …` (as
+/// `kubectl_complete-barge`).
+pub fn invoked_as_completion() -> bool {
+    program_file().is_some_and(|name| is_file(&name, super::complete::COMPLETE_FILE))
+}
+
+fn program_file() -> Option<String> {
     std::env::args_os()
         .next()
         .map(std::path::PathBuf::from)
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|name| is_plugin_file(&name))
 }
 
 /// Whether a program file name is the plugin's (`kubectl-barge`, with any
 /// extension).
 pub fn is_plugin_file(name: &str) -> bool {
-    name == PLUGIN_FILE
+    is_file(name, PLUGIN_FILE)
+}
+
+/// Whether a program file name is `file`, with any extension.
+fn is_file(name: &str, file: &str) -> bool {
+    name == file
         || name
-            .strip_prefix(PLUGIN_FILE)
+            .strip_prefix(file)
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
