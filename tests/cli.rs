@@ -547,20 +547,26 @@ async fn approve_lets_a_stage_take_freight_not_verified_upstream() -> TestResult
     Ok(())
 }
 
-#[tokio::test]
-async fn kubectl_runs_barge_as_a_plugin_named_kubectl_barge() -> TestResult {
-    let h = Harness::start(|c| c).await?;
-    dev_that_fails(&h).await?;
+/// A directory holding links to `barge` under `names`, and a PATH with it
+/// first (the directory lives as long as the handle).
+fn plugin_on_path(names: &[&str]) -> Result<(tempfile::TempDir, String), Error> {
     let dir = tempfile::tempdir()?;
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_barge"),
-        dir.path().join("kubectl-barge"),
-    )?;
+    for name in names {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_barge"), dir.path().join(name))?;
+    }
     let path = format!(
         "{}:{}",
         dir.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    Ok((dir, path))
+}
+
+#[tokio::test]
+async fn kubectl_runs_barge_as_a_plugin_named_kubectl_barge() -> TestResult {
+    let h = Harness::start(|c| c).await?;
+    dev_that_fails(&h).await?;
+    let (_dir, path) = plugin_on_path(&["kubectl-barge"])?;
     let kubectl = barge_testenv::bin_dir().join("kubectl");
     let run = |args: &[&str]| {
         tokio::process::Command::new(&kubectl)
@@ -585,15 +591,7 @@ async fn kubectl_runs_barge_as_a_plugin_named_kubectl_barge() -> TestResult {
 async fn kubectl_completes_kubectl_barge_through_kubectl_complete_barge() -> TestResult {
     let h = Harness::start(|c| c).await?;
     dev_with_app(&h, json!({})).await?;
-    let dir = tempfile::tempdir()?;
-    for name in ["kubectl-barge", "kubectl_complete-barge"] {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_barge"), dir.path().join(name))?;
-    }
-    let path = format!(
-        "{}:{}",
-        dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (_dir, path) = plugin_on_path(&["kubectl-barge", "kubectl_complete-barge"])?;
     let kubectl = barge_testenv::bin_dir().join("kubectl");
     // What the shell asks kubectl for `kubectl barge <words><TAB>`.
     let complete = |words: &[&str]| {
